@@ -1,0 +1,101 @@
+"""Recovering a chain's head from what the sealed topic has committed.
+
+The sealed chain, not the consumer group's offsets, says where sealing resumes:
+the last committed entry of sealed partition p gives the chain id, seq, hash,
+epoch and the raw offset it came from. The recent event ids rebuild the
+deduplication window.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Any
+
+from confluent_kafka import Consumer, KafkaError, TopicPartition
+
+from sealtrail.core.avro import AvroCodec, unframe
+from sealtrail.core.chain import ChainHead
+from sealtrail.errors import TransportError
+
+__all__ = ["ChainState", "recover_chain"]
+
+
+@dataclass
+class ChainState:
+    """The sealer's mutable view of one chain (one raw partition)."""
+
+    head: ChainHead
+    next_source_offset: int
+    recent_ids: OrderedDict[str, int] = field(default_factory=OrderedDict)
+
+    def remember(self, event_id: str, seq: int, window: int) -> None:
+        self.recent_ids[event_id] = seq
+        if len(self.recent_ids) > window:
+            self.recent_ids.popitem(last=False)
+
+
+def recover_chain(
+    consumer_conf: dict[str, Any],
+    topic: str,
+    partition: int,
+    codec: AvroCodec,
+    window: int,
+    timeout: float = 30.0,
+) -> ChainState | None:
+    """The committed tail of sealed ``topic``/``partition`` as a ChainState, None if empty."""
+    conf = {
+        **consumer_conf,
+        "group.id": "sealtrail-recovery",
+        "enable.auto.commit": False,
+        "enable.partition.eof": True,
+        "isolation.level": "read_committed",
+    }
+    consumer = Consumer(conf)
+    try:
+        tp = TopicPartition(topic, partition)
+        low, high = consumer.get_watermark_offsets(tp, timeout=timeout)
+        if high <= low:
+            return None
+        span = window + 64
+        while True:
+            start = max(low, high - span)
+            records = _read_range(consumer, tp, start, timeout)
+            if records or start == low:
+                break
+            span *= 4  # only transaction markers in the tail: look further back
+        if not records:
+            return None
+        last = codec.decode(unframe(records[-1])[1])
+        state = ChainState(
+            head=ChainHead(last["chain_id"], last["seq"], last["entry_hash"], last["epoch"] + 1),
+            next_source_offset=last["source"]["offset"] + 1,
+        )
+        for value in records[-window:]:
+            rec = codec.decode(unframe(value)[1])
+            if rec["chain_id"] == state.head.chain_id and rec["kind"] == "EVENT":
+                state.remember(rec["event"]["event_id"], rec["seq"], window)
+        return state
+    finally:
+        consumer.close()
+
+
+def _read_range(consumer: Consumer, tp: TopicPartition, start: int, timeout: float) -> list[bytes]:
+    consumer.assign([TopicPartition(tp.topic, tp.partition, start)])
+    values: list[bytes] = []
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        msg = consumer.poll(0.5)
+        if msg is None:
+            continue
+        err = msg.error()
+        if err is not None:
+            if err.code() == KafkaError._PARTITION_EOF:
+                return values
+            raise TransportError(f"reading sealed partition {tp.partition}: {err}")
+        value = msg.value()
+        if value is not None:
+            values.append(value)
+    raise TransportError(f"timed out reading the tail of sealed partition {tp.partition}")

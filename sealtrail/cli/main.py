@@ -1,0 +1,77 @@
+"""``sealtrail``: one command, one subcommand per job.
+
+Exit codes (the same for every subcommand):
+  0  ok
+  1  verification failed: the evidence does not check out
+  2  usage, configuration or I/O error
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+
+from sealtrail import __version__
+from sealtrail.cli import run_stack, run_stages, run_tools
+from sealtrail.errors import DataError, SealtrailError
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+EPILOG = """\
+Typical session on the embedded default (no configuration needed):
+  sealtrail demo                         the whole pipeline end to end, then verify
+  sealtrail dev up                       start broker + registry for local development
+  sealtrail keys init                    create signing keys in .sealtrail/keys
+  sealtrail seal & sealtrail archive &   run the stages
+  sealtrail verify .sealtrail/archive --keys .sealtrail/keys/public.json
+
+Configuration: --config FILE (TOML), SEALTRAIL_* environment variables; see
+docs/configuration.md. Exit codes: 0 ok, 1 verification failed, 2 usage or I/O error.
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="sealtrail",
+        description="Tamper-evident audit trail: emit, seal, archive, verify.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"sealtrail {__version__}")
+    parser.add_argument("--config", metavar="FILE", help="TOML configuration file")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug detail")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for module in (run_stack, run_stages, run_tools):
+        module.register(sub)
+    from sealtrail.demo import cli as demo_cli
+
+    demo_cli.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(name)s %(levelname)s %(message)s",
+        stream=sys.stderr,
+    )
+    logging.getLogger("botocore").setLevel(logging.WARNING)
+    try:
+        code: int = args.func(args)
+        return code
+    except KeyboardInterrupt:
+        return EXIT_USAGE
+    except DataError as exc:
+        print(f"sealtrail: {exc}", file=sys.stderr)
+        return EXIT_FAILED if args.command == "verify" else EXIT_USAGE
+    except SealtrailError as exc:
+        print(f"sealtrail: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

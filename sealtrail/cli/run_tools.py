@@ -1,0 +1,117 @@
+"""Subcommands for operators and auditors: verify, keys, policy."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+from sealtrail.cli.common import print_json, settings_from
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "verify", help="verify an archive against a pinned public keyring",
+        description="Check every chain of the archive: entry hashes and links, signatures, "
+        "checkpoints and their chain, segment digests and contiguity, and that every raw "
+        "offset is accounted for. Only keys in --keys are trusted; keys found in the archive "
+        "are not. Exit 0 when intact, 1 when anything is wrong (naming the chain, segment and "
+        "seq where the evidence first breaks), 2 for usage or I/O errors.",
+    )
+    p.add_argument("archive_pos", nargs="?", metavar="ARCHIVE",
+                   help="archive URL: a directory, file:// or s3://bucket/prefix")
+    p.add_argument("--archive", metavar="URL", help="same as ARCHIVE")
+    p.add_argument("--keys", required=True, metavar="KEYRING",
+                   help="public keyring JSON (e.g. .sealtrail/keys/public.json)")
+    p.add_argument("--no-signatures", action="store_true",
+                   help="check hashes and links only (faster; signatures of checkpoints are "
+                   "still checked)")
+    p.add_argument("--json", action="store_true", help="machine-readable report")
+    p.set_defaults(func=_verify)
+
+    keys = sub.add_parser("keys", help="create signing keys, export the public keyring")
+    ksub = keys.add_subparsers(dest="keys_command", metavar="ACTION", required=True)
+    k = ksub.add_parser("init", help="create the signing and HMAC keys (0600) and public.json",
+                        description="Create <keys_dir>/signing.key (Ed25519), hmac.key "
+                        "(pseudonymisation) with mode 0600, and public.json, the keyring to "
+                        "give verifiers. Existing keys are kept.")
+    k.set_defaults(func=_keys_init)
+    k = ksub.add_parser("export-public", help="print the public keyring")
+    k.set_defaults(func=_keys_export)
+
+    pol = sub.add_parser("policy", help="validate a redaction policy file")
+    psub = pol.add_subparsers(dest="policy_command", metavar="ACTION", required=True)
+    k = psub.add_parser("check", help="check a policy file; print what each rule does")
+    k.add_argument("file", nargs="?", help="policy YAML (default: the configured policy)")
+    k.set_defaults(func=_policy_check)
+
+
+def _verify(args: argparse.Namespace) -> int:
+    from sealtrail.archive import open_store
+    from sealtrail.keys import load_keyring
+    from sealtrail.verify import ChainReport, verify_archive
+
+    settings = settings_from(args)
+    url = args.archive_pos or args.archive or settings.archive
+    if not url.startswith("s3://") and not Path(url.removeprefix("file://")).is_dir():
+        print(f"sealtrail: no archive at {url}", file=sys.stderr)
+        return 2
+    keyring = load_keyring(Path(args.keys))
+    store = open_store(url, s3_endpoint_url=settings.s3_endpoint_url or None)
+
+    def show(report: ChainReport) -> None:
+        if args.json:
+            return
+        status = "OK" if report.ok else "BROKEN"
+        print(f"{status:6} chain {report.chain_id}: {report.entries} entries "
+              f"({report.events} events, {sum(report.rejections.values())} rejections) in "
+              f"{report.segments} segments; head seq {report.head_seq}")
+        for finding in report.findings:
+            print(f"       {finding}")
+
+    report = verify_archive(store, keyring, check_signatures=not args.no_signatures,
+                            progress=show)
+    if args.json:
+        print_json(report.to_json())
+    elif not report.chains:
+        print(f"FAILED: {url} holds no chains")
+    else:
+        broken = sum(not c.ok for c in report.chains)
+        print(f"{'VERIFIED' if report.ok else 'FAILED'}: {len(report.chains)} chains, "
+              f"{sum(c.entries for c in report.chains)} entries, {broken} broken "
+              f"({datetime.now(UTC).isoformat(timespec='seconds')})")
+    return 0 if report.ok else 1
+
+
+def _keys_init(args: argparse.Namespace) -> int:
+    from sealtrail.keys import PUBLIC_KEYRING, init_keys
+
+    keys_dir = settings_from(args).keys
+    signer, created = init_keys(keys_dir)
+    verb = "created" if created else "kept existing"
+    print(f"{verb} signing key {signer.key_id} in {keys_dir} (mode 0600); "
+          f"public keyring: {keys_dir / PUBLIC_KEYRING}")
+    return 0
+
+
+def _keys_export(args: argparse.Namespace) -> int:
+    from sealtrail.keys import PUBLIC_KEYRING, load_keyring
+
+    keyring = load_keyring(settings_from(args).keys / PUBLIC_KEYRING)
+    print_json(keyring.to_json())
+    return 0
+
+
+def _policy_check(args: argparse.Namespace) -> int:
+    from sealtrail.policy import load_policy
+
+    settings = settings_from(args)
+    path = args.file or settings.policy_file or None
+    policy = load_policy(path, hmac_key=b"\0" * 32)
+    print(f"policy {policy.policy_id} v{policy.version}: {len(policy.rules)} rules, "
+          f"unknown attributes: {policy.unknown_attributes}")
+    for rule in policy.rules:
+        scope = ", ".join(sorted(rule.event_types)) or "all event types"
+        print(f"  {rule.path:28} {rule.action:12} ({scope})")
+    return 0

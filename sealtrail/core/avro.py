@@ -1,0 +1,153 @@
+"""Avro encoding in the Confluent wire format: magic byte 0, a 4-byte big-endian
+schema id, then the Avro binary body. Schemas are used without logical types
+(timestamps stay integers; see envelope.strip_logical_types).
+"""
+
+from __future__ import annotations
+
+import io
+import struct
+from typing import Any
+
+import fastavro
+from fastavro.read import SchemaResolutionError
+
+from sealtrail.core.envelope import strip_logical_types
+from sealtrail.errors import DecodeError, EventValidationError
+
+__all__ = ["MAGIC", "AvroCodec", "SchemaMismatchError", "frame", "unframe"]
+
+MAGIC = 0
+_HEADER = struct.Struct(">bI")
+
+
+class SchemaMismatchError(DecodeError):
+    """The writer schema cannot be resolved to the reader schema (e.g. a required field
+    of the reader is missing from the writer and has no default)."""
+
+
+def frame(schema_id: int, body: bytes) -> bytes:
+    """Prefix an Avro body with the Confluent wire header."""
+    return _HEADER.pack(MAGIC, schema_id) + body
+
+
+def unframe(data: bytes) -> tuple[int, memoryview]:
+    """(schema id, body) of a Confluent-framed message; DecodeError when not framed."""
+    if len(data) < _HEADER.size:
+        raise DecodeError(f"message of {len(data)} bytes is shorter than the 5-byte header")
+    magic, schema_id = _HEADER.unpack_from(data)
+    if magic != MAGIC:
+        raise DecodeError(f"unknown magic byte {magic} (expected {MAGIC}: Confluent wire format)")
+    return schema_id, memoryview(data)[_HEADER.size :]
+
+
+class AvroCodec:
+    """Encode and decode records of one schema (the reader schema when decoding)."""
+
+    def __init__(self, schema: dict[str, Any]) -> None:
+        self.schema = schema
+        self.parsed = fastavro.parse_schema(strip_logical_types(schema), _write_hint=False)
+        self.name = str(schema.get("name", "?"))
+
+    def validate(self, record: dict[str, Any]) -> None:
+        """Raise EventValidationError naming the first field that does not fit the schema."""
+        if fastavro.validate(record, self.parsed, raise_errors=False):
+            return
+        problem = _first_problem(self.schema, record, "")
+        field, message = problem or ("?", "does not match the schema")
+        raise EventValidationError(field, message)
+
+    def encode(self, record: dict[str, Any]) -> bytes:
+        buf = io.BytesIO()
+        fastavro.schemaless_writer(buf, self.parsed, record)
+        return buf.getvalue()
+
+    def decode(self, body: bytes | memoryview, writer: AvroCodec | None = None) -> Any:
+        """Decode ``body`` written with ``writer`` (this schema when None), resolved to this
+        schema; DecodeError when the bytes do not parse."""
+        buf = io.BytesIO(body)
+        try:
+            record = fastavro.schemaless_reader(buf, (writer or self).parsed, self.parsed)
+        except SchemaResolutionError as exc:
+            raise SchemaMismatchError(f"writer schema cannot be read as {self.name}: {exc}") \
+                from None
+        except Exception as exc:  # fastavro raises many types on corrupt input
+            raise DecodeError(f"Avro body does not decode: {type(exc).__name__}: {exc}") from None
+        trailing = len(body) - buf.tell()
+        if trailing:
+            raise DecodeError(f"{trailing} bytes follow the Avro body")
+        return record
+
+
+_PRIMITIVES: dict[str, tuple[type, ...]] = {
+    "string": (str,), "bytes": (bytes,), "int": (int,), "long": (int,),
+    "boolean": (bool,), "float": (float, int), "double": (float, int), "null": (type(None),),
+}
+
+
+def _type_name(schema: Any) -> str:
+    if isinstance(schema, list):
+        return " or ".join(_type_name(s) for s in schema)
+    if isinstance(schema, dict):
+        return str(schema.get("name") or schema["type"])
+    return str(schema).rsplit(".", 1)[-1]
+
+
+def _first_problem(schema: Any, value: Any, path: str) -> tuple[str, str] | None:
+    """(path, message) of the first place ``value`` does not fit ``schema``, else None."""
+    here = path or "(event)"
+    if isinstance(schema, list):
+        for branch in schema:
+            if _first_problem(branch, value, path) is None:
+                return None
+        records = [b for b in schema if isinstance(b, dict) and b.get("type") == "record"]
+        if len(records) == 1 and isinstance(value, dict):
+            return _first_problem(records[0], value, path)
+        got = type(value).__name__
+        return here, f"expected {_type_name(schema)}, got {got} {value!r:.60}"
+    if isinstance(schema, str):
+        kinds = _PRIMITIVES.get(schema)
+        if kinds is None:
+            return None  # named type reference: checked where it is defined
+        if not isinstance(value, kinds) or (schema != "boolean" and isinstance(value, bool)):
+            return here, f"expected {schema}, got {type(value).__name__} {value!r:.60}"
+        return None
+    kind = schema["type"]
+    if kind == "record":
+        if not isinstance(value, dict):
+            return here, f"expected a {schema['name']} record (dict), got {type(value).__name__}"
+        for field in schema["fields"]:
+            name = field["name"]
+            sub = f"{path}.{name}" if path else name
+            if name not in value and "default" not in field:
+                return sub, "is required and missing"
+            problem = _first_problem(field["type"], value.get(name, field.get("default")), sub)
+            if problem:
+                return problem
+        unknown = set(value) - {f["name"] for f in schema["fields"]}
+        if unknown:
+            return f"{path}.{sorted(unknown)[0]}" if path else sorted(unknown)[0], (
+                "is not a field of " + schema["name"]
+            )
+        return None
+    if kind == "enum":
+        if value not in schema["symbols"]:
+            return here, f"{value!r:.60} is not one of {schema['symbols']}"
+        return None
+    if kind == "array":
+        if not isinstance(value, list | tuple):
+            return here, f"expected a list, got {type(value).__name__}"
+        for i, item in enumerate(value):
+            problem = _first_problem(schema["items"], item, f"{here}[{i}]")
+            if problem:
+                return problem
+        return None
+    if kind == "map":
+        if not isinstance(value, dict):
+            return here, f"expected a map (dict), got {type(value).__name__}"
+        for key, item in value.items():
+            problem = _first_problem(schema["values"], item, f"{here}.{key}")
+            if problem:
+                return problem
+        return None
+    return _first_problem(kind, value, path)

@@ -1,0 +1,107 @@
+"""Sealing entries into a hash chain, and checking a chain entry by entry.
+
+A chain is identified by ``chain_id``; entry ``seq`` (0-based) links to the
+previous entry through ``prev_hash``. The first entry links to
+``genesis_hash(chain_id)``. See docs/format.md.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from sealtrail.core.canonical import canonical_json, entry_body
+from sealtrail.core.hashing import ENTRY_DOMAIN, GENESIS_DOMAIN, SIG_ENTRY_DOMAIN, sha256
+from sealtrail.core.signing import Keyring, Signer
+
+__all__ = ["ChainHead", "LinkError", "check_entry", "entry_hash", "genesis_hash", "seal"]
+
+
+def genesis_hash(chain_id: str) -> bytes:
+    """The prev_hash of a chain's first entry."""
+    return sha256(GENESIS_DOMAIN, chain_id.encode("utf-8"))
+
+
+def entry_hash(record: Mapping[str, Any]) -> bytes:
+    """SHA-256 over the entry domain and the canonical bytes of the entry body."""
+    return sha256(ENTRY_DOMAIN, canonical_json(entry_body(record)))
+
+
+@dataclass(frozen=True)
+class ChainHead:
+    """Where a chain stands: the last sealed seq and its entry hash."""
+
+    chain_id: str
+    seq: int  # -1 for a chain with no entries yet
+    entry_hash: bytes
+    epoch: int
+
+    @classmethod
+    def genesis(cls, chain_id: str, epoch: int = 0) -> ChainHead:
+        return cls(chain_id, -1, genesis_hash(chain_id), epoch)
+
+    def advance(self, record: Mapping[str, Any]) -> ChainHead:
+        return ChainHead(self.chain_id, record["seq"], record["entry_hash"], record["epoch"])
+
+
+def seal(head: ChainHead, unsealed: dict[str, Any], signer: Signer) -> dict[str, Any]:
+    """Seal ``unsealed`` (every field of a SealedRecord but the chain position and seal)
+    as the next entry after ``head``. Returns the complete record; ``unsealed`` is reused.
+    """
+    record = unsealed
+    record["chain_id"] = head.chain_id
+    record["seq"] = head.seq + 1
+    record["epoch"] = head.epoch
+    record["prev_hash"] = head.entry_hash
+    record["key_id"] = signer.key_id
+    digest = entry_hash(record)
+    record["entry_hash"] = digest
+    record["signature"] = signer.sign(SIG_ENTRY_DOMAIN + digest)
+    return record
+
+
+@dataclass(frozen=True)
+class LinkError:
+    """Why an entry does not check out: ``kind`` is one of hash, link, seq, epoch, chain,
+    signature."""
+
+    kind: str
+    message: str
+
+
+def check_entry(
+    prev: ChainHead, record: Mapping[str, Any], keyring: Keyring | None
+) -> LinkError | None:
+    """Check one entry against the head before it. ``keyring=None`` skips signatures
+    (hash-chain checking only). Returns None when the entry is sound."""
+    seq = record["seq"]
+    if record["chain_id"] != prev.chain_id:
+        return LinkError("chain", f"entry seq {seq} belongs to chain {record['chain_id']!r}")
+    if seq != prev.seq + 1:
+        return LinkError("seq", f"expected seq {prev.seq + 1}, found {seq}")
+    if record["epoch"] < prev.epoch:
+        return LinkError(
+            "epoch", f"seq {seq} has epoch {record['epoch']} after epoch {prev.epoch} (fenced)"
+        )
+    if record["prev_hash"] != prev.entry_hash:
+        return LinkError(
+            "link",
+            f"seq {seq} prev_hash {bytes(record['prev_hash']).hex()} does not match "
+            f"entry_hash {prev.entry_hash.hex()} of seq {prev.seq}",
+        )
+    digest = entry_hash(record)
+    if digest != record["entry_hash"]:
+        return LinkError(
+            "hash",
+            f"seq {seq} entry_hash {bytes(record['entry_hash']).hex()} does not match its "
+            f"content (calculated {digest.hex()})",
+        )
+    if keyring is not None:
+        problem = keyring.verify(
+            record["key_id"], SIG_ENTRY_DOMAIN + digest, record["signature"],
+            at_us=record["ingested_at"],
+        )
+        if problem:
+            return LinkError("signature", f"seq {seq}: {problem}")
+    return None

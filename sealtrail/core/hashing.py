@@ -1,0 +1,40 @@
+"""Hash domains, named once. Every hash sealtrail computes is SHA-256 over
+``domain || data``, so that a value of one kind can never pass for another.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+__all__ = [
+    "CHECKPOINT_DOMAIN",
+    "ENTRY_DOMAIN",
+    "GENESIS_DOMAIN",
+    "HASH_SIZE",
+    "MERKLE_LEAF_PREFIX",
+    "MERKLE_NODE_PREFIX",
+    "SIG_CHECKPOINT_DOMAIN",
+    "SIG_ENTRY_DOMAIN",
+    "ZERO_HASH",
+    "sha256",
+]
+
+HASH_SIZE = 32
+ZERO_HASH = bytes(HASH_SIZE)
+
+ENTRY_DOMAIN = b"sealtrail:entry:v1\x00"
+GENESIS_DOMAIN = b"sealtrail:genesis:v1\x00"
+CHECKPOINT_DOMAIN = b"sealtrail:checkpoint:v1\x00"
+SIG_ENTRY_DOMAIN = b"sealtrail:sig:entry:v1\x00"
+SIG_CHECKPOINT_DOMAIN = b"sealtrail:sig:checkpoint:v1\x00"
+# RFC 6962 section 2.1: leaves and interior nodes use different one-byte prefixes.
+MERKLE_LEAF_PREFIX = b"\x00"
+MERKLE_NODE_PREFIX = b"\x01"
+
+
+def sha256(*parts: bytes) -> bytes:
+    """SHA-256 of the concatenation of ``parts``."""
+    h = hashlib.sha256()
+    for part in parts:
+        h.update(part)
+    return h.digest()

@@ -1,0 +1,1 @@
+"""``sealtrail demo``: the whole pipeline end to end on the embedded default."""

