@@ -1,5 +1,5 @@
 """Sink consumers of the sealed topic: the archiver."""
 
-from sealtrail.consumers.archiver import Archiver
+from sealtrail.consumers.archiver import Archiver, SegmentWriter
 
-__all__ = ["Archiver"]
+__all__ = ["Archiver", "SegmentWriter"]

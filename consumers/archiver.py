@@ -31,7 +31,7 @@ from sealtrail.core.signing import Signer
 from sealtrail.errors import DecodeError
 from sealtrail.segments import read_segment, write_segment
 
-__all__ = ["Archiver", "ArchivedChain", "load_chain_tail"]
+__all__ = ["ArchivedChain", "Archiver", "load_chain_tail"]
 
 log = logging.getLogger("sealtrail.archiver")
 
@@ -53,7 +53,8 @@ def load_chain_tail(store: ArchiveStore, chain_id: str) -> ArchivedChain:
     indices = sorted(i for k in keys if (i := layout.parse_index(k)) is not None)
     state = ArchivedChain(chain_id)
     if indices:
-        signed = SignedCheckpoint.from_bytes(store.get(layout.checkpoint_key(chain_id, indices[-1])))
+        key = layout.checkpoint_key(chain_id, indices[-1])
+        signed = SignedCheckpoint.from_bytes(store.get(key))
         cp = signed.checkpoint
         state.next_index = cp.index + 1
         state.last_seq = cp.last_seq
@@ -61,36 +62,30 @@ def load_chain_tail(store: ArchiveStore, chain_id: str) -> ArchivedChain:
     return state
 
 
-class Archiver:
-    """Consumes the sealed topic and writes it to ``store``. ``run()`` until ``stop()``."""
+class SegmentWriter:
+    """Buffers sealed records per chain and writes them as segment + signed checkpoint.
+
+    No Kafka here: the Archiver feeds it; tests and tools can drive it directly.
+    """
 
     def __init__(
         self,
-        settings: Settings,
-        *,
         store: ArchiveStore,
         signer: Signer,
+        *,
+        retention_days: int,
+        retention_mode: str = "COMPLIANCE",
         clock: Callable[[], int] = lambda: time.time_ns() // 1000,
     ) -> None:
-        self.settings = settings
         self.store = store
         self._signer = signer
+        self._retention_days = retention_days
+        self._retention_mode = retention_mode
         self._clock = clock
-        self._codec = AvroCodec(schemas.sealed_record())
         self._chains: dict[str, ArchivedChain] = {}
-        self._buffered = 0
-        self._oldest: float | None = None
-        self._stop = threading.Event()
+        self.buffered = 0
         self.segments_written = 0
         self.records_archived = 0
-        self._consumer = Consumer({
-            "bootstrap.servers": settings.bootstrap,
-            "group.id": settings.archiver_group,
-            "session.timeout.ms": settings.session_timeout_ms,
-            "enable.auto.commit": False,
-            "auto.offset.reset": "earliest",
-            "isolation.level": "read_committed",
-        })
 
     def _chain(self, chain_id: str) -> ArchivedChain:
         state = self._chains.get(chain_id)
@@ -106,10 +101,9 @@ class Archiver:
         if not self.store.exists(key):
             return
         data = self.store.get(key)
-        records = read_segment(data)
         log.info("chain %s: completing segment %d left by an interrupted run",
                  state.chain_id, state.next_index)
-        self._checkpoint(state, records, data)
+        self._checkpoint(state, read_segment(data), data)
 
     def add(self, record: dict[str, Any]) -> None:
         """Buffer one sealed record unless it is already archived."""
@@ -121,20 +115,14 @@ class Archiver:
             log.error("chain %s: seq %d arrived, expected %d; archiving it as is, verify "
                       "will report the gap", record["chain_id"], record["seq"], expected)
         state.buffer.append(record)
-        self._buffered += 1
-        if self._oldest is None:
-            self._oldest = time.monotonic()
+        self.buffered += 1
 
-    def due(self) -> bool:
-        if not self._buffered:
-            return False
-        if any(len(c.buffer) >= self.settings.segment_max_records for c in self._chains.values()):
-            return True
-        return (time.monotonic() - (self._oldest or 0)) >= self.settings.segment_max_seconds
+    def largest_buffer(self) -> int:
+        return max((len(c.buffer) for c in self._chains.values()), default=0)
 
     def _retention(self) -> Retention:
-        until = datetime.now(UTC) + timedelta(days=self.settings.retention_days)
-        return Retention(self.settings.retention_mode, until, ())
+        until = datetime.now(UTC) + timedelta(days=self._retention_days)
+        return Retention(self._retention_mode, until, ())
 
     def _checkpoint(self, state: ArchivedChain, records: list[dict[str, Any]], data: bytes) -> None:
         seg_key = layout.segment_key(state.chain_id, state.next_index)
@@ -159,24 +147,69 @@ class Archiver:
         state.last_seq = cp.last_seq
         state.checkpoint_hash = signed.checkpoint_hash
 
+    def write_segment(self, state: ArchivedChain) -> None:
+        """Write ``state``'s buffer as its next segment; the checkpoint follows it."""
+        records = state.buffer
+        data = write_segment(records, {
+            "sealtrail.chain_id": state.chain_id,
+            "sealtrail.first_seq": str(records[0]["seq"]),
+            "sealtrail.last_seq": str(records[-1]["seq"]),
+        })
+        self.store.put(layout.segment_key(state.chain_id, state.next_index), data,
+                       retention=self._retention())
+        self._checkpoint(state, records, data)
+        self.segments_written += 1
+        self.records_archived += len(records)
+        self.buffered -= len(records)
+        state.buffer = []
+
     def flush(self) -> None:
-        """Write every buffered chain as a segment plus checkpoint, then commit offsets."""
+        """Write every chain's buffer as a segment plus its checkpoint."""
         for state in self._chains.values():
-            if not state.buffer:
-                continue
-            records = state.buffer
-            data = write_segment(records, {
-                "sealtrail.chain_id": state.chain_id,
-                "sealtrail.first_seq": str(records[0]["seq"]),
-                "sealtrail.last_seq": str(records[-1]["seq"]),
-            })
-            self.store.put(layout.segment_key(state.chain_id, state.next_index), data,
-                           retention=self._retention())
-            self._checkpoint(state, records, data)
-            self.segments_written += 1
-            self.records_archived += len(records)
-            state.buffer = []
-        self._buffered = 0
+            if state.buffer:
+                self.write_segment(state)
+
+
+class Archiver:
+    """Consumes the sealed topic into a SegmentWriter. ``run()`` until ``stop()``.
+
+    Offsets are committed only after a flush has made everything consumed durable.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        store: ArchiveStore,
+        signer: Signer,
+        clock: Callable[[], int] = lambda: time.time_ns() // 1000,
+    ) -> None:
+        self.settings = settings
+        self.writer = SegmentWriter(
+            store, signer, retention_days=settings.retention_days,
+            retention_mode=settings.retention_mode, clock=clock,
+        )
+        self._codec = AvroCodec(schemas.sealed_record())
+        self._oldest: float | None = None
+        self._stop = threading.Event()
+        self._consumer = Consumer({
+            "bootstrap.servers": settings.bootstrap,
+            "group.id": settings.archiver_group,
+            "session.timeout.ms": settings.session_timeout_ms,
+            "enable.auto.commit": False,
+            "auto.offset.reset": "earliest",
+            "isolation.level": "read_committed",
+        })
+
+    def _due(self) -> bool:
+        if not self.writer.buffered:
+            return False
+        if self.writer.largest_buffer() >= self.settings.segment_max_records:
+            return True
+        return (time.monotonic() - (self._oldest or 0)) >= self.settings.segment_max_seconds
+
+    def _flush(self) -> None:
+        self.writer.flush()
         self._oldest = None
         try:
             self._consumer.commit(asynchronous=False)
@@ -201,11 +234,13 @@ class Archiver:
                         log.error("sealed record at %s/%d@%d does not decode (%s); not archived",
                                   msg.topic(), msg.partition(), msg.offset(), exc)
                         continue
-                    self.add(record)
-                if self.due():
-                    self.flush()
-            if self._buffered:
-                self.flush()
+                    self.writer.add(record)
+                    if self._oldest is None:
+                        self._oldest = time.monotonic()
+                if self._due():
+                    self._flush()
+            if self.writer.buffered:
+                self._flush()
         finally:
             self._consumer.close()
 

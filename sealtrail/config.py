@@ -77,6 +77,10 @@ class Settings:
     def dev_state_file(self) -> Path:
         return self.home / "dev" / "stack.json"
 
+    def to_env(self) -> dict[str, str]:
+        """These settings as SEALTRAIL_* environment variables, for a child process."""
+        return {f"SEALTRAIL_{f.name.upper()}": str(getattr(self, f.name)) for f in fields(self)}
+
     def with_stack(self) -> Settings:
         """Fill an empty bootstrap/registry from the running embedded stack, if any."""
         if self.bootstrap and self.registry_url:

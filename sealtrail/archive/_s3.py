@@ -1,0 +1,471 @@
+"""S3 archive with Object Lock: the server enforces retention; sealtrail checks it too.
+
+Objects live at ``<prefix>/<key>`` in a bucket created with Object Lock (hence versioning).
+Every put is conditional (``If-None-Match: *``), carries a SHA-256 checksum that the server
+verifies and stores, and sets the retention mode and retain-until date on the new version.
+
+Legal holds: S3 has a single ON/OFF legal hold per object version, so sealtrail keeps the set
+of case ids in a JSON sidecar object ``<prefix>/_holds/<key>.json``
+(``{"key", "version_id", "cases": [...]}``), updated with conditional writes (``If-Match`` on
+its ETag, retried on conflict). The sidecar is written first, then the version's legal hold
+is set ON while the set is non-empty and OFF when it empties, so a crash in between always
+leaves the object held or recorded as held. A hold set ON outside sealtrail shows up in
+:meth:`S3Store.retention` as the case id ``UNTRACKED_HOLD``.
+
+Retention is read with HeadObject (which carries the lock headers), falling back to
+GetObjectRetention / GetObjectLegalHold when the headers are absent.
+"""
+
+from __future__ import annotations
+
+import base64
+import builtins
+import hashlib
+import json
+import re
+from datetime import UTC, datetime
+from typing import Any, cast
+from urllib.parse import urlsplit, urlunsplit
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    ConnectTimeoutError,
+    EndpointConnectionError,
+    NoCredentialsError,
+    ReadTimeoutError,
+)
+
+from sealtrail.archive import (
+    Retention,
+    RetentionMode,
+    check_case_id,
+    iso_z,
+    utc_seconds,
+    validate_key,
+    validate_prefix,
+)
+from sealtrail.archive._errors import (
+    ArchiveError,
+    ArchiveUrlError,
+    ObjectExistsError,
+    ObjectMissingError,
+    RetentionError,
+)
+
+__all__ = ["UNTRACKED_HOLD", "S3Store"]
+
+#: Case id reported for a legal hold that is ON but not recorded in the holds sidecar.
+UNTRACKED_HOLD = "(untracked)"
+_HOLDS_DIR = "_holds"
+_NOT_FOUND = frozenset({"NoSuchKey", "404", "NotFound", "NoSuchVersion"})
+_NO_LOCK_CONFIG = "NoSuchObjectLockConfiguration"
+_BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+_HOLD_UPDATE_ATTEMPTS = 8
+
+
+def _code(exc: ClientError) -> str:
+    return str(exc.response.get("Error", {}).get("Code", ""))
+
+
+def _status(exc: ClientError) -> int | None:
+    status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+    return int(status) if status is not None else None
+
+
+def _redact_url(url: str) -> str:
+    """Drop any user:password@ part of an endpoint URL before it goes into a message."""
+    parts = urlsplit(url)
+    if parts.username is None and parts.password is None:
+        return url
+    host = parts.hostname or ""
+    netloc = f"{host}:{parts.port}" if parts.port else host
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+
+def _sha256_b64(data: bytes) -> str:
+    return base64.b64encode(hashlib.sha256(data).digest()).decode("ascii")
+
+
+class S3Store:
+    """Archive in ``s3://bucket/prefix`` under Object Lock."""
+
+    enforces_retention: bool = True
+
+    def __init__(
+        self,
+        bucket: str,
+        prefix: str = "",
+        *,
+        endpoint_url: str | None = None,
+        region: str = "us-east-1",
+        client: Any = None,
+        max_attempts: int = 3,
+    ) -> None:
+        if not _BUCKET_RE.match(bucket or "") or ".." in bucket:
+            raise ArchiveUrlError(f"not a valid S3 bucket name: {bucket!r}")
+        prefix = prefix.strip("/")
+        if prefix:
+            validate_key(prefix)
+        self.bucket = bucket
+        self.prefix = prefix
+        self.url = f"s3://{bucket}/{prefix}" if prefix else f"s3://{bucket}"
+        self._root = f"{prefix}/" if prefix else ""
+        self._endpoint = _redact_url(endpoint_url) if endpoint_url else "the AWS S3 endpoint"
+        if client is None:
+            config = Config(
+                retries={"max_attempts": max_attempts, "mode": "standard"},
+                connect_timeout=5,
+                read_timeout=60,
+                s3={"addressing_style": "path"} if endpoint_url else None,
+            )
+            client = boto3.session.Session().client(
+                "s3", endpoint_url=endpoint_url, region_name=region, config=config
+            )
+        self._s3: Any = client
+
+    def __repr__(self) -> str:
+        return f"S3Store({self.url!r})"
+
+    # -- helpers ---------------------------------------------------------------------------
+
+    def _full(self, key: str) -> str:
+        return self._root + validate_key(key)
+
+    def _holds_key(self, key: str) -> str:
+        return f"{self._root}{_HOLDS_DIR}/{key}.json"
+
+    def _error(self, action: str, key: str | None, exc: Exception) -> ArchiveError:
+        """An actionable ArchiveError for a botocore failure (no credentials in it)."""
+        where = f"s3://{self.bucket}/{self._root}{key}" if key else self.url
+        if isinstance(exc, ClientError):
+            code, status = _code(exc), _status(exc)
+            if key is not None and code in _NOT_FOUND:
+                return ObjectMissingError(key, self.url)
+            message = str(exc.response.get("Error", {}).get("Message", "")).strip()
+            text = f"S3 could not {action} {where}: {code or 'error'} (HTTP {status})"
+            if message:
+                text += f": {message}"
+            return ArchiveError(text + _hint(code, message))
+        if isinstance(exc, NoCredentialsError):
+            return ArchiveError(
+                f"S3 could not {action} {where}: no AWS credentials found; configure the "
+                "standard AWS credential chain (environment, profile or instance role)"
+            )
+        if isinstance(exc, EndpointConnectionError | ConnectTimeoutError | ReadTimeoutError):
+            return ArchiveError(
+                f"S3 could not {action} {where}: cannot reach {self._endpoint} "
+                f"({type(exc).__name__}); check SEALTRAIL_S3_ENDPOINT_URL and the network"
+            )
+        return ArchiveError(f"S3 could not {action} {where}: {type(exc).__name__}: {exc}")
+
+    def _head(self, key: str, version_id: str | None = None) -> dict[str, Any]:
+        kwargs: dict[str, Any] = {"Bucket": self.bucket, "Key": self._full(key)}
+        if version_id:
+            kwargs["VersionId"] = version_id
+        try:
+            return dict(self._s3.head_object(**kwargs))
+        except (ClientError, BotoCoreError) as exc:
+            raise self._error("read the metadata of", key, exc) from exc
+
+    def _lock_state(
+        self, key: str, head: dict[str, Any]
+    ) -> tuple[str | None, datetime | None, bool]:
+        """(mode, retain_until, legal hold on) of the version described by ``head``."""
+        mode = head.get("ObjectLockMode")
+        until = head.get("ObjectLockRetainUntilDate")
+        hold = head.get("ObjectLockLegalHoldStatus")
+        version: dict[str, Any] = {"Bucket": self.bucket, "Key": self._full(key)}
+        if head.get("VersionId"):
+            version["VersionId"] = head["VersionId"]
+        try:
+            if mode is None or until is None:
+                try:
+                    found = self._s3.get_object_retention(**version).get("Retention", {})
+                    mode, until = found.get("Mode"), found.get("RetainUntilDate")
+                except ClientError as exc:
+                    if _code(exc) != _NO_LOCK_CONFIG:
+                        raise
+            if hold is None:
+                try:
+                    found = self._s3.get_object_legal_hold(**version).get("LegalHold", {})
+                    hold = found.get("Status")
+                except ClientError as exc:
+                    if _code(exc) != _NO_LOCK_CONFIG:
+                        raise
+        except (ClientError, BotoCoreError) as exc:
+            raise self._error("read the Object Lock state of", key, exc) from exc
+        return mode, (utc_seconds(until) if until is not None else None), hold == "ON"
+
+    def _read_holds(self, key: str) -> tuple[builtins.list[str], str | None]:
+        """(case ids, sidecar ETag or None if there is no sidecar)."""
+        try:
+            resp = self._s3.get_object(Bucket=self.bucket, Key=self._holds_key(key))
+            body = resp["Body"].read()
+        except ClientError as exc:
+            if _code(exc) in _NOT_FOUND:
+                return [], None
+            raise self._error("read the legal-hold record of", key, exc) from exc
+        except BotoCoreError as exc:
+            raise self._error("read the legal-hold record of", key, exc) from exc
+        try:
+            cases = json.loads(body)["cases"]
+            if not isinstance(cases, builtins.list):
+                raise TypeError("cases is not a list")
+            return sorted({check_case_id(c) for c in cases}), str(resp["ETag"])
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ArchiveError(
+                f"legal-hold record s3://{self.bucket}/{self._holds_key(key)} is corrupt: {exc}"
+            ) from exc
+
+    def _write_holds(
+        self, key: str, cases: builtins.list[str], etag: str | None, version_id: str | None
+    ) -> bool:
+        """Conditionally write the holds sidecar; False if someone else changed it first."""
+        doc = {"key": key, "version_id": version_id, "cases": sorted(cases)}
+        body = (json.dumps(doc, indent=2) + "\n").encode()
+        cond = {"IfMatch": etag} if etag else {"IfNoneMatch": "*"}
+        try:
+            self._s3.put_object(
+                Bucket=self.bucket,
+                Key=self._holds_key(key),
+                Body=body,
+                ContentType="application/json",
+                ChecksumAlgorithm="SHA256",
+                ChecksumSHA256=_sha256_b64(body),
+                **cond,
+            )
+        except ClientError as exc:
+            if _status(exc) in (404, 409, 412) or _code(exc) in (
+                "PreconditionFailed",
+                "ConditionalRequestConflict",
+                "NoSuchKey",
+            ):
+                return False
+            raise self._error("write the legal-hold record of", key, exc) from exc
+        except BotoCoreError as exc:
+            raise self._error("write the legal-hold record of", key, exc) from exc
+        return True
+
+    def _update_holds(
+        self, key: str, add: tuple[str, ...], remove: tuple[str, ...], version_id: str | None
+    ) -> builtins.list[str]:
+        """Apply a change to the case set with optimistic concurrency; return the new set."""
+        for _attempt in range(_HOLD_UPDATE_ATTEMPTS):
+            cases, etag = self._read_holds(key)
+            new = sorted((set(cases) | set(add)) - set(remove))
+            if new == cases and (etag is not None or not new):
+                return new
+            if self._write_holds(key, new, etag, version_id):
+                return new
+        raise ArchiveError(
+            f"legal-hold record of s3://{self.bucket}/{self._full(key)} kept changing under "
+            f"concurrent updates ({_HOLD_UPDATE_ATTEMPTS} attempts); retry"
+        )
+
+    def _set_server_hold(self, key: str, version_id: str | None, on: bool) -> None:
+        kwargs: dict[str, Any] = {
+            "Bucket": self.bucket,
+            "Key": self._full(key),
+            "LegalHold": {"Status": "ON" if on else "OFF"},
+        }
+        if version_id:
+            kwargs["VersionId"] = version_id
+        try:
+            self._s3.put_object_legal_hold(**kwargs)
+        except (ClientError, BotoCoreError) as exc:
+            raise self._error("set the legal hold of", key, exc) from exc
+
+    # -- ArchiveStore ----------------------------------------------------------------------
+
+    def put(self, key: str, data: bytes, *, retention: Retention) -> None:
+        """Conditional, checksummed, retained write; identical re-put is a no-op."""
+        full = self._full(key)
+        if not isinstance(retention, Retention):
+            raise TypeError("retention must be a sealtrail.archive.Retention")
+        data = bytes(data)
+        kwargs: dict[str, Any] = {
+            "Bucket": self.bucket,
+            "Key": full,
+            "Body": data,
+            "ObjectLockMode": retention.mode,
+            "ObjectLockRetainUntilDate": retention.retain_until,
+            "ChecksumAlgorithm": "SHA256",
+            "ChecksumSHA256": _sha256_b64(data),
+            "IfNoneMatch": "*",
+        }
+        if retention.legal_holds:
+            kwargs["ObjectLockLegalHoldStatus"] = "ON"
+        try:
+            resp = self._s3.put_object(**kwargs)
+        except ClientError as exc:
+            if _code(exc) == "PreconditionFailed" or _status(exc) == 412:
+                if self.get(key) == data:
+                    return
+                raise ObjectExistsError(key, self.url) from None
+            raise self._error("write", key, exc) from exc
+        except BotoCoreError as exc:
+            raise self._error("write", key, exc) from exc
+        if retention.legal_holds:
+            self._update_holds(key, retention.legal_holds, (), resp.get("VersionId"))
+
+    def get(self, key: str) -> bytes:
+        full = self._full(key)
+        try:
+            resp = self._s3.get_object(Bucket=self.bucket, Key=full, ChecksumMode="ENABLED")
+            data: bytes = resp["Body"].read()
+        except (ClientError, BotoCoreError) as exc:
+            raise self._error("read", key, exc) from exc
+        stored = resp.get("ChecksumSHA256")
+        if stored and "-" not in stored and stored != _sha256_b64(data):
+            raise ArchiveError(
+                f"S3 returned bytes for s3://{self.bucket}/{full} whose SHA-256 does not match "
+                "the stored checksum; the read was corrupted, retry"
+            )
+        return data
+
+    def exists(self, key: str) -> bool:
+        try:
+            self._head(key)
+        except ObjectMissingError:
+            return False
+        return True
+
+    def list(self, prefix: str = "") -> builtins.list[str]:
+        validate_prefix(prefix)
+        keys: list[str] = []
+        try:
+            pages = self._s3.get_paginator("list_objects_v2").paginate(
+                Bucket=self.bucket, Prefix=self._root + prefix
+            )
+            for page in pages:
+                for obj in page.get("Contents", ()):
+                    rel = obj["Key"][len(self._root) :]
+                    if not rel.startswith(f"{_HOLDS_DIR}/"):
+                        keys.append(rel)
+        except (ClientError, BotoCoreError) as exc:
+            raise self._error(f"list keys under prefix {prefix!r} of", None, exc) from exc
+        keys.sort()
+        return keys
+
+    def retention(self, key: str) -> Retention:
+        head = self._head(key)
+        mode, until, hold_on = self._lock_state(key, head)
+        if mode is None or until is None:
+            raise ArchiveError(
+                f"s3://{self.bucket}/{self._full(key)} has no Object Lock retention: it was not "
+                "written by sealtrail, or the bucket lacks Object Lock"
+            )
+        cases, _ = self._read_holds(key)
+        holds = tuple(cases) or ((UNTRACKED_HOLD,) if hold_on else ())
+        if mode not in ("COMPLIANCE", "GOVERNANCE"):
+            raise ArchiveError(
+                f"s3://{self.bucket}/{self._full(key)} has unknown lock mode {mode!r}"
+            )
+        return Retention(cast(RetentionMode, mode), until, holds)
+
+    def extend_retention(self, key: str, retain_until: datetime) -> None:
+        """Lengthen retention, keeping the mode. Checked here: S3-compatible servers differ."""
+        new_until = utc_seconds(retain_until)
+        head = self._head(key)
+        mode, until, _ = self._lock_state(key, head)
+        if mode is None or until is None:
+            raise RetentionError(
+                f"s3://{self.bucket}/{self._full(key)} has no Object Lock retention to extend"
+            )
+        if new_until < until:
+            raise RetentionError(
+                f"refusing to shorten retention of {key!r} from {iso_z(until)} to "
+                f"{iso_z(new_until)}: retention only grows"
+            )
+        if new_until == until:
+            return
+        kwargs: dict[str, Any] = {
+            "Bucket": self.bucket,
+            "Key": self._full(key),
+            "Retention": {"Mode": mode, "RetainUntilDate": new_until},
+        }
+        if head.get("VersionId"):
+            kwargs["VersionId"] = head["VersionId"]
+        try:
+            self._s3.put_object_retention(**kwargs)
+        except (ClientError, BotoCoreError) as exc:
+            raise self._error("extend the retention of", key, exc) from exc
+
+    def set_legal_hold(self, key: str, case_id: str, on: bool) -> None:
+        """Record ``case_id`` in the holds sidecar, then sync the version's ON/OFF hold."""
+        check_case_id(case_id)
+        version_id = self._head(key).get("VersionId")
+        change = (case_id,)
+        cases = self._update_holds(key, change if on else (), () if on else change, version_id)
+        self._set_server_hold(key, version_id, bool(cases))
+
+    def delete(self, key: str) -> None:
+        """Delete every version of ``key`` after checking each one's retention and hold."""
+        full = self._full(key)
+        cases, holds_etag = self._read_holds(key)
+        if cases:
+            raise RetentionError(
+                f"refusing to delete {key!r}: under legal hold(s) {', '.join(cases)}"
+            )
+        versions: list[str] = []
+        markers: list[str] = []
+        try:
+            pages = self._s3.get_paginator("list_object_versions").paginate(
+                Bucket=self.bucket, Prefix=full
+            )
+            for page in pages:
+                for v in page.get("Versions", ()):
+                    if v["Key"] == full:
+                        versions.append(v["VersionId"])
+                for m in page.get("DeleteMarkers", ()):
+                    if m["Key"] == full:
+                        markers.append(m["VersionId"])
+        except (ClientError, BotoCoreError) as exc:
+            raise self._error("list the versions of", key, exc) from exc
+        if not versions:
+            raise ObjectMissingError(key, self.url)
+        now = datetime.now(UTC)
+        for version_id in versions:
+            mode, until, hold_on = self._lock_state(key, self._head(key, version_id))
+            reasons = []
+            if mode is not None and until is None:
+                reasons.append(f"{mode} retention with an unreadable date")
+            if until is not None and until > now:
+                reasons.append(f"{mode or 'Object Lock'} retention until {iso_z(until)}")
+            if hold_on:
+                reasons.append("a legal hold")
+            if reasons:
+                raise RetentionError(
+                    f"refusing to delete {key!r} (version {version_id}): under "
+                    + " and ".join(reasons)
+                )
+        for version_id in versions + markers:
+            try:
+                self._s3.delete_object(Bucket=self.bucket, Key=full, VersionId=version_id)
+            except (ClientError, BotoCoreError) as exc:
+                raise self._error(f"delete version {version_id} of", key, exc) from exc
+        if holds_etag is not None:
+            try:
+                self._s3.delete_object(Bucket=self.bucket, Key=self._holds_key(key))
+            except (ClientError, BotoCoreError) as exc:
+                raise self._error("delete the legal-hold record of", key, exc) from exc
+
+
+def _hint(code: str, message: str) -> str:
+    if code == "NoSuchBucket":
+        return "; create the bucket with Object Lock enabled, or fix the archive URL"
+    if code == "InvalidRequest" and "objectlock" in message.replace(" ", "").lower():
+        return "; the bucket must be created with Object Lock enabled"
+    if code in ("AccessDenied", "403", "Forbidden"):
+        return (
+            "; check that the IAM policy allows this action on the bucket, and that Object "
+            "Lock retention or a legal hold does not forbid it"
+        )
+    if code in ("InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken"):
+        return "; the AWS credentials were rejected: check the credential chain"
+    if code == "ConditionalRequestConflict":
+        return "; a concurrent write to the same key is in progress: retry"
+    return ""
