@@ -8,6 +8,7 @@ deduplication window.
 
 from __future__ import annotations
 
+import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
@@ -52,9 +53,13 @@ def recover_chain(
         "isolation.level": "read_committed",
     }
     consumer = Consumer(conf)
+    # Watermarks from a read_uncommitted client: a read_committed one may report the last
+    # stable offset, which an open transaction of another producer holds back (Tansu
+    # even reports 0 then), and an empty-looking partition would start a second chain.
+    probe = Consumer({**conf, "isolation.level": "read_uncommitted"})
     try:
         tp = TopicPartition(topic, partition)
-        low, high = consumer.get_watermark_offsets(tp, timeout=timeout)
+        low, high = probe.get_watermark_offsets(tp, timeout=timeout)
         if high <= low:
             return None
         span = window + 64
@@ -78,13 +83,12 @@ def recover_chain(
         return state
     finally:
         consumer.close()
+        probe.close()
 
 
 def _read_range(consumer: Consumer, tp: TopicPartition, start: int, timeout: float) -> list[bytes]:
     consumer.assign([TopicPartition(tp.topic, tp.partition, start)])
     values: list[bytes] = []
-    import time
-
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         msg = consumer.poll(0.5)

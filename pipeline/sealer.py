@@ -1,11 +1,17 @@
 """The sealer: consume the raw topic, seal every record into its partition's chain,
 produce to the sealed topic, all inside one Kafka transaction per batch.
 
-Exactly-once rests on two things: the transaction (sealed records and consumer
-offsets commit together, read_committed downstream), and recovery from the
-sealed chain itself (on every assignment the chain head and the raw offset to
-resume from are read back from the sealed partition, so a restart or a
-rebalance continues the chain with no gap and no duplicate).
+Exactly-once rests on three things:
+
+- one transactional producer per raw partition, with a transactional.id derived
+  from the topic and partition, so whoever owns partition p next resolves the
+  previous owner's unfinished transaction when it calls init_transactions
+  (Kafka aborts it; Tansu commits it, see docs/architecture.md);
+- the transaction: sealed records and consumer offsets commit together, and
+  everything downstream reads with isolation.level=read_committed;
+- recovery from the sealed chain itself: after init_transactions, the chain head
+  and the raw offset to resume from are read back from the sealed partition, so a
+  restart or a rebalance continues the chain with no gap and no duplicate.
 """
 
 from __future__ import annotations
@@ -20,6 +26,8 @@ from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
+from sealtrail.pipeline.decode import Decoded, RawDecoder, Rejected
+from sealtrail.pipeline.recovery import ChainState, recover_chain
 
 from sealtrail import schemas
 from sealtrail.config import Settings
@@ -29,8 +37,6 @@ from sealtrail.core.hashing import sha256
 from sealtrail.core.redaction import Policy
 from sealtrail.core.signing import Signer
 from sealtrail.errors import TransportError
-from sealtrail.pipeline.decode import Decoded, RawDecoder, Rejected
-from sealtrail.pipeline.recovery import ChainState, recover_chain
 
 __all__ = ["Sealer"]
 
@@ -55,7 +61,6 @@ class Sealer:
         signer: Signer,
         policy: Policy,
         registry: SchemaRegistryClient,
-        instance_id: str | None = None,
         clock: Callable[[], int] = lambda: time.time_ns() // 1000,
     ) -> None:
         self.settings = settings
@@ -82,14 +87,8 @@ class Sealer:
             "isolation.level": "read_committed",
             "partition.assignment.strategy": "range",
         })
-        instance = instance_id or uuid.uuid4().hex[:12]
-        self._producer = Producer({
-            **self._base,
-            "transactional.id": f"sealtrail-sealer-{settings.raw_topic}-{instance}",
-            "linger.ms": 5,
-            "compression.type": "lz4",
-        })
         self._chains: dict[int, ChainState] = {}
+        self._producers: dict[int, Producer] = {}
         self.sealed = 0
         self.rejected = 0
 
@@ -110,16 +109,39 @@ class Sealer:
                      state.head.epoch)
         return state
 
+    def transactional_id(self, partition: int) -> str:
+        """One transactional.id per raw partition: its next owner fences the last one."""
+        return f"sealtrail-sealer.{self.settings.raw_topic}.{partition}"
+
+    def _take(self, partition: int) -> ChainState:
+        """Become the writer of ``partition``: resolve the previous owner's transaction,
+        then read the chain back."""
+        producer = Producer({
+            **self._base,
+            "transactional.id": self.transactional_id(partition),
+            "linger.ms": 5,
+            "compression.type": "lz4",
+        })
+        producer.init_transactions(30)
+        self._producers[partition] = producer
+        state = self._recover(partition)
+        self._chains[partition] = state
+        return state
+
+    def _release(self, partition: int) -> None:
+        self._chains.pop(partition, None)
+        producer = self._producers.pop(partition, None)
+        if producer is not None:
+            producer.flush(10)
+
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         for tp in partitions:
-            state = self._recover(tp.partition)
-            self._chains[tp.partition] = state
-            tp.offset = state.next_source_offset
+            tp.offset = self._take(tp.partition).next_source_offset
         consumer.assign(partitions)
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         for tp in partitions:
-            self._chains.pop(tp.partition, None)
+            self._release(tp.partition)
 
     # -- sealing ---------------------------------------------------------------------
 
@@ -135,7 +157,9 @@ class Sealer:
                        "offset": msg.offset(), "schema_id": schema_id},
         }
 
-    def seal_message(self, state: ChainState, msg: Message) -> tuple[dict[str, Any], Rejected | None]:
+    def seal_message(
+        self, state: ChainState, msg: Message
+    ) -> tuple[dict[str, Any], Rejected | None]:
         """Seal one raw record as the next entry of ``state``'s chain."""
         value = msg.value()
         outcome = self._decoder.decode(value)
@@ -164,81 +188,89 @@ class Sealer:
             state.remember(record["event"]["event_id"], record["seq"], self.settings.dedupe_window)
         return record, rejected
 
-    def _process(self, msgs: list[Message]) -> None:
-        self._producer.begin_transaction()
+    def _seal_partition(self, partition: int, msgs: list[Message]) -> None:
+        """Seal ``msgs`` (all of one raw partition) in one transaction."""
+        state = self._chains.get(partition)
+        producer = self._producers.get(partition)
+        if state is None or producer is None:
+            return  # revoked meanwhile
+        producer.begin_transaction()
+        sealed = rejected_n = 0
         for msg in msgs:
-            state = self._chains.get(msg.partition())
-            if state is None or msg.offset() < state.next_source_offset:
-                continue  # revoked meanwhile, or already sealed before a rewind
+            if msg.offset() < state.next_source_offset:
+                continue  # sealed before a rewind
             record, rejected = self.seal_message(state, msg)
-            self._producer.produce(
+            producer.produce(
                 self.settings.sealed_topic,
                 frame(self._sealed_schema_id, self._sealed.encode(record)),
                 record["chain_id"].encode(),
-                partition=msg.partition(),
+                partition=partition,
             )
-            if rejected is not None:
-                self.rejected += 1
-                self._producer.produce(
-                    self.settings.dlq_topic, msg.value(), msg.key(),
-                    headers={"reason": rejected.reason, "chain_id": record["chain_id"],
-                             "seq": str(record["seq"])},
-                )
-            else:
-                self.sealed += 1
-        self._producer.send_offsets_to_transaction(
-            self._consumer.position(self._consumer.assignment()),
+            if rejected is None:
+                sealed += 1
+                continue
+            rejected_n += 1
+            producer.produce(
+                self.settings.dlq_topic, msg.value(), msg.key(),
+                headers={"reason": rejected.reason, "chain_id": record["chain_id"],
+                         "seq": str(record["seq"])},
+            )
+        producer.send_offsets_to_transaction(
+            [TopicPartition(self.settings.raw_topic, partition, state.next_source_offset)],
             self._consumer.consumer_group_metadata(),
         )
-        self._producer.commit_transaction()
+        producer.commit_transaction()
+        self.sealed += sealed
+        self.rejected += rejected_n
 
-    def _rewind(self) -> None:
-        """After a failed transaction: forget in-memory heads and resume from the chain."""
-        assignment = self._consumer.assignment()
-        for tp in assignment:
-            state = self._recover(tp.partition)
-            self._chains[tp.partition] = state
-            self._consumer.seek(TopicPartition(tp.topic, tp.partition, state.next_source_offset))
+    def _rewind(self, partition: int) -> None:
+        """After a failed transaction: abort it, forget the in-memory head, resume from
+        what the chain committed."""
+        producer = self._producers.get(partition)
+        if producer is None:
+            return
+        try:
+            producer.abort_transaction(10)
+        except KafkaException as exc:
+            if exc.args[0].fatal():
+                # Fenced by a newer owner of the partition (or a broker-side fatal error):
+                # this process must not write again. Exit; the group moves on without it.
+                raise
+            log.warning("partition %d: abort_transaction: %s", partition, exc)
+        state = self._recover(partition)
+        self._chains[partition] = state
+        self._consumer.seek(
+            TopicPartition(self.settings.raw_topic, partition, state.next_source_offset))
 
     def run(self) -> None:
         """Seal until :meth:`stop` is called. Transient failures are retried."""
-        self._producer.init_transactions()
         self._consumer.subscribe(
             [self.settings.raw_topic], on_assign=self._on_assign, on_revoke=self._on_revoke
         )
         backoff = 0.5
         try:
             while not self._stop.is_set():
-                msgs = self._consumer.consume(BATCH, 0.2)
-                good = []
-                for m in msgs:
+                by_partition: dict[int, list[Message]] = {}
+                for m in self._consumer.consume(BATCH, 0.2):
                     err = m.error()
                     if err is None:
-                        good.append(m)
+                        by_partition.setdefault(m.partition(), []).append(m)
                     elif err.code() != KafkaError._PARTITION_EOF:
                         log.warning("consumer: %s", err)
-                if not good:
-                    continue
-                try:
-                    self._process(good)
-                    backoff = 0.5
-                except (KafkaException, TransportError) as exc:
-                    log.warning("batch not sealed, retrying: %s", exc)
-                    self._abort()
-                    time.sleep(backoff)
-                    backoff = min(backoff * 2, 10.0)
-                    self._rewind()
+                for partition, msgs in by_partition.items():
+                    try:
+                        self._seal_partition(partition, msgs)
+                        backoff = 0.5
+                    except (KafkaException, TransportError) as exc:
+                        log.warning("partition %d: batch not sealed, retrying: %s",
+                                    partition, exc)
+                        time.sleep(backoff)
+                        backoff = min(backoff * 2, 10.0)
+                        self._rewind(partition)
         finally:
             self._consumer.close()
-            self._producer.flush(10)
-
-    def _abort(self) -> None:
-        try:
-            self._producer.abort_transaction()
-        except KafkaException as exc:
-            if exc.args and exc.args[0].fatal():
-                raise
-            log.warning("abort_transaction: %s", exc)
+            for partition in list(self._producers):
+                self._release(partition)
 
     def stop(self) -> None:
         self._stop.set()

@@ -25,9 +25,11 @@ def write_segment(records: Sequence[dict[str, Any]], metadata: dict[str, str]) -
 
 
 def read_segment(data: bytes) -> list[dict[str, Any]]:
-    """The records of a segment; DecodeError when the bytes are not a segment."""
+    """The records of a segment exactly as written, decoded with the schema in the file's
+    own header (never resolved to a newer version: the entry hash covers what was
+    written). DecodeError when the bytes are not a segment."""
     try:
-        reader = fastavro.reader(io.BytesIO(data), reader_schema=_SCHEMA)
+        reader = fastavro.reader(io.BytesIO(data))
         return list(reader)  # type: ignore[arg-type]
     except Exception as exc:
         raise DecodeError(f"not a readable segment: {type(exc).__name__}: {exc}") from None

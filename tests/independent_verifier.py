@@ -1,0 +1,408 @@
+"""An independent verifier of sealtrail archives, written from docs/format.md alone.
+
+It imports nothing from sealtrail: only the standard library, fastavro (to read Avro
+object container files) and cryptography (for Ed25519). Its purpose is to show that the
+format specification is complete: if this verifier and ``sealtrail verify`` agree on
+archives built by sealtrail, the document says enough to verify them.
+
+``verify_dir(archive_dir, keyring_path)`` returns a list of problems, empty when the
+archive is intact. Sections cited as "spec: ..." are headings of docs/format.md.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import fastavro
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+__all__ = [
+    "canonical_json",
+    "entry_hash",
+    "genesis_hash",
+    "json_string",
+    "load_keyring",
+    "merkle_root",
+    "verify_dir",
+]
+
+# spec: "Hash domains"
+ENTRY = b"sealtrail:entry:v1\x00"
+GENESIS = b"sealtrail:genesis:v1\x00"
+CHECKPOINT = b"sealtrail:checkpoint:v1\x00"
+SIG_ENTRY = b"sealtrail:sig:entry:v1\x00"
+SIG_CHECKPOINT = b"sealtrail:sig:checkpoint:v1\x00"
+ZERO = bytes(32)
+
+# spec: "Sealed record" (the entry body)
+COVERED = ("chain_id", "seq", "epoch", "kind", "event", "rejection", "redaction",
+           "ingested_at", "source", "prev_hash", "key_id")
+# spec: "Checkpoints"
+STATEMENT_INTS = ("index", "first_seq", "last_seq", "segment_size", "created_at")
+STATEMENT_STRS = ("chain_id", "segment_key", "key_id")
+STATEMENT_HASHES = ("head_hash", "merkle_root", "prev_checkpoint_hash", "segment_sha256")
+CHECKPOINT_FORMAT = "sealtrail-checkpoint/v1"
+KEYRING_FORMAT = "sealtrail-keyring/v1"
+# spec: "Archive layout"
+INDEX_NAME = re.compile(r"^(\d{10})\.(avro|json)$")
+TMP_PREFIX = ".sealtrail-tmp-"
+HEX64 = re.compile(r"^[0-9a-f]{64}$")
+HEX128 = re.compile(r"^[0-9a-f]{128}$")
+
+
+def sha256(data: bytes) -> bytes:
+    return hashlib.sha256(data).digest()
+
+
+# -- canonical JSON (spec: "Canonical JSON") ----------------------------------------------
+
+_SHORT = {'"': '\\"', "\\": "\\\\", "\b": "\\b", "\t": "\\t", "\n": "\\n", "\f": "\\f",
+          "\r": "\\r"}
+
+
+def json_string(text: str) -> str:
+    """A string as canonical JSON writes it (before UTF-8 encoding)."""
+    out = ['"']
+    for ch in text:
+        cp = ord(ch)
+        if ch in _SHORT:
+            out.append(_SHORT[ch])
+        elif cp < 0x20:
+            out.append(f"\\u{cp:04x}")
+        elif 0xD800 <= cp <= 0xDFFF:
+            raise ValueError(f"lone surrogate U+{cp:04X} has no canonical form")
+        else:
+            out.append(ch)
+    out.append('"')
+    return "".join(out)
+
+
+def _encode(value: Any, out: list[str]) -> None:
+    if value is None:
+        out.append("null")
+    elif value is True:
+        out.append("true")
+    elif value is False:
+        out.append("false")
+    elif isinstance(value, int):
+        out.append(str(value))
+    elif isinstance(value, str):
+        out.append(json_string(value))
+    elif isinstance(value, bytes | bytearray):
+        out.append(json_string(bytes(value).hex()))
+    elif isinstance(value, list | tuple):
+        out.append("[")
+        for i, item in enumerate(value):
+            if i:
+                out.append(",")
+            _encode(item, out)
+        out.append("]")
+    elif isinstance(value, dict):
+        out.append("{")
+        # Python compares str by code point, which is what the spec requires.
+        for i, key in enumerate(sorted(value)):
+            if not isinstance(key, str):
+                raise TypeError(f"object key {key!r} is not a string")
+            if i:
+                out.append(",")
+            out.append(json_string(key))
+            out.append(":")
+            _encode(value[key], out)
+        out.append("}")
+    else:  # floats and anything else
+        raise TypeError(f"{type(value).__name__} has no canonical JSON form")
+
+
+def canonical_json(value: Any) -> bytes:
+    out: list[str] = []
+    _encode(value, out)
+    return "".join(out).encode("utf-8")
+
+
+# -- hashes (spec: "Entry hash, genesis hash and signature", "Merkle tree") ----------------
+
+def genesis_hash(chain_id: str) -> bytes:
+    return sha256(GENESIS + chain_id.encode("utf-8"))
+
+
+def entry_hash(record: dict[str, Any]) -> bytes:
+    return sha256(ENTRY + canonical_json({name: record[name] for name in COVERED}))
+
+
+def merkle_root(leaves: Sequence[bytes]) -> bytes:
+    """RFC 6962 MTH, written recursively as the spec states it."""
+    if not leaves:
+        return sha256(b"")
+    if len(leaves) == 1:
+        return sha256(b"\x00" + leaves[0])
+    k = 1
+    while k * 2 < len(leaves):
+        k *= 2
+    return sha256(b"\x01" + merkle_root(leaves[:k]) + merkle_root(leaves[k:]))
+
+
+# -- keyring (spec: "Public keyring") -------------------------------------------------------
+
+class Key:
+    def __init__(self, public_key: bytes, not_before: int, not_after: int | None) -> None:
+        self.public_key = public_key
+        self.not_before = not_before
+        self.not_after = not_after
+
+    def valid_at(self, t: int) -> bool:
+        return self.not_before <= t and (self.not_after is None or t <= self.not_after)
+
+
+def _strict_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def load_keyring(path: str | Path) -> dict[str, Key]:
+    """Parse a keyring file; ValueError saying what is wrong."""
+    doc = json.loads(Path(path).read_text(encoding="utf-8"))
+    if not isinstance(doc, dict) or doc.get("format") != KEYRING_FORMAT:
+        raise ValueError(f"keyring format is not {KEYRING_FORMAT}")
+    entries = doc.get("keys")
+    if not isinstance(entries, list) or not entries:
+        raise ValueError("keyring holds no keys")
+    keys: dict[str, Key] = {}
+    for i, entry in enumerate(entries):
+        if not isinstance(entry, dict):
+            raise ValueError(f"keyring entry {i} is not an object")
+        if entry.get("algorithm") != "ed25519":
+            raise ValueError(f"keyring entry {i}: algorithm is not ed25519")
+        key_id = entry.get("key_id")
+        if not isinstance(key_id, str) or key_id in keys:
+            raise ValueError(f"keyring entry {i}: key_id missing or duplicated")
+        try:
+            public_key = base64.b64decode(entry.get("public_key", ""), validate=True)
+        except (binascii.Error, TypeError, ValueError):
+            raise ValueError(f"keyring entry {i}: public_key is not base64") from None
+        if len(public_key) != 32:
+            raise ValueError(f"keyring entry {i}: public key is not 32 bytes")
+        not_before = entry.get("not_before")
+        not_before = 0 if not_before is None else not_before
+        not_after = entry.get("not_after")
+        if not _strict_int(not_before) or not (not_after is None or _strict_int(not_after)):
+            raise ValueError(f"keyring entry {i}: validity bounds must be integers")
+        if not_after is not None and not_after < not_before:
+            raise ValueError(f"keyring entry {i}: not_after is before not_before")
+        keys[key_id] = Key(public_key, not_before, not_after)
+    return keys
+
+
+def check_signature(
+    keys: dict[str, Key], key_id: str, message: bytes, signature: bytes, at: int
+) -> tuple[str, str] | None:
+    """(kind, message) when the signature does not hold, None when it does."""
+    key = keys.get(key_id)
+    if key is None:
+        return "unknown-key", f"key {key_id!r} is not in the trusted keyring"
+    if not key.valid_at(at):
+        return "signature", f"key {key_id!r} is not valid at {at}"
+    try:
+        Ed25519PublicKey.from_public_bytes(key.public_key).verify(bytes(signature), message)
+    except (InvalidSignature, ValueError):
+        return "signature", f"signature by {key_id!r} does not verify"
+    return None
+
+
+# -- segments (spec: "Segment files") ---------------------------------------------------------
+
+def _without_logical_types(schema: Any) -> Any:
+    if isinstance(schema, list):
+        return [_without_logical_types(s) for s in schema]
+    if isinstance(schema, dict):
+        return {k: _without_logical_types(v) for k, v in schema.items() if k != "logicalType"}
+    return schema
+
+
+def read_segment(path: Path) -> list[dict[str, Any]]:
+    """The records of a container file, decoded with its own header schema, logical types
+    ignored (so timestamps stay integers)."""
+    with path.open("rb") as f:
+        writer_schema = json.loads(fastavro.reader(f).metadata["avro.schema"])
+    plain = _without_logical_types(writer_schema)
+    with path.open("rb") as f:
+        return list(fastavro.reader(f, reader_schema=plain))  # type: ignore[arg-type]
+
+
+# -- verification (spec: "Verification algorithm") ----------------------------------------
+
+class _Stop(Exception):
+    pass
+
+
+def _parse_checkpoint(data: bytes) -> tuple[dict[str, Any], bytes, bytes, list[str]]:
+    """(statement, stored hash, signature, notes) or ValueError."""
+    doc = json.loads(data.decode("utf-8"))
+    if not isinstance(doc, dict) or doc.get("format") != CHECKPOINT_FORMAT:
+        raise ValueError(f"format is not {CHECKPOINT_FORMAT}")
+    if set(doc) != {"format", "checkpoint", "checkpoint_hash", "signature"}:
+        raise ValueError(f"unexpected members {sorted(doc)}")
+    st = doc["checkpoint"]
+    expected = set(STATEMENT_INTS) | set(STATEMENT_STRS) | set(STATEMENT_HASHES)
+    if not isinstance(st, dict) or set(st) != expected:
+        raise ValueError("statement does not have exactly the twelve fields")
+    for name in STATEMENT_INTS:
+        if not _strict_int(st[name]):
+            raise ValueError(f"{name} is not an integer")
+    for name in STATEMENT_STRS:
+        if not isinstance(st[name], str):
+            raise ValueError(f"{name} is not a string")
+    for name in STATEMENT_HASHES:
+        if not isinstance(st[name], str) or not HEX64.match(st[name]):
+            raise ValueError(f"{name} is not 64 lowercase hex characters")
+    if not (st["index"] >= 0 and 0 <= st["first_seq"] <= st["last_seq"]):
+        raise ValueError("impossible index or seq range")
+    if not isinstance(doc["checkpoint_hash"], str) or not HEX64.match(doc["checkpoint_hash"]):
+        raise ValueError("checkpoint_hash is not 64 lowercase hex characters")
+    if not isinstance(doc["signature"], str) or not HEX128.match(doc["signature"]):
+        raise ValueError("signature is not 128 lowercase hex characters")
+    notes = []
+    if canonical_json(doc) != data:
+        notes.append("checkpoint file is not in canonical form")
+    return st, bytes.fromhex(doc["checkpoint_hash"]), bytes.fromhex(doc["signature"]), notes
+
+
+def _index_files(directory: Path) -> list[str]:
+    if not directory.is_dir():
+        return []
+    return sorted(p.name for p in directory.iterdir() if not p.name.startswith(TMP_PREFIX))
+
+
+def _verify_chain(root: Path, chain_id: str, keys: dict[str, Key]) -> list[str]:
+    problems: list[str] = []
+    chain_dir = root / "chains" / chain_id
+
+    def stop(kind: str, message: str) -> _Stop:
+        problems.append(f"chain {chain_id}: {kind}: {message}")
+        return _Stop()
+
+    head_seq, head_hash, head_epoch = -1, genesis_hash(chain_id), 0
+    prev_cp = ZERO
+    last_source: tuple[str, int, int] | None = None
+    referenced: set[str] = set()
+    checkpoints = _index_files(chain_dir / "checkpoints")
+    try:
+        if not checkpoints:
+            raise stop("missing", "no checkpoint covers this chain")
+        for p, name in enumerate(checkpoints):
+            where = f"checkpoint {p}"
+            if name != f"{p:010d}.json":
+                raise stop("missing", f"{where} is absent (found {name})")
+            data = (chain_dir / "checkpoints" / name).read_bytes()
+            try:
+                st, stored_hash, cp_sig, notes = _parse_checkpoint(data)
+            except (ValueError, UnicodeDecodeError) as exc:
+                raise stop("malformed", f"{where}: {exc}") from None
+            cp_hash = sha256(CHECKPOINT + canonical_json(st))
+            if cp_hash != stored_hash:
+                raise stop("signature", f"{where}: checkpoint_hash does not match statement")
+            bad = check_signature(keys, st["key_id"], SIG_CHECKPOINT + cp_hash, cp_sig,
+                                  st["created_at"])
+            if bad:
+                raise stop(bad[0], f"{where}: {bad[1]}")
+            if notes:
+                raise stop("malformed", f"{where}: {'; '.join(notes)}")
+            if st["chain_id"] != chain_id or st["index"] != p:
+                raise stop("reordered", f"{where} states chain {st['chain_id']!r} index "
+                           f"{st['index']}")
+            if bytes.fromhex(st["prev_checkpoint_hash"]) != prev_cp:
+                raise stop("link", f"{where} does not link to the previous checkpoint")
+            if st["first_seq"] != head_seq + 1:
+                raise stop("seq", f"{where} starts at seq {st['first_seq']}, expected "
+                           f"{head_seq + 1}")
+            seg_key = f"chains/{chain_id}/segments/{p:010d}.avro"
+            if st["segment_key"] != seg_key:
+                raise stop("reordered", f"{where} names segment {st['segment_key']}")
+            referenced.add(seg_key)
+            seg_path = root.joinpath(*seg_key.split("/"))
+            if not seg_path.is_file():
+                raise stop("missing", f"segment {seg_key} is absent")
+            seg = seg_path.read_bytes()
+            if sha256(seg) != bytes.fromhex(st["segment_sha256"]) or \
+                    len(seg) != st["segment_size"]:
+                kind = "truncated" if len(seg) < st["segment_size"] else "modified"
+                raise stop(kind, f"segment {seg_key} bytes differ from {where}")
+            try:
+                records = read_segment(seg_path)
+            except Exception as exc:  # fastavro raises many kinds on corrupt input
+                raise stop("malformed", f"segment {seg_key}: {type(exc).__name__}: {exc}") \
+                    from None
+            if len(records) != st["last_seq"] - st["first_seq"] + 1:
+                raise stop("truncated", f"segment {seg_key} holds {len(records)} records, "
+                           f"{where} covers {st['last_seq'] - st['first_seq'] + 1}")
+            for r in records:
+                at = f"segment {seg_key} seq {r['seq']}"
+                if r["chain_id"] != chain_id:
+                    raise stop("chain", f"{at} belongs to chain {r['chain_id']!r}")
+                if r["seq"] != head_seq + 1:
+                    raise stop("seq", f"{at}: expected seq {head_seq + 1}")
+                if r["epoch"] < head_epoch:
+                    raise stop("epoch", f"{at}: epoch {r['epoch']} after {head_epoch}")
+                if r["prev_hash"] != head_hash:
+                    raise stop("link", f"{at}: prev_hash does not match the previous entry")
+                digest = entry_hash(r)
+                if digest != r["entry_hash"]:
+                    raise stop("hash", f"{at}: entry_hash does not match its content")
+                bad = check_signature(keys, r["key_id"], SIG_ENTRY + digest, r["signature"],
+                                      r["ingested_at"])
+                if bad:
+                    raise stop(bad[0], f"{at}: {bad[1]}")
+                src = r["source"]
+                if last_source is not None:
+                    topic, partition, offset = last_source
+                    if src["offset"] != offset + 1:
+                        raise stop("completeness", f"{at}: raw offset {src['offset']} follows "
+                                   f"{offset}")
+                    if (src["topic"], src["partition"]) != (topic, partition):
+                        raise stop("completeness", f"{at}: source moved from {topic}/"
+                                   f"{partition} to {src['topic']}/{src['partition']}")
+                if (r["kind"] == "EVENT") != (r["event"] is not None and r["rejection"] is None) \
+                        or (r["kind"] == "REJECTION") != (r["rejection"] is not None
+                                                          and r["event"] is None):
+                    raise stop("malformed", f"{at}: kind {r['kind']} does not match its payload")
+                last_source = (src["topic"], src["partition"], src["offset"])
+                head_seq, head_hash, head_epoch = r["seq"], r["entry_hash"], r["epoch"]
+            if merkle_root([r["entry_hash"] for r in records]) != \
+                    bytes.fromhex(st["merkle_root"]):
+                raise stop("modified", f"Merkle root of {seg_key} differs from {where}")
+            if head_hash != bytes.fromhex(st["head_hash"]) or head_seq != st["last_seq"]:
+                raise stop("modified", f"chain head differs from {where}")
+            prev_cp = cp_hash
+    except _Stop:
+        return problems
+    for name in _index_files(chain_dir / "segments"):
+        key = f"chains/{chain_id}/segments/{name}"
+        if key not in referenced:
+            problems.append(f"chain {chain_id}: unreferenced: segment {key} is covered by no "
+                            "checkpoint")
+    return problems
+
+
+def verify_dir(archive_dir: str | Path, keyring_path: str | Path) -> list[str]:
+    """Verify the local-directory archive at ``archive_dir`` against the keyring file at
+    ``keyring_path``. Returns the problems found; an empty list means intact."""
+    root = Path(archive_dir)
+    try:
+        keys = load_keyring(keyring_path)
+    except (OSError, ValueError) as exc:
+        return [f"keyring: {exc}"]
+    chains_dir = root / "chains"
+    chain_ids = sorted(p.name for p in chains_dir.iterdir() if p.is_dir()) \
+        if chains_dir.is_dir() else []
+    if not chain_ids:
+        return [f"archive {root} holds no chains"]
+    problems: list[str] = []
+    for chain_id in chain_ids:
+        problems.extend(_verify_chain(root, chain_id, keys))
+    return problems
