@@ -9,6 +9,9 @@ first_seq..last_seq, each hashing to its entry_hash, linking to the one before,
 signed by a trusted key, with the Merkle root and head the checkpoint states.
 Raw source offsets must follow each other (completeness, G1). The first break
 in a chain is reported with its segment and seq; other chains are still checked.
+When a checkpoint or a segment's bytes do not check out, the segment is still read
+(trusting nothing in it) to name the first entry that breaks, or to tell a segment
+moved from elsewhere in the chain (reordered) or cut short (truncated).
 """
 
 from __future__ import annotations
@@ -34,7 +37,9 @@ __all__ = ["ArchiveReport", "ChainReport", "Finding", "verify_archive"]
 @dataclass(frozen=True)
 class Finding:
     """One piece of broken evidence. ``kind``: missing, modified, reordered, truncated,
-    signature, unknown-key, link, hash, seq, completeness, unreferenced, malformed."""
+    signature, unknown-key, link, hash, seq, epoch, chain, completeness, unreferenced,
+    malformed. ``segment`` and ``seq`` say where the evidence first breaks: the segment
+    key, and the first seq of the chain that can no longer be trusted."""
 
     kind: str
     chain_id: str
@@ -96,67 +101,173 @@ def _signature_kind(problem: str) -> str:
     return "unknown-key" if problem.startswith("unknown key") else "signature"
 
 
+@dataclass(frozen=True)
+class _Break:
+    """Where a run of entries stops checking out: finding kind, message, chain seq."""
+
+    kind: str
+    message: str
+    seq: int
+
+
+def _check_entries(
+    head: ChainHead,
+    last_offset: int | None,
+    records: list[dict[str, Any]],
+    keyring: Keyring | None,
+) -> tuple[ChainHead, int | None, _Break | None]:
+    """Walk ``records`` on from ``head``: each must link, hash, verify and continue the raw
+    offsets. Returns the head and last offset reached and the first break, if any."""
+    for record in records:
+        expected = head.seq + 1
+        link = check_entry(head, record, keyring)
+        if link is not None:
+            kind = link.kind
+            if kind == "signature" and "unknown key" in link.message:
+                kind = "unknown-key"
+            return head, last_offset, _Break(kind, link.message, expected)
+        offset = record["source"]["offset"]
+        if last_offset is not None and offset != last_offset + 1:
+            return head, last_offset, _Break(
+                "completeness",
+                f"raw offset {offset} follows {last_offset}: offsets {last_offset + 1}.."
+                f"{offset - 1} of partition {record['source']['partition']} are unaccounted "
+                f"for", expected)
+        last_offset = offset
+        head = head.advance(record)
+    return head, last_offset, None
+
+
 def verify_chain(
     store: ArchiveStore, chain_id: str, keyring: Keyring, *, check_signatures: bool = True
 ) -> ChainReport:
+    """Verify one chain; the report holds at most one finding per way the chain breaks
+    (the first break stops the walk, since nothing after it can be trusted)."""
     report = ChainReport(chain_id)
     prefix = f"{layout.CHAINS}{chain_id}/"
-    keys = store.list(prefix)
-    checkpoints = sorted(k for k in keys if "/checkpoints/" in k)
-    segments = {k for k in keys if "/segments/" in k}
-    referenced: set[str] = set()
+    report.head_hash = ChainHead.genesis(chain_id).entry_hash.hex()
 
     def fail(kind: str, message: str, segment: str | None = None, seq: int | None = None) -> None:
         report.findings.append(Finding(kind, chain_id, message, segment, seq))
+
+    try:
+        keys = store.list(prefix)
+    except ValueError as exc:
+        fail("malformed", f"not a usable chain id: {exc}")
+        return report
+    checkpoints = sorted(k for k in keys if "/checkpoints/" in k)
+    segments = {k for k in keys if "/segments/" in k}
+    referenced: set[str] = set()
 
     head = ChainHead.genesis(chain_id)
     prev_cp_hash = ZERO_HASH
     last_offset: int | None = None
     entry_keyring = keyring if check_signatures else None
+
+    def diagnose(seg: str, data: bytes | None = None) -> tuple[list[dict[str, Any]] | None,
+                                                               _Break | None]:
+        """Read ``seg`` without trusting its checkpoint; its records and first bad entry."""
+        try:
+            records = read_segment(store.get(seg) if data is None else data)
+        except (ObjectMissingError, DecodeError):
+            return None, None
+        return records, _check_entries(head, last_offset, records, entry_keyring)[2]
+
+    def pinpoint(message: str, seg: str, data: bytes | None = None) -> tuple[str, int]:
+        """``message`` with the first entry of ``seg`` that does not check out, and its seq
+        (the next seq of the chain when every entry does)."""
+        _, broken = diagnose(seg, data)
+        if broken is None:
+            return message, head.seq + 1
+        return (f"{message}; first entry that does not check out: {broken.kind}: "
+                f"{broken.message}", broken.seq)
+
     if not checkpoints:
-        fail("missing", "no checkpoint: the chain's segments are not covered by any signature")
+        fail("missing", "no checkpoint: the chain's segments are not covered by any signature",
+             layout.segment_key(chain_id, 0), 0)
     for position, cp_key in enumerate(checkpoints):
         index = layout.parse_index(cp_key)
+        expected_seg = layout.segment_key(chain_id, position)
         if index != position:
-            fail("missing", f"checkpoint {position} is missing (next found: {cp_key})")
+            fail("missing", f"checkpoint {position} is missing (next found: {cp_key}); "
+                 f"entries from seq {head.seq + 1} on are not covered by a signature",
+                 expected_seg, head.seq + 1)
             break
+        cp_bytes = store.get(cp_key)
         try:
-            signed = SignedCheckpoint.from_bytes(store.get(cp_key))
+            signed = SignedCheckpoint.from_bytes(cp_bytes)
         except IntegrityError as exc:
-            fail("malformed", f"checkpoint {index}: {exc}")
+            fail("malformed", f"checkpoint {index}: {exc}", expected_seg, head.seq + 1)
             break
         cp = signed.checkpoint
-        problem = signed.problem(keyring)
+        try:
+            problem = signed.problem(keyring)
+        except (TypeError, ValueError) as exc:  # a statement no signer could have made
+            fail("malformed", f"checkpoint {index}: {exc}", expected_seg, head.seq + 1)
+            break
         if problem:
-            fail(_signature_kind(problem), f"checkpoint {index}: {problem}")
+            message, seq = pinpoint(f"checkpoint {index}: {problem}", expected_seg)
+            fail(_signature_kind(problem), message, expected_seg, seq)
             break
         if cp.chain_id != chain_id or cp.index != index:
             fail("reordered", f"checkpoint file {index} holds checkpoint {cp.index} of chain "
-                 f"{cp.chain_id}")
+                 f"{cp.chain_id}", expected_seg, head.seq + 1)
             break
         if cp.prev_checkpoint_hash != prev_cp_hash:
-            fail("link", f"checkpoint {index} does not link to checkpoint {index - 1}")
+            fail("link", f"checkpoint {index} does not link to checkpoint {index - 1}",
+                 expected_seg, head.seq + 1)
             break
         if cp.first_seq != head.seq + 1:
             fail("seq", f"checkpoint {index} starts at seq {cp.first_seq}, expected "
-                 f"{head.seq + 1}", seq=cp.first_seq)
+                 f"{head.seq + 1}", expected_seg, head.seq + 1)
+            break
+        if signed.to_bytes() != cp_bytes:
+            fail("modified", f"checkpoint {index} file is not in canonical form: its statement "
+                 "and signature check out, but its bytes are not those the archiver wrote",
+                 expected_seg, cp.first_seq)
             break
         seg = cp.segment_key
         referenced.add(seg)
-        if seg != layout.segment_key(chain_id, index):
-            fail("reordered", f"checkpoint {index} names segment {seg}", seg)
+        if seg != expected_seg:
+            fail("reordered", f"checkpoint {index} names segment {seg}", expected_seg,
+                 cp.first_seq)
             break
         try:
             data = store.get(seg)
         except ObjectMissingError:
-            fail("missing", "segment is missing", seg, cp.first_seq)
+            fail("missing", f"segment is missing (checkpoint {index} covers seq "
+                 f"{cp.first_seq}..{cp.last_seq})", seg, cp.first_seq)
             break
         digest = hashlib.sha256(data).digest()
         if digest != cp.segment_sha256 or len(data) != cp.segment_size:
-            kind = "truncated" if len(data) < cp.segment_size else "modified"
-            fail(kind, f"segment bytes do not match checkpoint {index} (sha256 "
-                 f"{digest.hex()} of {len(data)} bytes, checkpoint says "
-                 f"{cp.segment_sha256.hex()} of {cp.segment_size})", seg, cp.first_seq)
+            message = (f"segment bytes do not match checkpoint {index} (sha256 "
+                       f"{digest.hex()} of {len(data)} bytes, checkpoint says "
+                       f"{cp.segment_sha256.hex()} of {cp.segment_size})")
+            found, broken = diagnose(seg, data)
+            kind, seq = "modified", cp.first_seq
+            if found is None:
+                if len(data) < cp.segment_size:
+                    kind = "truncated"
+                message += "; it is not a readable segment"
+            elif found and found[0]["chain_id"] == chain_id and found[0]["seq"] != cp.first_seq:
+                kind = "reordered"
+                message += (f"; it holds seq {found[0]['seq']}..{found[-1]['seq']} where "
+                            f"checkpoint {index} covers seq {cp.first_seq}..{cp.last_seq}")
+            elif broken is not None:
+                message += (f"; first entry that does not check out: {broken.kind}: "
+                            f"{broken.message}")
+                seq = broken.seq
+            elif len(found) < cp.size:
+                kind, seq = "truncated", cp.first_seq + len(found)
+                message += (f"; it ends at seq {seq - 1}, checkpoint {index} covers seq "
+                            f"{cp.first_seq}..{cp.last_seq}")
+            elif len(found) > cp.size:
+                seq = cp.last_seq + 1
+                message += (f"; it holds {len(found)} entries, checkpoint {index} covers "
+                            f"{cp.size}: seq {seq} on were added")
+            elif merkle.root([r["entry_hash"] for r in found]) == cp.merkle_root:
+                message += "; its entries are the checkpointed ones, the file around them differs"
+            fail(kind, message, seg, seq)
             break
         try:
             records = read_segment(data)
@@ -165,38 +276,22 @@ def verify_chain(
             break
         if len(records) != cp.size:
             fail("truncated", f"segment holds {len(records)} entries, checkpoint {index} "
-                 f"covers {cp.size}", seg, cp.first_seq)
+                 f"covers {cp.size}", seg, cp.first_seq + min(len(records), cp.size))
             break
-        broken = False
-        for record in records:
-            link = check_entry(head, record, entry_keyring)
-            if link is not None:
-                kind = {"signature": "signature"}.get(link.kind, link.kind)
-                if "unknown key" in link.message:
-                    kind = "unknown-key"
-                fail(kind, link.message, seg, record["seq"])
-                broken = True
-                break
-            offset = record["source"]["offset"]
-            if last_offset is not None and offset != last_offset + 1:
-                fail("completeness", f"raw offset {offset} follows {last_offset}: offsets "
-                     f"{last_offset + 1}..{offset - 1} of partition "
-                     f"{record['source']['partition']} are unaccounted for", seg, record["seq"])
-                broken = True
-                break
-            last_offset = offset
-            head = head.advance(record)
+        head, last_offset, broken = _check_entries(head, last_offset, records, entry_keyring)
+        for record in records[: head.seq - cp.first_seq + 1]:  # the entries that checked out
             report.entries += 1
             if record["kind"] == "EVENT":
                 report.events += 1
             else:
-                reason = record["rejection"]["reason"]
+                reason = (record.get("rejection") or {}).get("reason", "UNKNOWN")
                 report.rejections[reason] = report.rejections.get(reason, 0) + 1
-        if broken:
+        if broken is not None:
+            fail(broken.kind, broken.message, seg, broken.seq)
             break
         if merkle.root([r["entry_hash"] for r in records]) != cp.merkle_root:
             fail("modified", f"Merkle root of the segment differs from checkpoint {index}",
-                 seg, cp.last_seq)
+                 seg, cp.first_seq)
             break
         if head.entry_hash != cp.head_hash or head.seq != cp.last_seq:
             fail("modified", f"chain head differs from checkpoint {index}", seg, cp.last_seq)
@@ -206,7 +301,10 @@ def verify_chain(
         report.last_checkpoint_at = cp.created_at
     else:
         for extra in sorted(segments - referenced):
-            fail("unreferenced", "segment is not covered by any checkpoint", extra)
+            found, _ = diagnose(extra)
+            seq = found[0]["seq"] if found else None
+            fail("unreferenced", "segment is not covered by any checkpoint"
+                 + (f" (it holds seq {seq}..{found[-1]['seq']})" if found else ""), extra, seq)
     report.head_seq = head.seq
     report.head_hash = head.entry_hash.hex()
     return report

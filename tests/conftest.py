@@ -55,10 +55,12 @@ def settings(stack: dev.Stack, tmp_path: Path) -> Settings:
 class Stage:
     """A pipeline stage (`sealtrail seal` / `sealtrail archive`) running as a real process."""
 
-    def __init__(self, settings: Settings, command: str, log: Path) -> None:
+    def __init__(
+        self, settings: Settings, command: str, log: Path, env: dict[str, str] | None = None
+    ) -> None:
         self.command = command
         self.log = log
-        env = {**os.environ, **settings.to_env()}
+        env = {**os.environ, **settings.to_env(), **(env or {})}
         with open(log, "ab") as out:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "sealtrail.cli.main", command],
