@@ -4,6 +4,7 @@ started as background processes for local development, the demo and the tests.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -132,10 +133,8 @@ def stop_pid(pid: int, timeout: float = 10.0) -> None:
         if done or not _alive(pid):
             return
         time.sleep(0.05)
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
 
 
 def stop_stack(home: Path) -> bool:

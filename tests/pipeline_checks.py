@@ -48,7 +48,7 @@ def wait_until(predicate: Callable[[], bool], timeout: float, what: str,
         if predicate():
             return
         assert alive(), f"a stage died while waiting for {what}"
-        time.sleep(0.3)
+        time.sleep(0.1)
     raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 

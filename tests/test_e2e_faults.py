@@ -9,9 +9,9 @@ from collections import Counter
 from pathlib import Path
 
 import fastavro
-from conftest import Stage
 from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.schema_registry import Schema
+from conftest import Stage
 from pipeline_checks import (
     archived_count,
     archived_records,
@@ -22,26 +22,31 @@ from pipeline_checks import (
     verify,
     wait_until,
 )
+from sealtrail.producers import AuditClient
+from sealtrail.producers.client import registry_client
 
 from sealtrail import schemas
 from sealtrail.config import Settings
 from sealtrail.core.avro import AvroCodec, frame
-from sealtrail.producers import AuditClient
-from sealtrail.producers.client import registry_client
 
 
-def sealed_per_partition(settings: Settings) -> list[int]:
+class SealedProgress:
     """Sealed records written so far per partition (high watermarks of the sealed topic)."""
-    consumer = Consumer({"bootstrap.servers": settings.bootstrap, "group.id": "probe"})
-    try:
-        counts = []
-        for p in range(settings.partitions):
-            low, high = consumer.get_watermark_offsets(
-                TopicPartition(settings.sealed_topic, p), timeout=10)
-            counts.append(high - low)
-        return counts
-    finally:
-        consumer.close()
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._consumer = Consumer({"bootstrap.servers": settings.bootstrap, "group.id": "probe"})
+
+    def counts(self) -> list[int]:
+        out = []
+        for p in range(self._settings.partitions):
+            low, high = self._consumer.get_watermark_offsets(
+                TopicPartition(self._settings.sealed_topic, p), timeout=10, cached=False)
+            out.append(high - low)
+        return out
+
+    def close(self) -> None:
+        self._consumer.close()
 
 
 def test_sealer_killed_mid_stream_resumes_without_gap_or_duplicate(
@@ -49,13 +54,15 @@ def test_sealer_killed_mid_stream_resumes_without_gap_or_duplicate(
 ) -> None:
     """SIGKILL the sealer while it seals, start a new one: every event is sealed exactly
     once and every chain continues from its committed head."""
-    emitted = finish_producer(run_producer(settings, "billing", 12_000, seed=3))["emitted"]
+    emitted = finish_producer(run_producer(settings, "billing", 40_000, seed=3))["emitted"]
     first = Stage(settings, "seal", tmp_path / "seal-1.log")
     stages.append(first)
-    wait_until(lambda: min(sealed_per_partition(settings)) > 300, 60,
+    progress = SealedProgress(settings)
+    wait_until(lambda: min(progress.counts()) > 100, 60,
                "sealing to reach every partition", alive=first.alive)
     first.kill()
-    assert sum(sealed_per_partition(settings)) < emitted, "the kill came too late to matter"
+    assert sum(progress.counts()) < emitted, "the kill came too late to matter"
+    progress.close()
     stages.append(Stage(settings, "seal", tmp_path / "seal-2.log"))
     stages.append(Stage(settings, "archive", tmp_path / "archive.log"))
     store = store_of(settings)

@@ -146,9 +146,6 @@ def test_malformed_keyring_fails_with_a_clear_message(tmp_path: Path, case: str)
     assert len(proc.stderr.strip().splitlines()) == 1
 
 
-@pytest.mark.xfail(strict=True, reason="sealtrail/cli/run_tools.py lets KeyError_ (a DataError) "
-                   "reach main(), which maps DataError to exit 1 for verify; a keyring the "
-                   "verifier cannot read is a usage error (2)")
 def test_malformed_keyring_exits_2(tmp_path: Path) -> None:
     """A malformed keyring is a usage error: exit 2, not 1 (1 means tampered evidence)."""
     built = build_archive(tmp_path, chains=1, segments=1)

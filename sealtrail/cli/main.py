@@ -59,7 +59,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(name)s %(levelname)s %(message)s",
         stream=sys.stderr,
     )
-    logging.getLogger("botocore").setLevel(logging.WARNING)
+    for noisy in ("botocore", "httpx", "httpx2", "urllib3"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
         code: int = args.func(args)
         return code

@@ -63,6 +63,6 @@ def _archive(args: argparse.Namespace) -> int:
     stop_on_signals(archiver.stop)
     log.info("archiver started: %s -> %s", settings.sealed_topic, store.url)
     archiver.run()
-    log.info("archiver stopped: %d records in %d segments", archiver.records_archived,
-             archiver.segments_written)
+    log.info("archiver stopped: %d records in %d segments", archiver.writer.records_archived,
+             archiver.writer.segments_written)
     return 0

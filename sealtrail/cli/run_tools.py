@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from sealtrail.cli.common import print_json, settings_from
+from sealtrail.errors import KeyError_
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -57,7 +58,11 @@ def _verify(args: argparse.Namespace) -> int:
     if not url.startswith("s3://") and not Path(url.removeprefix("file://")).is_dir():
         print(f"sealtrail: no archive at {url}", file=sys.stderr)
         return 2
-    keyring = load_keyring(Path(args.keys))
+    try:
+        keyring = load_keyring(Path(args.keys))
+    except KeyError_ as exc:  # a bad keyring is a usage error, not failed evidence
+        print(f"sealtrail: {exc}", file=sys.stderr)
+        return 2
     store = open_store(url, s3_endpoint_url=settings.s3_endpoint_url or None)
 
     def show(report: ChainReport) -> None:

@@ -119,15 +119,15 @@ def run_demo(settings: Settings, *, events: int = 10_200, timeout: float = 300.0
         procs.append(_spawn(["archive"], logs / "archiver.log"))
         _say(f"sealer pid {procs[0].pid}, archiver pid {procs[1].pid} ({env_note})")
         per_service = events // len(SERVICES)
-        services = [
-            subprocess.Popen(
-                [sys.executable, "-m", "sealtrail.demo.traffic", "--service", name,
-                 "--count", str(per_service), "--seed", str(i)],
-                stdout=subprocess.PIPE, stderr=open(logs / f"{name}.log", "ab"),
-                env={**os.environ, "SEALTRAIL_HOME": str(home)},
-            )
-            for i, name in enumerate(SERVICES)
-        ]
+        services = []
+        for i, name in enumerate(SERVICES):
+            with open(logs / f"{name}.log", "ab") as err:
+                services.append(subprocess.Popen(
+                    [sys.executable, "-m", "sealtrail.demo.traffic", "--service", name,
+                     "--count", str(per_service), "--seed", str(i)],
+                    stdout=subprocess.PIPE, stderr=err,
+                    env={**os.environ, **settings.to_env()},
+                ))
         for proc in services:
             out, _ = proc.communicate(timeout=timeout)
             if proc.returncode != 0:
@@ -140,6 +140,7 @@ def run_demo(settings: Settings, *, events: int = 10_200, timeout: float = 300.0
         for value in bad:
             producer.produce(settings.raw_topic, value, b"malformed")
         producer.flush(30)
+        del producer
         result.malformed = len(bad)
         _say(f"injected {len(bad)} malformed raw records")
         expected = result.emitted + result.malformed
