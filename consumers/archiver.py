@@ -19,16 +19,17 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException
+from confluent_kafka.schema_registry import SchemaRegistryClient
 
-from sealtrail import layout, schemas
+from sealtrail import layout
 from sealtrail.archive import ArchiveStore, Retention
 from sealtrail.config import Settings
 from sealtrail.core import merkle
-from sealtrail.core.avro import AvroCodec, unframe
 from sealtrail.core.checkpoint import Checkpoint, SignedCheckpoint
 from sealtrail.core.hashing import ZERO_HASH
 from sealtrail.core.signing import Signer
 from sealtrail.errors import DecodeError
+from sealtrail.schema_cache import WriterSchemas
 from sealtrail.segments import read_segment, write_segment
 
 __all__ = ["ArchivedChain", "Archiver", "load_chain_tail"]
@@ -45,6 +46,7 @@ class ArchivedChain:
     last_seq: int = -1
     checkpoint_hash: bytes = ZERO_HASH
     buffer: list[dict[str, Any]] = field(default_factory=list)
+    schema: dict[str, Any] | None = None  # the schema the buffered records were sealed with
 
 
 def load_chain_tail(store: ArchiveStore, chain_id: str) -> ArchivedChain:
@@ -105,9 +107,14 @@ class SegmentWriter:
                  state.chain_id, state.next_index)
         self._checkpoint(state, read_segment(data), data)
 
-    def add(self, record: dict[str, Any]) -> None:
-        """Buffer one sealed record unless it is already archived."""
+    def add(self, record: dict[str, Any], schema: dict[str, Any] | None = None) -> None:
+        """Buffer one sealed record (sealed with ``schema``; the current SealedRecord when
+        None) unless it is already archived. A record of another schema version than the
+        buffer's closes the buffer as a segment first: a segment holds one schema."""
         state = self._chain(record["chain_id"])
+        if state.buffer and schema != state.schema:
+            self.write_segment(state)
+        state.schema = schema
         expected = state.last_seq + 1 + len(state.buffer)
         if record["seq"] < expected:
             return  # archived before a restart: re-delivered, skip
@@ -154,7 +161,7 @@ class SegmentWriter:
             "sealtrail.chain_id": state.chain_id,
             "sealtrail.first_seq": str(records[0]["seq"]),
             "sealtrail.last_seq": str(records[-1]["seq"]),
-        })
+        }, state.schema)
         self.store.put(layout.segment_key(state.chain_id, state.next_index), data,
                        retention=self._retention())
         self._checkpoint(state, records, data)
@@ -182,6 +189,7 @@ class Archiver:
         *,
         store: ArchiveStore,
         signer: Signer,
+        registry: SchemaRegistryClient,
         clock: Callable[[], int] = lambda: time.time_ns() // 1000,
     ) -> None:
         self.settings = settings
@@ -189,7 +197,7 @@ class Archiver:
             store, signer, retention_days=settings.retention_days,
             retention_mode=settings.retention_mode, clock=clock,
         )
-        self._codec = AvroCodec(schemas.sealed_record())
+        self._writers = WriterSchemas(registry)
         self._oldest: float | None = None
         self._stop = threading.Event()
         self._consumer = Consumer({
@@ -229,12 +237,12 @@ class Archiver:
                             log.warning("consumer: %s", err)
                         continue
                     try:
-                        record = self._codec.decode(unframe(msg.value())[1])
+                        record, codec = self._writers.decode(msg.value())
                     except DecodeError as exc:
                         log.error("sealed record at %s/%d@%d does not decode (%s); not archived",
                                   msg.topic(), msg.partition(), msg.offset(), exc)
                         continue
-                    self.writer.add(record)
+                    self.writer.add(record, codec.schema)
                     if self._oldest is None:
                         self._oldest = time.monotonic()
                 if self._due():

@@ -15,9 +15,9 @@ from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, TopicPartition
 
-from sealtrail.core.avro import AvroCodec, unframe
 from sealtrail.core.chain import ChainHead
 from sealtrail.errors import TransportError
+from sealtrail.schema_cache import WriterSchemas
 
 __all__ = ["ChainState", "recover_chain"]
 
@@ -40,7 +40,7 @@ def recover_chain(
     consumer_conf: dict[str, Any],
     topic: str,
     partition: int,
-    codec: AvroCodec,
+    writers: WriterSchemas,
     window: int,
     timeout: float = 30.0,
 ) -> ChainState | None:
@@ -71,13 +71,13 @@ def recover_chain(
             span *= 4  # only transaction markers in the tail: look further back
         if not records:
             return None
-        last = codec.decode(unframe(records[-1])[1])
+        last = writers.decode(records[-1])[0]
         state = ChainState(
             head=ChainHead(last["chain_id"], last["seq"], last["entry_hash"], last["epoch"] + 1),
             next_source_offset=last["source"]["offset"] + 1,
         )
         for value in records[-window:]:
-            rec = codec.decode(unframe(value)[1])
+            rec = writers.decode(value)[0]
             if rec["chain_id"] == state.head.chain_id and rec["kind"] == "EVENT":
                 state.remember(rec["event"]["event_id"], rec["seq"], window)
         return state

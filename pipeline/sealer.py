@@ -37,6 +37,7 @@ from sealtrail.core.hashing import sha256
 from sealtrail.core.redaction import Policy
 from sealtrail.core.signing import Signer
 from sealtrail.errors import TransportError
+from sealtrail.schema_cache import WriterSchemas
 
 __all__ = ["Sealer"]
 
@@ -69,7 +70,8 @@ class Sealer:
         self._clock = clock
         self._stop = threading.Event()
         reader = AvroCodec(schemas.load(schemas.AUDIT_EVENT))
-        self._decoder = RawDecoder(registry, reader, max_bytes=settings.max_event_bytes)
+        self._writers = WriterSchemas(registry)
+        self._decoder = RawDecoder(self._writers, reader, max_bytes=settings.max_event_bytes)
         sealed_schema = schemas.sealed_record()
         self._sealed = AvroCodec(sealed_schema)
         self._sealed_schema_id = registry.register_schema(
@@ -96,7 +98,7 @@ class Sealer:
 
     def _recover(self, partition: int) -> ChainState:
         state = recover_chain(
-            self._base, self.settings.sealed_topic, partition, self._sealed,
+            self._base, self.settings.sealed_topic, partition, self._writers,
             self.settings.dedupe_window,
         )
         if state is None:

@@ -49,6 +49,7 @@ def _sealed(**overrides: Any) -> dict[str, Any]:
 # -- wire frame ----------------------------------------------------------------------
 
 
+@settings(deadline=None)
 @given(schema_id=st.integers(0, 2**32 - 1), body=st.binary(max_size=64))
 def test_frame_round_trip(schema_id: int, body: bytes) -> None:
     """unframe(frame(id, body)) gives the id and body back; the header is 0 + 4-byte id."""
@@ -97,7 +98,7 @@ def test_sealed_record_round_trip_with_rejection() -> None:
     assert SEALED.decode(SEALED.encode(record)) == record
 
 
-@settings(max_examples=40)
+@settings(max_examples=40, deadline=None)
 @given(cut=st.integers(1, 40))
 def test_truncated_body_is_a_decode_error(cut: int) -> None:
     """A body missing its last bytes raises DecodeError, not a fastavro exception."""
@@ -113,7 +114,7 @@ def test_trailing_bytes_are_a_decode_error() -> None:
         EVENT.decode(body + b"abc")
 
 
-@settings(max_examples=100)
+@settings(max_examples=100, deadline=None)
 @given(data=st.binary(max_size=200))
 def test_garbage_decodes_or_raises_decode_error(data: bytes) -> None:
     """Arbitrary bytes either decode to a valid event or raise DecodeError, nothing else."""

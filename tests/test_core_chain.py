@@ -176,7 +176,7 @@ def test_entry_hash_is_sha256_of_domain_and_canonical_body() -> None:
 
 
 @pytest.mark.parametrize("field", ENTRY_FIELDS)
-@settings(max_examples=25)
+@settings(max_examples=25, deadline=None)
 @given(unsealed=unsealed_records())
 def test_entry_hash_changes_with_every_body_field(field: str, unsealed: dict[str, Any]) -> None:
     """Changing any one covered field changes entry_hash."""
@@ -186,7 +186,7 @@ def test_entry_hash_changes_with_every_body_field(field: str, unsealed: dict[str
     assert entry_hash(changed) != entry_hash(record)
 
 
-@settings(max_examples=50)
+@settings(max_examples=50, deadline=None)
 @given(unsealed=unsealed_records(), new_hash=st.binary(max_size=40),
        new_sig=st.binary(max_size=70))
 def test_entry_hash_ignores_the_seal(
@@ -199,7 +199,7 @@ def test_entry_hash_ignores_the_seal(
     )
 
 
-@settings(max_examples=50)
+@settings(max_examples=50, deadline=None)
 @given(unsealed=unsealed_records().filter(lambda u: u["kind"] == "EVENT"), key=text,
        value=text)
 def test_entry_hash_covers_nested_event_content(
@@ -388,3 +388,38 @@ def test_problem_messages_carry_expected_and_found() -> None:
     assert ("01" * 32) in problem.message and record["entry_hash"].hex() in problem.message
     wrong_seq = {**record, "seq": 5}
     assert check_entry(genesis, wrong_seq, None) == LinkError("seq", "expected seq 0, found 5")
+
+
+@pytest.mark.parametrize("missing", [*ENTRY_FIELDS, "entry_hash", "signature"])
+def test_record_missing_a_field_is_reported_not_raised(missing: str) -> None:
+    """A record lacking any field (e.g. read with a tampered schema) is a "hash" problem
+    naming the field, not a KeyError."""
+    record = seal_all([_sample_unsealed()])[0]
+    del record[missing]
+    problem = check_entry(ChainHead.genesis(CHAIN), record, KEYRING)
+    assert problem is not None and problem.kind == "hash"
+    assert f"field {missing!r} is missing" in problem.message
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("seq", "0"), ("seq", True), ("epoch", None), ("chain_id", b"c"), ("prev_hash", "00"),
+     ("entry_hash", None), ("signature", "sig"), ("key_id", 1), ("ingested_at", 1.5)],
+)
+def test_record_with_wrongly_typed_field_is_reported_not_raised(field: str, value: Any) -> None:
+    """A chain-position or seal field of the wrong type is reported, not raised."""
+    record = seal_all([_sample_unsealed()])[0]
+    record[field] = value
+    problem = check_entry(ChainHead.genesis(CHAIN), record, KEYRING)
+    assert problem is not None and problem.kind == "hash"
+    assert f"field {field!r} is a" in problem.message
+
+
+def test_unhashable_content_is_reported_not_raised() -> None:
+    """Content with no canonical form (a float inside the event) is reported as a hash
+    problem instead of raising TypeError."""
+    record = seal_all([_sample_unsealed()])[0]
+    record["event"]["attributes"] = {"n": 1.5}
+    problem = check_entry(ChainHead.genesis(CHAIN), record, KEYRING)
+    assert problem is not None and problem.kind == "hash"
+    assert "cannot be hashed" in problem.message and "float" in problem.message

@@ -72,7 +72,7 @@ def test_statement_json_has_hex_hashes_and_every_field() -> None:
     assert Checkpoint.from_json(doc) == cp
 
 
-@settings(max_examples=60)
+@settings(max_examples=60, deadline=None)
 @given(cp=checkpoints)
 def test_to_bytes_from_bytes_round_trip(cp: Checkpoint) -> None:
     """from_bytes(to_bytes(x)) == x and the archived bytes are canonical JSON."""

@@ -6,7 +6,7 @@ import copy
 from typing import Any
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sealtrail import schemas
@@ -164,6 +164,7 @@ def _only_logical_removed(original: Any, stripped: Any) -> bool:
     return bool(original == stripped)
 
 
+@settings(deadline=None)
 @given(schema=json_schemas)
 def test_strip_logical_types_removes_only_logical_types(schema: Any) -> None:
     """strip_logical_types removes the logicalType keys and nothing else."""

@@ -93,7 +93,7 @@ def test_root_matches_naive_for_every_size(size: int) -> None:
     assert merkle.root(leaves) == naive_mth(leaves)
 
 
-@settings(max_examples=150)
+@settings(max_examples=150, deadline=None)
 @given(leaves=st.lists(st.binary(max_size=24), max_size=70))
 def test_root_matches_naive(leaves: list[bytes]) -> None:
     """root() of random leaves (duplicates allowed) equals the recursive MTH."""

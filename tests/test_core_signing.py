@@ -53,7 +53,7 @@ def test_signer_needs_a_32_byte_seed(length: int) -> None:
         Ed25519Signer(bytes(length))
 
 
-@settings(max_examples=50)
+@settings(max_examples=50, deadline=None)
 @given(message=st.binary(max_size=300))
 def test_signature_verifies_with_public_key(message: bytes) -> None:
     """sign() is deterministic and verifies under the signer's public key."""
@@ -134,7 +134,7 @@ def test_keyring_refuses_signature_outside_window(when: int) -> None:
     assert keyring.verify(SIGNER.key_id, b"m", SIGNER.sign(b"m"), at_us=150) is None
 
 
-@settings(max_examples=50)
+@settings(max_examples=50, deadline=None)
 @given(message=st.binary(max_size=64), position=st.integers(0, 63), mask=st.integers(1, 255))
 def test_keyring_refuses_altered_signature(message: bytes, position: int, mask: int) -> None:
     """Any single-byte change to the signature makes it invalid."""

@@ -56,10 +56,12 @@ def _archive(args: argparse.Namespace) -> int:
     from sealtrail.archive import open_store
     from sealtrail.consumers import Archiver
     from sealtrail.keys import load_signer
+    from sealtrail.producers.client import registry_client
 
     settings = settings_from(args, archive_url=args.archive).require_endpoints()
     store = open_store(settings.archive, s3_endpoint_url=settings.s3_endpoint_url or None)
-    archiver = Archiver(settings, store=store, signer=load_signer(settings.keys))
+    archiver = Archiver(settings, store=store, signer=load_signer(settings.keys),
+                        registry=registry_client(settings.registry_url, settings.registry_auth))
     stop_on_signals(archiver.stop)
     log.info("archiver started: %s -> %s", settings.sealed_topic, store.url)
     archiver.run()

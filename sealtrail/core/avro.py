@@ -18,7 +18,7 @@ from sealtrail.errors import DecodeError, EventValidationError
 __all__ = ["MAGIC", "AvroCodec", "SchemaMismatchError", "frame", "unframe"]
 
 MAGIC = 0
-_HEADER = struct.Struct(">bI")
+_HEADER = struct.Struct(">BI")  # unsigned magic byte, unsigned 32-bit schema id
 
 
 class SchemaMismatchError(DecodeError):
@@ -28,6 +28,8 @@ class SchemaMismatchError(DecodeError):
 
 def frame(schema_id: int, body: bytes) -> bytes:
     """Prefix an Avro body with the Confluent wire header."""
+    if not 0 <= schema_id <= 0xFFFF_FFFF:
+        raise ValueError(f"schema id {schema_id} does not fit the 4-byte wire header")
     return _HEADER.pack(MAGIC, schema_id) + body
 
 
@@ -48,14 +50,33 @@ class AvroCodec:
         self.schema = schema
         self.parsed = fastavro.parse_schema(strip_logical_types(schema), _write_hint=False)
         self.name = str(schema.get("name", "?"))
+        self._records = _record_paths(schema, ())
 
     def validate(self, record: dict[str, Any]) -> None:
-        """Raise EventValidationError naming the first field that does not fit the schema."""
+        """Raise EventValidationError naming the first field that does not fit the schema.
+
+        Keys that are not fields of the schema are errors too: fastavro accepts them and
+        the encoder would drop them without a word.
+        """
         if fastavro.validate(record, self.parsed, raise_errors=False):
-            return
+            problem = self._unknown_field(record)
+            if problem is None:
+                return
+            raise EventValidationError(*problem)
         problem = _first_problem(self.schema, record, "")
         field, message = problem or ("?", "does not match the schema")
         raise EventValidationError(field, message)
+
+    def _unknown_field(self, record: dict[str, Any]) -> tuple[str, str] | None:
+        for path, names, record_name in self._records:
+            value: Any = record
+            for part in path:
+                value = value.get(part) if isinstance(value, dict) else None
+            if isinstance(value, dict):
+                extra = value.keys() - names
+                if extra:
+                    return ".".join((*path, sorted(extra)[0])), f"is not a field of {record_name}"
+        return None
 
     def encode(self, record: dict[str, Any]) -> bytes:
         buf = io.BytesIO()
@@ -84,6 +105,25 @@ _PRIMITIVES: dict[str, tuple[type, ...]] = {
     "boolean": (bool,), "float": (float, int), "double": (float, int), "null": (type(None),),
 }
 
+_INT_BITS = {"int": 31, "long": 63}
+
+
+def _record_paths(
+    schema: Any, path: tuple[str, ...]
+) -> list[tuple[tuple[str, ...], frozenset[str], str]]:
+    """(path, field names, record name) of every record reachable through record fields and
+    unions with a single record branch (records inside arrays and maps are not listed)."""
+    if not isinstance(schema, dict) or schema.get("type") != "record":
+        return []
+    found = [(path, frozenset(f["name"] for f in schema["fields"]), str(schema["name"]))]
+    for field in schema["fields"]:
+        ftype = field["type"]
+        branches = ftype if isinstance(ftype, list) else [ftype]
+        records = [b for b in branches if isinstance(b, dict) and b.get("type") == "record"]
+        if len(records) == 1:
+            found += _record_paths(records[0], (*path, field["name"]))
+    return found
+
 
 def _type_name(schema: Any) -> str:
     if isinstance(schema, list):
@@ -111,6 +151,9 @@ def _first_problem(schema: Any, value: Any, path: str) -> tuple[str, str] | None
             return None  # named type reference: checked where it is defined
         if not isinstance(value, kinds) or (schema != "boolean" and isinstance(value, bool)):
             return here, f"expected {schema}, got {type(value).__name__} {value!r:.60}"
+        bits = _INT_BITS.get(schema)
+        if bits and isinstance(value, int) and not -(1 << bits) <= value < 1 << bits:
+            return here, f"{value} does not fit in an Avro {schema} ({bits + 1}-bit signed)"
         return None
     kind = schema["type"]
     if kind == "record":

@@ -47,10 +47,37 @@ _encoder = json.JSONEncoder(
 )
 
 
-def canonical_json(value: Any) -> bytes:
-    """The canonical UTF-8 JSON bytes of ``value`` (dicts, lists, str, int, bytes, None)."""
-    if isinstance(value, float):
+# Types that need no further look (exact types; subclasses take the slow path).
+_SCALARS = frozenset({str, int, bool, bytes, type(None)})
+
+
+def _check(value: Any) -> None:
+    """Refuse what has no canonical form anywhere in ``value``: floats, non-string keys.
+
+    (The encoder would write a nested float in Python's repr, and sort int keys as numbers
+    before turning them into strings, so both are stopped before it runs.)
+    """
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise TypeError(f"object keys must be strings, found {type(key).__name__} {key!r}")
+            if type(item) not in _SCALARS:
+                _check(item)
+    elif isinstance(value, list | tuple):
+        for item in value:
+            if type(item) not in _SCALARS:
+                _check(item)
+    elif isinstance(value, float):
         raise TypeError("floats have no canonical form in sealtrail")
+
+
+def canonical_json(value: Any) -> bytes:
+    """The canonical UTF-8 JSON bytes of ``value`` (dicts, lists, str, int, bytes, None).
+
+    Raises TypeError for floats and non-string object keys at any depth, and for any
+    other type without a canonical form.
+    """
+    _check(value)
     return _encoder.encode(value).encode("utf-8")
 
 

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sealtrail.core.canonical import canonical_json, entry_body
+from sealtrail.core.canonical import ENTRY_FIELDS, canonical_json, entry_body
 from sealtrail.core.hashing import ENTRY_DOMAIN, GENESIS_DOMAIN, SIG_ENTRY_DOMAIN, sha256
 from sealtrail.core.signing import Keyring, Signer
 
@@ -64,17 +64,40 @@ def seal(head: ChainHead, unsealed: dict[str, Any], signer: Signer) -> dict[str,
 @dataclass(frozen=True)
 class LinkError:
     """Why an entry does not check out: ``kind`` is one of hash, link, seq, epoch, chain,
-    signature."""
+    signature ("hash" also covers a record that lacks a field or cannot be hashed)."""
 
     kind: str
     message: str
+
+
+# The fields check_entry compares or passes on, with the type each must have.
+_POSITION_TYPES: tuple[tuple[str, type], ...] = (
+    ("chain_id", str), ("seq", int), ("epoch", int), ("ingested_at", int),
+    ("prev_hash", bytes), ("entry_hash", bytes), ("key_id", str), ("signature", bytes),
+)
+
+
+def _malformed(record: Mapping[str, Any]) -> str | None:
+    """Why ``record`` cannot even be checked (a field missing or of the wrong type), or None."""
+    for name in (*ENTRY_FIELDS, "entry_hash", "signature"):
+        if name not in record:
+            return f"field {name!r} is missing"
+    for name, kind in _POSITION_TYPES:
+        value = record[name]
+        if not isinstance(value, kind) or isinstance(value, bool):
+            return f"field {name!r} is a {type(value).__name__}, not {kind.__name__}"
+    return None
 
 
 def check_entry(
     prev: ChainHead, record: Mapping[str, Any], keyring: Keyring | None
 ) -> LinkError | None:
     """Check one entry against the head before it. ``keyring=None`` skips signatures
-    (hash-chain checking only). Returns None when the entry is sound."""
+    (hash-chain checking only). Returns None when the entry is sound; a record that lacks
+    a field or cannot be hashed is reported (kind "hash"), never raised."""
+    malformed = _malformed(record)
+    if malformed is not None:
+        return LinkError("hash", f"entry after seq {prev.seq} cannot be hashed: {malformed}")
     seq = record["seq"]
     if record["chain_id"] != prev.chain_id:
         return LinkError("chain", f"entry seq {seq} belongs to chain {record['chain_id']!r}")
@@ -87,14 +110,17 @@ def check_entry(
     if record["prev_hash"] != prev.entry_hash:
         return LinkError(
             "link",
-            f"seq {seq} prev_hash {bytes(record['prev_hash']).hex()} does not match "
+            f"seq {seq} prev_hash {record['prev_hash'].hex()} does not match "
             f"entry_hash {prev.entry_hash.hex()} of seq {prev.seq}",
         )
-    digest = entry_hash(record)
+    try:
+        digest = entry_hash(record)
+    except (TypeError, ValueError) as exc:  # e.g. a float or a lone surrogate in the event
+        return LinkError("hash", f"seq {seq} cannot be hashed: {exc}")
     if digest != record["entry_hash"]:
         return LinkError(
             "hash",
-            f"seq {seq} entry_hash {bytes(record['entry_hash']).hex()} does not match its "
+            f"seq {seq} entry_hash {record['entry_hash'].hex()} does not match its "
             f"content (calculated {digest.hex()})",
         )
     if keyring is not None:

@@ -12,11 +12,21 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from sealtrail.core.canonical import canonical_json
-from sealtrail.core.hashing import CHECKPOINT_DOMAIN, SIG_CHECKPOINT_DOMAIN, ZERO_HASH, sha256
+from sealtrail.core.hashing import (
+    CHECKPOINT_DOMAIN,
+    HASH_SIZE,
+    SIG_CHECKPOINT_DOMAIN,
+    ZERO_HASH,
+    sha256,
+)
 from sealtrail.core.signing import Keyring, Signer
 from sealtrail.errors import IntegrityError
 
 __all__ = ["Checkpoint", "SignedCheckpoint"]
+
+_TEXT_FIELDS = ("chain_id", "segment_key", "key_id")
+_INT_FIELDS = ("index", "first_seq", "last_seq", "segment_size", "created_at")
+_HASH_FIELDS = ("head_hash", "merkle_root", "prev_checkpoint_hash", "segment_sha256")
 
 
 @dataclass(frozen=True)
@@ -37,6 +47,21 @@ class Checkpoint:
     key_id: str
 
     def __post_init__(self) -> None:
+        # Checked first, so that a statement read from an archive with a field of the
+        # wrong type fails here as IntegrityError, not later as a TypeError.
+        for name in _TEXT_FIELDS:
+            if not isinstance(getattr(self, name), str):
+                raise IntegrityError(f"checkpoint field {name!r} must be a string")
+        for name in _INT_FIELDS:
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool):
+                raise IntegrityError(f"checkpoint field {name!r} must be an integer")
+        for name in _HASH_FIELDS:
+            value = getattr(self, name)
+            if not isinstance(value, bytes) or len(value) != HASH_SIZE:
+                raise IntegrityError(f"checkpoint field {name!r} must be a {HASH_SIZE}-byte hash")
+        if self.segment_size < 0:
+            raise IntegrityError(f"checkpoint {self.index} of {self.chain_id}: negative size")
         if self.index < 0 or self.first_seq < 0 or self.last_seq < self.first_seq:
             raise IntegrityError(
                 f"checkpoint {self.index} of {self.chain_id}: impossible range "
@@ -51,7 +76,7 @@ class Checkpoint:
 
     def to_json(self) -> dict[str, Any]:
         doc = asdict(self)
-        for name in ("head_hash", "merkle_root", "prev_checkpoint_hash", "segment_sha256"):
+        for name in _HASH_FIELDS:
             doc[name] = doc[name].hex()
         return doc
 
@@ -59,7 +84,7 @@ class Checkpoint:
     def from_json(cls, doc: Mapping[str, Any]) -> Checkpoint:
         try:
             fields = dict(doc)
-            for name in ("head_hash", "merkle_root", "prev_checkpoint_hash", "segment_sha256"):
+            for name in _HASH_FIELDS:
                 fields[name] = bytes.fromhex(fields[name])
             return cls(**fields)
         except (TypeError, ValueError, KeyError) as exc:

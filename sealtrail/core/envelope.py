@@ -12,7 +12,8 @@ from sealtrail.errors import EventValidationError
 
 __all__ = ["check_event", "strip_logical_types"]
 
-EVENT_TYPE = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z0-9_]+)+$")
+# \Z, not $: "$" also matches before a trailing newline.
+EVENT_TYPE = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z0-9_]+)+\Z")
 MAX_ID = 256
 # 0001-01-01 .. 9999-12-31 in microseconds since the epoch.
 MIN_TIME_US = -62_135_596_800_000_000
@@ -36,7 +37,7 @@ def check_event(event: Mapping[str, Any]) -> None:
                  "origin.instance", "resource.type", "resource.id"):
         _required_text(event, path)
     event_type = event.get("event_type")
-    if not isinstance(event_type, str) or not EVENT_TYPE.match(event_type):
+    if not isinstance(event_type, str) or not EVENT_TYPE.fullmatch(event_type):
         raise EventValidationError(
             "event_type", f"{event_type!r} is not a dotted lower-case type such as auth.login"
         )

@@ -122,20 +122,31 @@ class Policy:
         unknown = set(doc) - {"id", "version", "rules", "unknown_attributes"}
         if unknown:
             raise PolicyError(f"policy: unknown keys {sorted(unknown)}")
+        raw_rules = doc.get("rules") or []
+        if not isinstance(raw_rules, list | tuple):
+            raise PolicyError("policy: 'rules' must be a list of rules")
         rules = []
-        for i, raw in enumerate(doc.get("rules") or []):
+        for i, raw in enumerate(raw_rules):
             if not isinstance(raw, dict) or "path" not in raw or "action" not in raw:
                 raise PolicyError(f"policy rule {i + 1}: needs 'path' and 'action'")
+            where = f"policy rule {i + 1} ({raw['path']})"
             extra = set(raw) - {"path", "action", "event_types", "keep_first", "keep_last",
                                 "mask_char", "max_length"}
             if extra:
-                raise PolicyError(f"policy rule {i + 1}: unknown keys {sorted(extra)}")
+                raise PolicyError(f"{where}: unknown keys {sorted(extra)}")
+            event_types = raw.get("event_types") or []
+            # A bare string would otherwise become a set of its characters, and the rule
+            # would silently apply to no event at all.
+            if not isinstance(event_types, list | tuple | set | frozenset) or not all(
+                isinstance(t, str) for t in event_types
+            ):
+                raise PolicyError(f"{where}: 'event_types' must be a list of event types")
             try:
                 rules.append(
                     Rule(
                         path=str(raw["path"]),
                         action=str(raw["action"]),
-                        event_types=frozenset(raw.get("event_types") or ()),
+                        event_types=frozenset(event_types),
                         keep_first=int(raw.get("keep_first", 0)),
                         keep_last=int(raw.get("keep_last", 0)),
                         mask_char=str(raw.get("mask_char", "*"))[:1] or "*",
@@ -143,7 +154,7 @@ class Policy:
                     )
                 )
             except (TypeError, ValueError) as exc:
-                raise PolicyError(f"policy rule {i + 1}: {exc}") from None
+                raise PolicyError(f"{where}: {exc}") from None
         try:
             version = int(doc.get("version", 0))
         except (TypeError, ValueError):

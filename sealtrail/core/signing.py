@@ -152,6 +152,12 @@ class Keyring:
                 raise KeyError_(f"keyring entry {i} is malformed: {exc}") from None
         if not keys:
             raise KeyError_("the keyring holds no keys")
+        seen: set[str] = set()
+        for i, key in enumerate(keys):
+            if key.key_id in seen:
+                # Keyring.of would keep only the last entry and silently drop the other.
+                raise KeyError_(f"keyring entry {i}: key id {key.key_id!r} is listed twice")
+            seen.add(key.key_id)
         return cls.of(keys)
 
     @classmethod
