@@ -17,7 +17,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
-from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
+from confluent_kafka.schema_registry import Schema
 from confluent_kafka.schema_registry.error import SchemaRegistryError
 
 from sealtrail import schemas
@@ -25,6 +25,7 @@ from sealtrail.config import Settings
 from sealtrail.core.avro import AvroCodec, frame
 from sealtrail.core.envelope import check_event
 from sealtrail.errors import ConfigError, SealtrailError, TransportError
+from sealtrail.registry_client import registry_client
 
 __all__ = ["AuditClient", "EmitBackpressureError"]
 
@@ -36,14 +37,6 @@ OUTCOMES = ("SUCCESS", "FAILURE", "DENIED", "ERROR", "UNKNOWN")
 class EmitBackpressureError(SealtrailError):
     """The in-memory send queue is full: the broker is not keeping up or is down.
     The event was not accepted; the caller decides whether to retry or fail."""
-
-
-def registry_client(url: str, auth: str = "") -> SchemaRegistryClient:
-    """The stock confluent-kafka registry client, with basic auth when configured."""
-    conf: dict[str, Any] = {"url": url}
-    if auth:
-        conf["basic.auth.user.info"] = auth
-    return SchemaRegistryClient(conf)
 
 
 class AuditClient:

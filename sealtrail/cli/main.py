@@ -9,12 +9,14 @@ Exit codes (the same for every subcommand):
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
+import pkgutil
 import sys
 from collections.abc import Sequence
+from types import ModuleType
 
 from sealtrail import __version__
-from sealtrail.cli import run_stack, run_stages, run_tools
 from sealtrail.errors import DataError, SealtrailError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -43,12 +45,18 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--config", metavar="FILE", help="TOML configuration file")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug detail")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for module in (run_stack, run_stages, run_tools):
+    for module in _command_modules():
         module.register(sub)
-    from sealtrail.demo import cli as demo_cli
-
-    demo_cli.register(sub)
     return parser
+
+
+def _command_modules() -> list[ModuleType]:
+    """Every ``sealtrail/cli/run_*.py``: each defines ``register(subparsers)``."""
+    import sealtrail.cli as package
+
+    names = sorted(m.name for m in pkgutil.iter_modules(package.__path__)
+                   if m.name.startswith("run_"))
+    return [importlib.import_module(f"sealtrail.cli.{name}") for name in names]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

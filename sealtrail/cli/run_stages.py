@@ -35,7 +35,7 @@ def _seal(args: argparse.Namespace) -> int:
     from sealtrail.keys import load_hmac_key, load_signer
     from sealtrail.pipeline import Sealer
     from sealtrail.policy import load_policy
-    from sealtrail.producers.client import registry_client
+    from sealtrail.registry_client import registry_client
 
     settings = settings_from(args).require_endpoints()
     signer = load_signer(settings.keys)
@@ -56,7 +56,7 @@ def _archive(args: argparse.Namespace) -> int:
     from sealtrail.archive import open_store
     from sealtrail.consumers import Archiver
     from sealtrail.keys import load_signer
-    from sealtrail.producers.client import registry_client
+    from sealtrail.registry_client import registry_client
 
     settings = settings_from(args, archive_url=args.archive).require_endpoints()
     store = open_store(settings.archive, s3_endpoint_url=settings.s3_endpoint_url or None)

@@ -55,7 +55,7 @@ def malformed_records(registry_url: str) -> list[bytes]:
 
     from sealtrail import schemas
     from sealtrail.core.avro import AvroCodec
-    from sealtrail.producers.client import registry_client
+    from sealtrail.registry_client import registry_client
 
     # A writer schema registered under another subject that lacks required fields.
     partial = {"type": "record", "name": "AuditEvent", "namespace": "io.sealtrail",
