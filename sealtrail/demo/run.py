@@ -5,6 +5,7 @@ archived, verify, print a summary, stop everything it started.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -91,10 +92,11 @@ def malformed_records(registry_url: str) -> list[bytes]:
     ]
 
 
-def _spawn(args: list[str], log: Path) -> subprocess.Popen[bytes]:
+def _spawn(args: list[str], log: Path, settings: Settings) -> subprocess.Popen[bytes]:
     with open(log, "ab") as out:
         return subprocess.Popen([sys.executable, "-m", "sealtrail.cli.main", *args],
-                                stdout=out, stderr=out, stdin=subprocess.DEVNULL)
+                                stdout=out, stderr=out, stdin=subprocess.DEVNULL,
+                                env={**os.environ, **settings.to_env()})
 
 
 def run_demo(settings: Settings, *, events: int = 10_200, timeout: float = 300.0) -> DemoResult:
@@ -108,15 +110,17 @@ def run_demo(settings: Settings, *, events: int = 10_200, timeout: float = 300.0
     stack = dev.start_stack(home) if started_stack else dev.running_stack(home)
     assert stack is not None
     _say(f"embedded stack: broker {stack.bootstrap}, registry {stack.registry}")
-    settings = settings.with_stack()
+    # Smaller segments than the production default, so the demo shows several per chain.
+    settings = dataclasses.replace(
+        settings.with_stack(), segment_max_records=min(settings.segment_max_records, 1000))
     store = open_store(settings.archive, s3_endpoint_url=settings.s3_endpoint_url or None)
     before = set(layout.chain_ids(store.list(layout.CHAINS)))
     procs: list[subprocess.Popen[bytes]] = []
     env_note = f"logs in {logs}"
     try:
         ensure_topics(settings)
-        procs.append(_spawn(["seal"], logs / "sealer.log"))
-        procs.append(_spawn(["archive"], logs / "archiver.log"))
+        procs.append(_spawn(["seal"], logs / "sealer.log", settings))
+        procs.append(_spawn(["archive"], logs / "archiver.log", settings))
         _say(f"sealer pid {procs[0].pid}, archiver pid {procs[1].pid} ({env_note})")
         per_service = events // len(SERVICES)
         services = []

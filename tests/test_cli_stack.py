@@ -1,0 +1,66 @@
+"""The CLI around the embedded stack, as a user runs it: `dev up/down` and `demo`."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+
+SEALTRAIL = [sys.executable, "-m", "sealtrail.cli.main"]
+
+
+def run(args: list[str], cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SEALTRAIL_")}
+    return subprocess.run([*SEALTRAIL, *args], cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def test_dev_up_prints_where_it_listens_and_dev_down_stops_it(tmp_path: Path) -> None:
+    """`dev up --json` starts a reachable broker and registry and says where; `dev down`
+    stops both processes."""
+    up = run(["dev", "up", "--json"], tmp_path)
+    assert up.returncode == 0, up.stderr
+    stack = json.loads(up.stdout)
+    try:
+        host, port = stack["bootstrap"].split(":")
+        with socket.create_connection((host, int(port)), timeout=5):
+            pass
+        with urllib.request.urlopen(stack["registry"] + "/subjects", timeout=5) as resp:
+            assert json.loads(resp.read()) == []
+        status = run(["dev", "status", "--json"], tmp_path)
+        assert status.returncode == 0 and json.loads(status.stdout)["bootstrap"] == \
+            stack["bootstrap"]
+        again = run(["dev", "up"], tmp_path)
+        assert again.returncode == 2 and "already running" in again.stderr
+    finally:
+        down = run(["dev", "down"], tmp_path)
+    assert down.returncode == 0
+    for pid in (stack["broker_pid"], stack["registry_pid"]):
+        assert not Path(f"/proc/{pid}").exists() or "zombie" in Path(
+            f"/proc/{pid}/status").read_text().lower()
+    assert run(["dev", "status"], tmp_path).returncode == 2
+
+
+def test_demo_twice_keeps_old_and_new_chains_apart_and_verifies(tmp_path: Path) -> None:
+    """Two demo runs on a fresh directory each exit 0; the second starts new chains, and
+    verify passes over the chains of both runs; the keys are private (0600)."""
+    first = run(["demo", "--events", "900"], tmp_path)
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert "verify             PASSED: 3 chains in the archive (0 from earlier runs)" in \
+        first.stdout
+    assert "rejected           5 (INVALID: 2, UNDECODABLE: 2, UNKNOWN_SCHEMA: 1)" in first.stdout
+    second = run(["demo", "--events", "900"], tmp_path)
+    assert second.returncode == 0, second.stdout + second.stderr
+    assert "PASSED: 6 chains in the archive (3 from earlier runs)" in second.stdout
+    keys = tmp_path / ".sealtrail" / "keys"
+    assert (keys / "signing.key").stat().st_mode & 0o777 == 0o600
+    assert (keys / "hmac.key").stat().st_mode & 0o777 == 0o600
+    verify = run(["verify", ".sealtrail/archive", "--keys", ".sealtrail/keys/public.json"],
+                 tmp_path)
+    assert verify.returncode == 0, verify.stdout
+    assert "VERIFIED: 6 chains" in verify.stdout
+    assert not (tmp_path / ".sealtrail" / "dev" / "stack.json").exists()  # demo cleaned up
