@@ -4,6 +4,10 @@ Files live in ``schemas/avro/<Name>.v<N>.avsc``. ``SealedRecord`` refers to
 ``io.sealtrail.AuditEvent`` by name; :func:`sealed_record` inlines the reader
 version of AuditEvent so that the result is one self-contained schema, as a
 registry and an Avro container file need it.
+
+``COMPATIBILITY`` is the level each schema's versions must keep among themselves;
+``sealtrail schemas check`` enforces it and ``sealtrail schemas register`` sets it on the
+registry subjects (docs/schemas.md).
 """
 
 from __future__ import annotations
@@ -14,10 +18,22 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
-__all__ = ["AUDIT_EVENT", "SEALED_RECORD", "latest", "load", "sealed_record", "versions"]
+__all__ = [
+    "AUDIT_EVENT",
+    "COMPATIBILITY",
+    "SEALED_RECORD",
+    "inline_event",
+    "latest",
+    "load",
+    "sealed_record",
+    "versions",
+]
 
 AUDIT_EVENT = "AuditEvent"
 SEALED_RECORD = "SealedRecord"
+# FULL_TRANSITIVE: during a rolling upgrade producers and the sealer run different versions in
+# both orders, and the archive is read back years later by whatever version is current.
+COMPATIBILITY: dict[str, str] = {AUDIT_EVENT: "FULL_TRANSITIVE", SEALED_RECORD: "FULL_TRANSITIVE"}
 _NAME = re.compile(r"^(?P<name>[A-Za-z]+)\.v(?P<version>\d+)\.avsc$")
 
 
@@ -52,9 +68,13 @@ def load(name: str, version: int | None = None) -> dict[str, Any]:
 
 def sealed_record(event_version: int | None = None, version: int | None = None) -> dict[str, Any]:
     """SealedRecord with the AuditEvent reader schema (newest by default) inlined."""
-    schema = load(SEALED_RECORD, version)
-    event = load(AUDIT_EVENT, event_version)
+    return inline_event(load(SEALED_RECORD, version), load(AUDIT_EVENT, event_version))
+
+
+def inline_event(sealed: dict[str, Any], event: dict[str, Any]) -> dict[str, Any]:
+    """A copy of SealedRecord schema ``sealed`` with AuditEvent schema ``event`` inlined."""
+    schema = json.loads(json.dumps(sealed))
     for field in schema["fields"]:
         if field["name"] == "event":
-            field["type"] = ["null", event]
-    return schema
+            field["type"] = ["null", json.loads(json.dumps(event))]
+    return dict(schema)

@@ -13,8 +13,8 @@ from sealtrail import schemas
 from sealtrail.core.avro import MAGIC, AvroCodec, SchemaMismatchError, frame, unframe
 from sealtrail.errors import DecodeError, EventValidationError
 
-EVENT = AvroCodec(schemas.load("AuditEvent"))
-SEALED = AvroCodec(schemas.sealed_record())
+EVENT = AvroCodec(schemas.load("AuditEvent", 1))
+SEALED = AvroCodec(schemas.sealed_record(event_version=1))
 
 
 def _event(**overrides: Any) -> dict[str, Any]:

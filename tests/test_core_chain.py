@@ -22,7 +22,7 @@ SIGNER = Ed25519Signer(bytes(range(32)))
 OTHER = Ed25519Signer(bytes(range(1, 33)))
 KEYRING = Keyring.of([PublicKey(SIGNER.key_id, SIGNER.public_key)])
 CHAIN = "raw.0.0123456789abcdef"
-SEALED_CODEC = AvroCodec(schemas.sealed_record())
+SEALED_CODEC = AvroCodec(schemas.sealed_record(event_version=1))
 
 # -- strategies ----------------------------------------------------------------------
 

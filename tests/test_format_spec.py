@@ -439,7 +439,9 @@ def test_worked_example_archive_verifies_independently(tmp_path: Path) -> None:
     signer, record = _example()
     writer = SegmentWriter(open_store(tmp_path / "a"), signer, retention_days=1,
                            clock=lambda: 1700000001000000)
-    writer.add(record)
+    from sealtrail import schemas  # the worked example is a version 1 record
+
+    writer.add(record, schemas.sealed_record(event_version=1, version=1))
     writer.flush()
     keyring = write_keyring(tmp_path / "public.json", keyring_of(signer))
     assert iv.verify_dir(tmp_path / "a", keyring) == []

@@ -23,13 +23,21 @@ log = logging.getLogger("sealtrail.registry")
 class RegistryServer:
     """A registry HTTP server on a background thread.
 
-    ``port=0`` picks a free port; ``.url`` gives the address once started.
+    ``port=0`` picks a free port; ``.url`` gives the address once started. ``credentials``
+    (``user:password`` for basic auth or ``Bearer <token>``) makes every request present
+    them, else 401; empty means no authentication.
     """
 
     def __init__(
-        self, host: str = "127.0.0.1", port: int = 0, db_path: str | Path | None = None
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        db_path: str | Path | None = None,
+        *,
+        credentials: str = "",
     ) -> None:
         self.host, self.port, self.db_path = host, port, db_path
+        self._credentials = credentials
         self._registry: Registry | None = None
         self._httpd: RegistryHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -49,7 +57,7 @@ class RegistryServer:
             raise RuntimeError("RegistryServer is already started")
         registry = Registry(self.db_path)
         try:
-            httpd = RegistryHTTPServer((self.host, self.port), registry)
+            httpd = RegistryHTTPServer((self.host, self.port), registry, self._credentials)
         except BaseException:
             registry.close()
             raise
@@ -83,9 +91,9 @@ class RegistryServer:
         self.stop()
 
 
-def serve(host: str, port: int, db_path: str | None) -> None:
+def serve(host: str, port: int, db_path: str | None, *, credentials: str = "") -> None:
     """Serve the registry in the foreground until SIGTERM or KeyboardInterrupt."""
-    server = RegistryServer(host, port, db_path).start()
+    server = RegistryServer(host, port, db_path, credentials=credentials).start()
     stop = threading.Event()
 
     def _on_signal(signum: int, frame: types.FrameType | None) -> None:

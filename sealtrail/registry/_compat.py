@@ -95,19 +95,86 @@ def _union_cost(obj: object) -> int:
     return cost
 
 
-def reader_writer_problems(reader: avro.schema.Schema, writer: avro.schema.Schema) -> list[str]:
-    """Return why ``reader`` cannot read data written with ``writer`` (empty list: it can)."""
+@dataclass(frozen=True)
+class Finding:
+    """Why a reader cannot read a writer: Avro's incompatibility kinds (upper case), the
+    JSON-pointer locations in the reader schema where they occur, and the checker's messages.
+
+    The avro checker merges results, so a finding with several kinds does not say which
+    location goes with which message; each list is complete and sorted.
+    """
+
+    kinds: tuple[str, ...]
+    locations: tuple[str, ...]
+    messages: tuple[str, ...]
+
+    def __str__(self) -> str:
+        return (f"{', '.join(self.kinds) or 'INCOMPATIBLE'} at {', '.join(self.locations)}: "
+                f"{'; '.join(self.messages)}")
+
+
+def reader_writer_finding(
+    reader: avro.schema.Schema, writer: avro.schema.Schema
+) -> Finding | None:
+    """Why ``reader`` cannot read data written with ``writer``; None when it can."""
     try:
         checker = ReaderWriterCompatibilityChecker()  # type: ignore[no-untyped-call]
         result = checker.get_compatibility(reader, writer)
     except Exception as exc:  # e.g. ambiguous aliases: report as incompatible, like Confluent
-        return [f"{type(exc).__name__}: {exc}"]
+        return Finding((), ("/",), (f"{type(exc).__name__}: {exc}",))
     if result.compatibility is SchemaCompatibilityType.compatible:
+        return None
+    return Finding(
+        kinds=tuple(sorted({k.value.upper() for k in result.incompatibilities})),
+        locations=tuple(sorted(result.locations)),
+        messages=tuple(sorted(result.messages)),
+    )
+
+
+def reader_writer_problems(reader: avro.schema.Schema, writer: avro.schema.Schema) -> list[str]:
+    """Return why ``reader`` cannot read data written with ``writer`` (empty list: it can)."""
+    finding = reader_writer_finding(reader, writer)
+    return [] if finding is None else [str(finding)]
+
+
+@dataclass(frozen=True)
+class RequiredCheck:
+    """One reader/writer check a level requires of a new schema against an existing version.
+
+    ``rule`` is BACKWARD (the new schema reads data written with ``version``) or FORWARD
+    (``version`` reads data written with the new schema).
+    """
+
+    rule: str
+    version: int
+    reader: avro.schema.Schema
+    writer: avro.schema.Schema
+
+
+def required_checks(
+    level: str,
+    new: avro.schema.Schema,
+    existing: Sequence[tuple[int, avro.schema.Schema]],
+) -> list[RequiredCheck]:
+    """The checks ``level`` requires of ``new`` against ``existing`` (``(version, schema)``
+    pairs, oldest first).
+
+    BACKWARD: new reads latest. FORWARD: latest reads new. FULL: both. ``*_TRANSITIVE``: the same
+    against every existing version. NONE: nothing.
+    """
+    level = normalize_level(level)
+    if level == "NONE" or not existing:
         return []
-    kinds = ", ".join(sorted({k.value.upper() for k in result.incompatibilities}))
-    locations = ", ".join(sorted(result.locations))
-    details = "; ".join(sorted(result.messages))
-    return [f"{kinds or 'INCOMPATIBLE'} at {locations}: {details}"]
+    targets = existing if level.endswith("_TRANSITIVE") else existing[-1:]
+    backward = level.startswith(("BACKWARD", "FULL"))
+    forward = level.startswith(("FORWARD", "FULL"))
+    checks: list[RequiredCheck] = []
+    for version, old in targets:
+        if backward:
+            checks.append(RequiredCheck("BACKWARD", version, new, old))
+        if forward:
+            checks.append(RequiredCheck("FORWARD", version, old, new))
+    return checks
 
 
 def check(
@@ -117,27 +184,22 @@ def check(
 ) -> list[str]:
     """Check ``new`` against ``existing`` (``(version, schema)`` pairs, oldest first) per ``level``.
 
-    BACKWARD: new reads latest. FORWARD: latest reads new. FULL: both. ``*_TRANSITIVE``: the same
-    against every existing version. NONE: always compatible. Returns reasons; empty means OK.
+    See :func:`required_checks` for what each level means. Returns reasons; empty means OK.
     """
     level = normalize_level(level)
-    if level == "NONE" or not existing:
-        return []
-    targets = existing if level.endswith("_TRANSITIVE") else existing[-1:]
-    backward = level.startswith(("BACKWARD", "FULL"))
-    forward = level.startswith(("FORWARD", "FULL"))
     messages: list[str] = []
-    for version, old in targets:
-        if backward:
-            for problem in reader_writer_problems(new, old):
-                messages.append(
-                    f"{level}: new schema cannot read data written with version {version}: "
-                    f"{problem}"
-                )
-        if forward:
-            for problem in reader_writer_problems(old, new):
-                messages.append(
-                    f"{level}: version {version} cannot read data written with the new schema: "
-                    f"{problem}"
-                )
+    for req in required_checks(level, new, existing):
+        finding = reader_writer_finding(req.reader, req.writer)
+        if finding is None:
+            continue
+        if req.rule == "BACKWARD":
+            messages.append(
+                f"{level}: new schema cannot read data written with version {req.version}: "
+                f"{finding}"
+            )
+        else:
+            messages.append(
+                f"{level}: version {req.version} cannot read data written with the new schema: "
+                f"{finding}"
+            )
     return messages

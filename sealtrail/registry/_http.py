@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import hmac
 import json
 import logging
 import socket
@@ -183,10 +185,26 @@ def _parse_json(data: bytes) -> Any:
         raise RegistryError(400, 400, f"Malformed JSON body: {exc}") from None
 
 
+def expected_authorization(credentials: str) -> str | None:
+    """The ``Authorization`` header value that ``credentials`` require: ``user:password`` is
+    HTTP basic auth, ``Bearer <token>`` a bearer token, empty means no authentication."""
+    if not credentials:
+        return None
+    if credentials[:7].lower() == "bearer ":
+        token = credentials[7:].strip()
+        if not token:
+            raise ValueError("registry credentials: 'Bearer' needs a token")
+        return f"Bearer {token}"
+    if ":" not in credentials:
+        raise ValueError("registry credentials must be 'user:password' or 'Bearer <token>'")
+    return "Basic " + base64.b64encode(credentials.encode("utf-8")).decode("ascii")
+
+
 class RegistryHandler(BaseHTTPRequestHandler):
-    """Request handler; ``registry`` is set on a per-server subclass."""
+    """Request handler; ``registry`` and ``authorization`` are set on a per-server subclass."""
 
     registry: Registry
+    authorization: str | None = None  # the required Authorization header value, if any
     protocol_version = "HTTP/1.1"
     server_version = "sealtrail-registry"
     timeout = 10.0  # socket timeout: a stalled client cannot hold a thread forever
@@ -219,6 +237,7 @@ class RegistryHandler(BaseHTTPRequestHandler):
                         route, args = fn, got
                         break
             raw = self._read_body()
+            self._authenticate()
             if route is None or args is None:
                 if path_known:
                     raise RegistryError(405, 405, "HTTP 405 Method Not Allowed")
@@ -232,6 +251,14 @@ class RegistryHandler(BaseHTTPRequestHandler):
         except Exception:
             log.exception("registry: internal error on %s %s", method, self.path)
             self._reply(500, {"error_code": 50001, "message": "Internal error in the registry"})
+
+    def _authenticate(self) -> None:
+        """401 unless the request carries the configured credentials (constant-time compare)."""
+        if self.authorization is None:
+            return
+        given = (self.headers.get("Authorization") or "").strip().encode("utf-8", "replace")
+        if not hmac.compare_digest(given, self.authorization.encode("utf-8")):
+            raise RegistryError(401, 40101, "Unauthorized: missing or wrong credentials")
 
     def _read_body(self) -> bytes:
         """Read the request body (at most ``MAX_BODY`` bytes, else 413)."""
@@ -300,8 +327,14 @@ class RegistryHTTPServer(ThreadingHTTPServer):
     block_on_close = True
     request_queue_size = 128  # listen backlog: bursts of clients must not be reset
 
-    def __init__(self, address: tuple[str, int], registry: Registry) -> None:
-        handler = type("BoundRegistryHandler", (RegistryHandler,), {"registry": registry})
+    def __init__(
+        self, address: tuple[str, int], registry: Registry, credentials: str = ""
+    ) -> None:
+        handler = type(
+            "BoundRegistryHandler",
+            (RegistryHandler,),
+            {"registry": registry, "authorization": expected_authorization(credentials)},
+        )
         self._open: set[socket.socket] = set()
         self._open_lock = threading.Lock()
         super().__init__(address, handler)
