@@ -14,21 +14,23 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException
 from confluent_kafka.schema_registry import SchemaRegistryClient
 
 from sealtrail import layout
-from sealtrail.archive import ArchiveStore, Retention
+from sealtrail.archive import ArchiveStore, ObjectExistsError, Retention
 from sealtrail.config import Settings
 from sealtrail.core import merkle
 from sealtrail.core.checkpoint import Checkpoint, SignedCheckpoint
+from sealtrail.core.fencing import Fence
 from sealtrail.core.hashing import ZERO_HASH
 from sealtrail.core.signing import Signer
 from sealtrail.errors import DecodeError
+from sealtrail.retention import RetentionPolicy
 from sealtrail.schema_cache import WriterSchemas
 from sealtrail.segments import read_segment, write_segment
 
@@ -45,6 +47,8 @@ class ArchivedChain:
     next_index: int = 0
     last_seq: int = -1
     checkpoint_hash: bytes = ZERO_HASH
+    head_hash: bytes = ZERO_HASH
+    checkpoint_at: float | None = None  # monotonic time this process wrote its newest checkpoint
     buffer: list[dict[str, Any]] = field(default_factory=list)
     schema: dict[str, Any] | None = None  # the schema the buffered records were sealed with
 
@@ -61,6 +65,7 @@ def load_chain_tail(store: ArchiveStore, chain_id: str) -> ArchivedChain:
         state.next_index = cp.index + 1
         state.last_seq = cp.last_seq
         state.checkpoint_hash = signed.checkpoint_hash
+        state.head_hash = cp.head_hash
     return state
 
 
@@ -75,16 +80,17 @@ class SegmentWriter:
         store: ArchiveStore,
         signer: Signer,
         *,
-        retention_days: int,
+        retention_days: int = 365,
         retention_mode: str = "COMPLIANCE",
         clock: Callable[[], int] = lambda: time.time_ns() // 1000,
+        policy: RetentionPolicy | None = None,
     ) -> None:
         self.store = store
         self._signer = signer
-        self._retention_days = retention_days
-        self._retention_mode = retention_mode
+        self.policy = policy or RetentionPolicy.simple(retention_days, retention_mode)
         self._clock = clock
         self._chains: dict[str, ArchivedChain] = {}
+        self.fence = Fence()  # refuses records of fenced (zombie) sealers
         self.buffered = 0
         self.segments_written = 0
         self.records_archived = 0
@@ -93,6 +99,7 @@ class SegmentWriter:
         state = self._chains.get(chain_id)
         if state is None:
             state = load_chain_tail(self.store, chain_id)
+            state.checkpoint_at = time.monotonic()  # idle time counts from loading it
             self._complete_orphan(state)
             self._chains[chain_id] = state
         return state
@@ -105,13 +112,16 @@ class SegmentWriter:
         data = self.store.get(key)
         log.info("chain %s: completing segment %d left by an interrupted run",
                  state.chain_id, state.next_index)
-        self._checkpoint(state, read_segment(data), data)
+        records = read_segment(data)
+        self._checkpoint(state, records, data, self._retention(records))
 
     def add(self, record: dict[str, Any], schema: dict[str, Any] | None = None) -> None:
         """Buffer one sealed record (sealed with ``schema``; the current SealedRecord when
         None) unless it is already archived. A record of another schema version than the
         buffer's closes the buffer as a segment first: a segment holds one schema."""
         state = self._chain(record["chain_id"])
+        if not self.fence.admit(record, state.last_seq, state.head_hash, log.warning):
+            return  # a zombie sealer's record, or one archived before a restart
         if state.buffer and schema != state.schema:
             self.write_segment(state)
         state.schema = schema
@@ -124,21 +134,29 @@ class SegmentWriter:
         state.buffer.append(record)
         self.buffered += 1
 
+    def known_chains(self) -> list[str]:
+        return list(self._chains)
+
     def largest_buffer(self) -> int:
         return max((len(c.buffer) for c in self._chains.values()), default=0)
 
-    def _retention(self) -> Retention:
-        until = datetime.now(UTC) + timedelta(days=self._retention_days)
-        return Retention(self._retention_mode, until, ())
+    def _retention(self, records: list[dict[str, Any]]) -> Retention:
+        """Retention of an object holding ``records``: the longest class among their events,
+        counted from now (wall clock), so never shorter than the class requires."""
+        cls_ = self.policy.class_for_records(records)
+        return self.policy.retention(cls_, datetime.now(UTC))
 
-    def _checkpoint(self, state: ArchivedChain, records: list[dict[str, Any]], data: bytes) -> None:
-        seg_key = layout.segment_key(state.chain_id, state.next_index)
+    def _checkpoint(self, state: ArchivedChain, records: list[dict[str, Any]], data: bytes,
+                    retention: Retention) -> None:
+        """Sign and write the checkpoint of segment ``data`` holding ``records`` (none and
+        no segment: a heartbeat, docs/format.md "Heartbeat checkpoints")."""
+        seg_key = layout.segment_key(state.chain_id, state.next_index) if records else ""
         cp = Checkpoint(
             chain_id=state.chain_id,
             index=state.next_index,
-            first_seq=records[0]["seq"],
-            last_seq=records[-1]["seq"],
-            head_hash=records[-1]["entry_hash"],
+            first_seq=records[0]["seq"] if records else state.last_seq + 1,
+            last_seq=records[-1]["seq"] if records else state.last_seq,
+            head_hash=records[-1]["entry_hash"] if records else state.head_hash,
             merkle_root=merkle.root([r["entry_hash"] for r in records]),
             prev_checkpoint_hash=state.checkpoint_hash,
             segment_key=seg_key,
@@ -148,11 +166,41 @@ class SegmentWriter:
             key_id=self._signer.key_id,
         )
         signed = cp.sign(self._signer)
+        # Checkpoints carry no class (no lifecycle tag): they outlive purged segments and
+        # keep the checkpoint chain whole (docs/archive.md, "retention purge").
         self.store.put(layout.checkpoint_key(state.chain_id, state.next_index),
-                       signed.to_bytes(), retention=self._retention())
+                       signed.to_bytes(), retention=replace(retention, retention_class=None))
         state.next_index += 1
         state.last_seq = cp.last_seq
+        state.head_hash = cp.head_hash
         state.checkpoint_hash = signed.checkpoint_hash
+        state.checkpoint_at = time.monotonic()
+
+    def heartbeat(self, max_idle_seconds: float, chain_ids: list[str] | None = None) -> int:
+        """Write an empty signed checkpoint for every known chain (or ``chain_ids``) with
+        nothing buffered whose newest checkpoint was written more than ``max_idle_seconds``
+        ago (for a chain loaded from the archive: loaded more than that long ago). Returns
+        how many were written.
+
+        A chain another archiver advanced meanwhile (ObjectExistsError) is reloaded."""
+        written = 0
+        now = time.monotonic()
+        for chain_id in chain_ids if chain_ids is not None else list(self._chains):
+            state = self._chain(chain_id)
+            if state.buffer or state.last_seq < 0:
+                continue
+            if state.checkpoint_at is not None and now - state.checkpoint_at < max_idle_seconds:
+                continue
+            try:
+                self._checkpoint(state, [], b"", self.policy.retention(
+                    self.policy.classes[self.policy.default_class], datetime.now(UTC)))
+            except ObjectExistsError:
+                log.warning("chain %s: checkpoint %d was written by another archiver; "
+                            "reloading the chain", chain_id, state.next_index)
+                del self._chains[chain_id]
+                continue
+            written += 1
+        return written
 
     def write_segment(self, state: ArchivedChain) -> None:
         """Write ``state``'s buffer as its next segment; the checkpoint follows it."""
@@ -162,9 +210,10 @@ class SegmentWriter:
             "sealtrail.first_seq": str(records[0]["seq"]),
             "sealtrail.last_seq": str(records[-1]["seq"]),
         }, state.schema)
+        retention = self._retention(records)
         self.store.put(layout.segment_key(state.chain_id, state.next_index), data,
-                       retention=self._retention())
-        self._checkpoint(state, records, data)
+                       retention=retention)
+        self._checkpoint(state, records, data, retention)
         self.segments_written += 1
         self.records_archived += len(records)
         self.buffered -= len(records)
@@ -194,12 +243,13 @@ class Archiver:
     ) -> None:
         self.settings = settings
         self.writer = SegmentWriter(
-            store, signer, retention_days=settings.retention_days,
-            retention_mode=settings.retention_mode, clock=clock,
+            store, signer, clock=clock, policy=RetentionPolicy.from_settings(settings),
         )
+        self._last_heartbeat = time.monotonic()
         self._writers = WriterSchemas(registry)
         self._oldest: float | None = None
         self._stop = threading.Event()
+        self._assigned_chains: list[str] | None = None
         self._consumer = Consumer({
             "bootstrap.servers": settings.bootstrap,
             "group.id": settings.archiver_group,
@@ -227,7 +277,8 @@ class Archiver:
 
     def run(self) -> None:
         """Archive until :meth:`stop`; flushes what is buffered before returning."""
-        self._consumer.subscribe([self.settings.sealed_topic])
+        self._consumer.subscribe([self.settings.sealed_topic], on_assign=self._on_assign,
+                                 on_revoke=self._on_assign)
         try:
             while not self._stop.is_set():
                 for msg in self._consumer.consume(1000, 0.2):
@@ -247,10 +298,42 @@ class Archiver:
                         self._oldest = time.monotonic()
                 if self._due():
                     self._flush()
+                self._heartbeat()
             if self.writer.buffered:
                 self._flush()
         finally:
             self._consumer.close()
 
+    def _on_assign(self, _consumer: Any, _partitions: Any) -> None:
+        self._assigned_chains = None  # re-discovered at the next heartbeat
+
+    def _heartbeat(self) -> None:
+        """Every ``heartbeat_seconds``: an empty checkpoint for each idle chain of the
+        partitions this archiver owns (docs/format.md, "Heartbeat checkpoints")."""
+        interval = self.settings.heartbeat_seconds
+        if interval <= 0 or time.monotonic() - self._last_heartbeat < min(interval, 5.0):
+            return
+        self._last_heartbeat = time.monotonic()
+        if self._assigned_chains is None:
+            try:
+                owned = {p.partition for p in self._consumer.assignment()}
+            except KafkaException:
+                return
+            if not owned:
+                return
+            found = layout.chain_ids(self.writer.store.list(layout.CHAINS))
+            self._assigned_chains = [c for c in found if _raw_partition(c, self.settings) in owned]
+        chains = sorted(set(self._assigned_chains) | set(self.writer.known_chains()))
+        self.writer.heartbeat(interval, chains)
+
     def stop(self) -> None:
         self._stop.set()
+
+
+def _raw_partition(chain_id: str, settings: Settings) -> int | None:
+    """The raw partition a chain id names (``<raw topic>.<partition>.<random>``)."""
+    prefix = f"{settings.raw_topic}."
+    if not chain_id.startswith(prefix):
+        return None
+    middle = chain_id[len(prefix):].rsplit(".", 1)[0]
+    return int(middle) if middle.isdigit() else None

@@ -1,9 +1,11 @@
 """Recovering a chain's head from what the sealed topic has committed.
 
 The sealed chain, not the consumer group's offsets, says where sealing resumes:
-the last committed entry of sealed partition p gives the chain id, seq, hash,
-epoch and the raw offset it came from. The recent event ids rebuild the
-deduplication window.
+the committed tail of sealed partition p is replayed with the readers' fencing
+rule (sealtrail.core.fencing), so records of a zombie sealer are skipped exactly as
+the archiver skips them; the admitted head gives the chain id, seq, hash and the
+raw offset it came from, and the new owner opens the highest epoch seen + 1. The
+recent event ids of admitted records rebuild the deduplication window.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import Any
 from confluent_kafka import Consumer, KafkaError, TopicPartition
 
 from sealtrail.core.chain import ChainHead
+from sealtrail.core.fencing import replay_tail
 from sealtrail.errors import TransportError
 from sealtrail.schema_cache import WriterSchemas
 
@@ -29,6 +32,11 @@ class ChainState:
     head: ChainHead
     next_source_offset: int
     recent_ids: OrderedDict[str, int] = field(default_factory=OrderedDict)
+    check_from: int | None = None
+    """Sealed offset after the tail recovery read: until the new owner's first commit,
+    any record after it that continues the recovered head was written by someone else."""
+    refused: int = 0
+    """Records of the tail the fencing rule refused (zombie writes)."""
 
     def remember(self, event_id: str, seq: int, window: int) -> None:
         self.recent_ids[event_id] = seq
@@ -62,7 +70,7 @@ def recover_chain(
         low, high = probe.get_watermark_offsets(tp, timeout=timeout)
         if high <= low:
             return None
-        span = window + 64
+        span = window + 2 * 2048 + 64  # the dedupe window plus a zombie batch or two
         while True:
             start = max(low, high - span)
             records = _read_range(consumer, tp, start, timeout)
@@ -71,14 +79,19 @@ def recover_chain(
             span *= 4  # only transaction markers in the tail: look further back
         if not records:
             return None
-        last = writers.decode(records[-1])[0]
+        replay = replay_tail([writers.decode(value)[0] for _, value in records])
+        if replay is None:
+            return None
+        head = replay.head
+        last = replay.admitted[-1]
         state = ChainState(
-            head=ChainHead(last["chain_id"], last["seq"], last["entry_hash"], last["epoch"] + 1),
+            head=ChainHead(head.chain_id, head.seq, head.entry_hash, replay.max_epoch + 1),
             next_source_offset=last["source"]["offset"] + 1,
+            check_from=records[-1][0] + 1,
+            refused=replay.refused,
         )
-        for value in records[-window:]:
-            rec = writers.decode(value)[0]
-            if rec["chain_id"] == state.head.chain_id and rec["kind"] == "EVENT":
+        for rec in replay.admitted[-window:]:
+            if rec["kind"] == "EVENT":
                 state.remember(rec["event"]["event_id"], rec["seq"], window)
         return state
     finally:
@@ -86,9 +99,12 @@ def recover_chain(
         probe.close()
 
 
-def _read_range(consumer: Consumer, tp: TopicPartition, start: int, timeout: float) -> list[bytes]:
+def _read_range(
+    consumer: Consumer, tp: TopicPartition, start: int, timeout: float
+) -> list[tuple[int, bytes]]:
+    """(offset, value) of every record from ``start`` to the end of the partition."""
     consumer.assign([TopicPartition(tp.topic, tp.partition, start)])
-    values: list[bytes] = []
+    values: list[tuple[int, bytes]] = []
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         msg = consumer.poll(0.5)
@@ -101,5 +117,5 @@ def _read_range(consumer: Consumer, tp: TopicPartition, start: int, timeout: flo
             raise TransportError(f"reading sealed partition {tp.partition}: {err}")
         value = msg.value()
         if value is not None:
-            values.append(value)
+            values.append((msg.offset(), value))
     raise TransportError(f"timed out reading the tail of sealed partition {tp.partition}")

@@ -36,20 +36,34 @@ from sealtrail.core.chain import ChainHead, seal
 from sealtrail.core.hashing import sha256
 from sealtrail.core.redaction import Policy
 from sealtrail.core.signing import Signer
-from sealtrail.errors import TransportError
+from sealtrail.errors import DecodeError, TransportError
 from sealtrail.schema_cache import WriterSchemas
 
 __all__ = ["Sealer"]
 
 log = logging.getLogger("sealtrail.sealer")
 
-BATCH = 500
+BATCH = 2000
+_EVENT_TYPE = "io.sealtrail.AuditEvent"
+_REJECTION_TYPE = "io.sealtrail.Rejection"
 
 
 def new_chain_id(topic: str, partition: int) -> str:
     """A fresh chain id: topic and partition plus a random part, so chains of a recreated
     topic or a replaced cluster never collide with older ones in the archive."""
     return f"{topic}.{partition}.{uuid.uuid4().hex[:16]}"
+
+
+class LostRace(Exception):
+    """Another sealer wrote to the partition first since this one took it over."""
+
+
+def _tagged(record: dict[str, Any]) -> dict[str, Any]:
+    """``record`` with its union branches named (fastavro's tuple notation): the same bytes,
+    without fastavro validating the event against each branch to pick one."""
+    if record["event"] is not None:
+        return {**record, "event": (_EVENT_TYPE, record["event"])}
+    return {**record, "rejection": (_REJECTION_TYPE, record["rejection"])}
 
 
 class Sealer:
@@ -88,9 +102,14 @@ class Sealer:
             "auto.offset.reset": "earliest",
             "isolation.level": "read_committed",
             "partition.assignment.strategy": "range",
+            # Small fetches per partition, so that one consume() call holds records of
+            # several partitions and they progress together.
+            "max.partition.fetch.bytes": 128 * 1024,
         })
         self._chains: dict[int, ChainState] = {}
         self._producers: dict[int, Producer] = {}
+        self._own_end: dict[int, int] = {}  # per partition: end of our last checked write
+        self._probe: Consumer | None = None
         self.sealed = 0
         self.rejected = 0
 
@@ -103,12 +122,12 @@ class Sealer:
         )
         if state is None:
             chain_id = new_chain_id(self.settings.raw_topic, partition)
-            state = ChainState(ChainHead.genesis(chain_id), next_source_offset=0)
+            state = ChainState(ChainHead.genesis(chain_id), next_source_offset=0, check_from=0)
             log.info("partition %d: new chain %s", partition, chain_id)
         else:
-            log.info("partition %d: chain %s resumes after seq %d at raw offset %d (epoch %d)",
-                     partition, state.head.chain_id, state.head.seq, state.next_source_offset,
-                     state.head.epoch)
+            log.info("partition %d: chain %s resumes after seq %d at raw offset %d (epoch %d; "
+                     "%d fenced records in the tail)", partition, state.head.chain_id,
+                     state.head.seq, state.next_source_offset, state.head.epoch, state.refused)
         return state
 
     def transactional_id(self, partition: int) -> str:
@@ -150,24 +169,14 @@ class Sealer:
 
     # -- sealing ---------------------------------------------------------------------
 
-    def _unsealed(self, msg: Message, schema_id: int | None) -> dict[str, Any]:
-        return {
-            "kind": "EVENT",
-            "event": None,
-            "rejection": None,
-            "redaction": {"policy_id": self._policy.policy_id,
-                          "policy_version": self._policy.version, "fields": []},
-            "ingested_at": self._clock(),
-            "source": {"topic": msg.topic(), "partition": msg.partition(),
-                       "offset": msg.offset(), "schema_id": schema_id},
-        }
-
-    def seal_message(
-        self, state: ChainState, msg: Message
-    ) -> tuple[dict[str, Any], Rejected | None]:
-        """Seal one raw record as the next entry of ``state``'s chain."""
-        value = msg.value()
+    def seal_value(
+        self, state: ChainState, value: bytes | None, topic: str, partition: int, offset: int
+    ) -> tuple[bytes, dict[str, Any], Rejected | None]:
+        """Seal one raw record (its value and coordinates) as the next entry of ``state``'s
+        chain: the framed sealed record, the record, and the rejection if it was rejected.
+        This is the whole per-record hot path, with no Kafka I/O (the benchmark's floor)."""
         outcome = self._decoder.decode(value)
+        policy = self._policy
         if isinstance(outcome, Decoded):
             event_id = outcome.event["event_id"]
             original = state.recent_ids.get(event_id)
@@ -175,9 +184,19 @@ class Sealer:
                 outcome = Rejected("DUPLICATE", f"event_id {event_id} was sealed as seq "
                                    f"{original} of chain {state.head.chain_id}",
                                    outcome.schema_id)
-        unsealed = self._unsealed(msg, outcome.schema_id)
+        unsealed: dict[str, Any] = {
+            "kind": "EVENT",
+            "event": None,
+            "rejection": None,
+            "redaction": {"policy_id": policy.policy_id, "policy_version": policy.version,
+                          "fields": []},
+            "ingested_at": self._clock(),
+            "source": {"topic": topic, "partition": partition, "offset": offset,
+                       "schema_id": outcome.schema_id},
+        }
+        rejected: Rejected | None
         if isinstance(outcome, Decoded):
-            unsealed["redaction"]["fields"] = self._policy.apply(outcome.event)
+            unsealed["redaction"]["fields"] = policy.apply(outcome.event)
             unsealed["event"] = outcome.event
             rejected = None
         else:
@@ -188,29 +207,43 @@ class Sealer:
             rejected = outcome
         record = seal(state.head, unsealed, self._signer)
         state.head = state.head.advance(record)
-        state.next_source_offset = msg.offset() + 1
+        state.next_source_offset = offset + 1
         if rejected is None:
             state.remember(record["event"]["event_id"], record["seq"], self.settings.dedupe_window)
-        return record, rejected
+        return frame(self._sealed_schema_id, self._sealed.encode(_tagged(record))), record, rejected
 
     def _seal_partition(self, partition: int, msgs: list[Message]) -> None:
-        """Seal ``msgs`` (all of one raw partition) in one transaction."""
+        """Seal ``msgs`` (all of one raw partition) in one transaction.
+
+        The first transaction after taking a partition over is checked before it commits:
+        its records must be the first to continue the recovered head in the sealed
+        partition (see :meth:`_check_first_write`)."""
         state = self._chains.get(partition)
         producer = self._producers.get(partition)
         if state is None or producer is None:
             return  # revoked meanwhile
+        base = state.head
+        fresh = state.check_from is not None
+        delivered: list[int] = []
+
+        def on_delivery(err: KafkaError | None, m: Message) -> None:
+            if err is None:
+                delivered.append(m.offset())
+
         producer.begin_transaction()
         sealed = rejected_n = 0
+        topic = self.settings.sealed_topic
         for msg in msgs:
             if msg.offset() < state.next_source_offset:
                 continue  # sealed before a rewind
-            record, rejected = self.seal_message(state, msg)
-            producer.produce(
-                self.settings.sealed_topic,
-                frame(self._sealed_schema_id, self._sealed.encode(record)),
-                record["chain_id"].encode(),
-                partition=partition,
-            )
+            framed, record, rejected = self.seal_value(
+                state, msg.value(), msg.topic(), partition, msg.offset())
+            if fresh:
+                producer.produce(topic, framed, record["chain_id"].encode(),
+                                 partition=partition, on_delivery=on_delivery)
+            else:
+                producer.produce(topic, framed, record["chain_id"].encode(),
+                                 partition=partition)
             if rejected is None:
                 sealed += 1
                 continue
@@ -220,6 +253,8 @@ class Sealer:
                 headers={"reason": rejected.reason, "chain_id": record["chain_id"],
                          "seq": str(record["seq"])},
             )
+        if fresh and sealed + rejected_n:
+            self._check_first_write(partition, state, base, producer, delivered)
         producer.send_offsets_to_transaction(
             [TopicPartition(self.settings.raw_topic, partition, state.next_source_offset)],
             self._consumer.consumer_group_metadata(),
@@ -227,6 +262,67 @@ class Sealer:
         producer.commit_transaction()
         self.sealed += sealed
         self.rejected += rejected_n
+
+    def _check_first_write(
+        self, partition: int, state: ChainState, base: ChainHead, producer: Producer,
+        delivered: list[int],
+    ) -> None:
+        """Before the first commit as the partition's new owner: wait until this
+        transaction's records are in the log, then read (uncommitted) what lies between the
+        tail recovery read and the first of them. A record there that continues the
+        recovered head was written by another sealer (a zombie that has not yet noticed it
+        lost the partition): readers would admit it and refuse ours, so raise
+        :class:`LostRace` (the transaction is aborted and the chain recovered again).
+        Otherwise ours are the first to continue the head, and from now on a zombie's
+        records can no longer link to the chain."""
+        if producer.flush(30) != 0:
+            raise LostRace(f"partition {partition}: records not delivered within 30 s")
+        first = min(delivered)
+        self._own_end[partition] = max(delivered) + 1
+        check_from = state.check_from or 0
+        for offset, value in self._read_sealed(partition, check_from, first):
+            try:
+                record = self._writers.decode(value)[0]
+            except DecodeError:
+                continue
+            if (base.seq < 0 and record["seq"] == 0) or (record["chain_id"] == base.chain_id
+                                and record["seq"] == base.seq + 1
+                                and record["prev_hash"] == base.entry_hash):
+                raise LostRace(
+                    f"partition {partition}: sealed offset {offset} (seq {record['seq']}, "
+                    f"epoch {record['epoch']}) continues the recovered head before this "
+                    "sealer's first write; recovering again")
+        state.check_from = None
+        log.info("partition %d: chain %s continues at seq %d in epoch %d", partition,
+                 base.chain_id, base.seq + 1, base.epoch)
+
+    def _read_sealed(self, partition: int, start: int, end: int) -> list[tuple[int, bytes]]:
+        """(offset, value) of the sealed records at offsets start..end-1, uncommitted ones
+        included."""
+        if start >= end:
+            return []
+        if self._probe is None:
+            self._probe = Consumer({**self._base, "group.id": "sealtrail-sealer-probe",
+                                    "enable.auto.commit": False,
+                                    "isolation.level": "read_uncommitted"})
+        probe = self._probe
+        probe.assign([TopicPartition(self.settings.sealed_topic, partition, start)])
+        found: list[tuple[int, bytes]] = []
+        deadline = time.monotonic() + 30
+        try:
+            while time.monotonic() < deadline:
+                msg = probe.poll(0.2)
+                if msg is None or msg.error() is not None:
+                    continue
+                if msg.offset() >= end:
+                    return found
+                found.append((msg.offset(), msg.value() or b""))
+                if msg.offset() == end - 1:
+                    return found
+        finally:
+            probe.unassign()
+        raise LostRace(f"partition {partition}: timed out reading sealed offsets "
+                       f"{start}..{end - 1}")
 
     def _rewind(self, partition: int) -> None:
         """After a failed transaction: abort it, forget the in-memory head, resume from
@@ -243,6 +339,8 @@ class Sealer:
                 raise
             log.warning("partition %d: abort_transaction: %s", partition, exc)
         state = self._recover(partition)
+        if state.check_from is not None:  # skip our own aborted attempt when checking again
+            state.check_from = max(state.check_from, self._own_end.get(partition, 0))
         self._chains[partition] = state
         self._consumer.seek(
             TopicPartition(self.settings.raw_topic, partition, state.next_source_offset))
@@ -266,7 +364,7 @@ class Sealer:
                     try:
                         self._seal_partition(partition, msgs)
                         backoff = 0.5
-                    except (KafkaException, TransportError) as exc:
+                    except (KafkaException, TransportError, LostRace) as exc:
                         log.warning("partition %d: batch not sealed, retrying: %s",
                                     partition, exc)
                         time.sleep(backoff)

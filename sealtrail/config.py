@@ -32,7 +32,7 @@ class Settings:
     registry_url: str = ""
     """Schema Registry URL; empty means the embedded stack's registry."""
     registry_auth: str = ""
-    """Registry credentials as user:password (basic auth); never logged."""
+    """Registry credentials: user:password (basic auth) or "Bearer <token>"; never logged."""
     raw_topic: str = "audit.raw"
     sealed_topic: str = "audit.sealed"
     dlq_topic: str = "audit.dlq"
@@ -57,6 +57,58 @@ class Settings:
     retention_days: int = 365
     retention_mode: str = "COMPLIANCE"
     session_timeout_ms: int = 6_000
+    producer_spool_dir: str = ""
+    """Base directory of the producer's durable spool; empty means <home>/spool."""
+    producer_spool_max_bytes: int = 256 * 1024 * 1024
+    """Upper bound of one producer's spool on disk; beyond it producer_spool_full applies."""
+    producer_spool_full: str = "fail"
+    """Full spool: "fail" (emit raises SpoolFullError) or "block" (wait, then raise)."""
+    producer_spool_block_seconds: float = 1.0
+    """With producer_spool_full="block", how long emit() waits for room before raising."""
+    producer_fsync: str = "interval"
+    """Producer spool fsync policy: "always", "interval" or "never" (docs/producer.md)."""
+    producer_fsync_interval: float = 0.2
+    """Seconds between spool fsyncs with producer_fsync="interval"."""
+    metrics_port: int = 0
+    """Port of the /metrics, /healthz, /readyz HTTP server of seal, archive, monitor; 0 = off."""
+    metrics_host: str = "127.0.0.1"
+    """Address the metrics and health server binds to (0.0.0.0 in containers)."""
+    alerts_topic: str = "audit.alerts"
+    """Topic the monitor writes alert records (JSON) to."""
+    monitor_group: str = "sealtrail-monitor"
+    """Consumer group (faust app id) of the monitor."""
+    monitor_window_seconds: float = 60.0
+    """Length of the monitor's tumbling windows (by the sealer's ingestion time)."""
+    monitor_lateness_seconds: float = 5.0
+    """How long after a window ends the monitor waits for late records before judging it."""
+    monitor_baseline_windows: int = 5
+    """Trailing windows averaged as a service's volume baseline; also the warm-up length."""
+    monitor_volume_drop_fraction: float = 0.5
+    """Alert when a service's window volume falls below this fraction of its baseline."""
+    monitor_rejection_rate: float = 0.05
+    """Alert when rejections / sealed records in a window exceed this fraction."""
+    monitor_min_window_events: int = 20
+    """Windows with fewer records than this are not judged for the rejection rate."""
+    monitor_skew_max_seconds: float = 300.0
+    """Alert when |ingested_at - occurred_at| of a service's event exceeds this bound."""
+    monitor_checkpoint_max_age_seconds: float = 900.0
+    """Alert when a chain's newest archived checkpoint is older than this."""
+    monitor_lag_max: int = 10_000
+    """Alert when the sealer's or archiver's consumer lag (records) exceeds this."""
+    monitor_probe_seconds: float = 30.0
+    """How often the monitor reads consumer lag and the archive's checkpoints."""
+    retention_classes: str = "pci_dss=365d,hipaa=6y,sox=7y"
+    """Retention classes as name=duration (Nd days, Ny calendar years), comma-separated."""
+    retention_map: str = ""
+    """Event-type globs to classes, e.g. "payment.*=pci_dss,phi.*=hipaa"; longest match wins."""
+    retention_default_class: str = "default"
+    """Class of unmapped events and rejections; if not in retention_classes, retention_days."""
+    heartbeat_seconds: float = 300.0
+    """The archiver writes an empty signed checkpoint per idle chain at this interval; 0 = off."""
+    index_url: str = ""
+    """Search index: a SQLite file path or postgresql://...; empty means <home>/index.sqlite."""
+    indexer_group: str = "sealtrail-indexer"
+    """Consumer group of the indexer (sealed topic -> search index)."""
 
     def __post_init__(self) -> None:
         if self.retention_mode not in ("COMPLIANCE", "GOVERNANCE"):

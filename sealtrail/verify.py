@@ -19,16 +19,18 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from sealtrail import layout
-from sealtrail.archive import ArchiveStore, ObjectMissingError
+from sealtrail.archive import ArchiveError, ArchiveStore, ObjectMissingError, iso_z
 from sealtrail.core import merkle
 from sealtrail.core.chain import ChainHead, check_entry
 from sealtrail.core.checkpoint import SignedCheckpoint
 from sealtrail.core.hashing import ZERO_HASH
 from sealtrail.core.signing import Keyring
 from sealtrail.errors import DecodeError, IntegrityError
+from sealtrail.retention import RetentionPolicy, required_retention
 from sealtrail.segments import read_segment
 
 __all__ = ["ArchiveReport", "ChainReport", "Finding", "verify_archive"]
@@ -38,7 +40,8 @@ __all__ = ["ArchiveReport", "ChainReport", "Finding", "verify_archive"]
 class Finding:
     """One piece of broken evidence. ``kind``: missing, modified, reordered, truncated,
     signature, unknown-key, link, hash, seq, epoch, chain, completeness, unreferenced,
-    malformed. ``segment`` and ``seq`` say where the evidence first breaks: the segment
+    malformed; with lock checks: unlocked, under-retained, hold-missing; with a maximum
+    age: stale. ``segment`` and ``seq`` say where the evidence first breaks: the segment
     key, and the first seq of the chain that can no longer be trusted."""
 
     kind: str
@@ -67,6 +70,9 @@ class ChainReport:
     head_hash: str = ""
     first_ingested_at: int | None = None
     last_checkpoint_at: int | None = None
+    heartbeats: int = 0
+    purged: int = 0  # entries of segments removed after their retention passed
+    age_seconds: float | None = None  # of the newest checkpoint, when verify was given `now`
     findings: list[Finding] = field(default_factory=list)
 
     @property
@@ -79,6 +85,8 @@ class ChainReport:
             "entries": self.entries, "events": self.events, "rejections": self.rejections,
             "head_seq": self.head_seq, "head_hash": self.head_hash,
             "last_checkpoint_at": self.last_checkpoint_at,
+            "heartbeats": self.heartbeats, "age_seconds": self.age_seconds,
+            "purged": self.purged,
             "findings": [f.__dict__ for f in self.findings],
         }
 
@@ -87,14 +95,18 @@ class ChainReport:
 class ArchiveReport:
     archive: str
     chains: list[ChainReport]
+    findings: list[Finding] = field(default_factory=list)  # not tied to one chain (holds)
+    locks_checked: int = 0  # objects whose Object Lock state was checked
 
     @property
     def ok(self) -> bool:
-        return bool(self.chains) and all(c.ok for c in self.chains)
+        return bool(self.chains) and all(c.ok for c in self.chains) and not self.findings
 
     def to_json(self) -> dict[str, Any]:
         return {"archive": self.archive, "ok": self.ok,
-                "chains": [c.to_json() for c in self.chains]}
+                "chains": [c.to_json() for c in self.chains],
+                "findings": [f.__dict__ for f in self.findings],
+                "locks_checked": self.locks_checked}
 
 
 def _signature_kind(problem: str) -> str:
@@ -139,7 +151,8 @@ def _check_entries(
 
 
 def verify_chain(
-    store: ArchiveStore, chain_id: str, keyring: Keyring, *, check_signatures: bool = True
+    store: ArchiveStore, chain_id: str, keyring: Keyring, *, check_signatures: bool = True,
+    locks: RetentionPolicy | None = None,
 ) -> ChainReport:
     """Verify one chain; the report holds at most one finding per way the chain breaks
     (the first break stops the walk, since nothing after it can be trusted)."""
@@ -163,6 +176,7 @@ def verify_chain(
     prev_cp_hash = ZERO_HASH
     last_offset: int | None = None
     entry_keyring = keyring if check_signatures else None
+    protected: list[tuple[str, str, datetime]] = []  # key, class, minimum retain-until
 
     def diagnose(seg: str, data: bytes | None = None) -> tuple[list[dict[str, Any]] | None,
                                                                _Break | None]:
@@ -226,6 +240,18 @@ def verify_chain(
                  "and signature check out, but its bytes are not those the archiver wrote",
                  expected_seg, cp.first_seq)
             break
+        if cp.segment_key == "":  # a heartbeat: no new entries (format.md)
+            hb_problem = _heartbeat_problem(cp, head)
+            if hb_problem:
+                fail("modified", f"checkpoint {index}: {hb_problem}", expected_seg, cp.first_seq)
+                break
+            prev_cp_hash = signed.checkpoint_hash
+            report.heartbeats += 1
+            report.last_checkpoint_at = cp.created_at
+            if locks is not None:
+                hb_class = locks.classes[locks.default_class]
+                protected.append((cp_key, hb_class.name, hb_class.until(_at(cp.created_at))))
+            continue
         seg = cp.segment_key
         referenced.add(seg)
         if seg != expected_seg:
@@ -235,6 +261,13 @@ def verify_chain(
         try:
             data = store.get(seg)
         except ObjectMissingError:
+            if _purged(store, cp_key):  # removed after its retention passed (format.md)
+                head = ChainHead(chain_id, cp.last_seq, cp.head_hash, 0)
+                last_offset = None
+                prev_cp_hash = signed.checkpoint_hash
+                report.purged += cp.size
+                report.last_checkpoint_at = cp.created_at
+                continue
             fail("missing", f"segment is missing (checkpoint {index} covers seq "
                  f"{cp.first_seq}..{cp.last_seq})", seg, cp.first_seq)
             break
@@ -299,6 +332,9 @@ def verify_chain(
         prev_cp_hash = signed.checkpoint_hash
         report.segments += 1
         report.last_checkpoint_at = cp.created_at
+        if locks is not None:
+            cls_, until = required_retention(locks, records, cp.created_at)
+            protected += [(seg, cls_.name, until), (cp_key, cls_.name, until)]
     else:
         for extra in sorted(segments - referenced):
             found, _ = diagnose(extra)
@@ -307,7 +343,86 @@ def verify_chain(
                  + (f" (it holds seq {seq}..{found[-1]['seq']})" if found else ""), extra, seq)
     report.head_seq = head.seq
     report.head_hash = head.entry_hash.hex()
+    if locks is not None:
+        for key, class_name, until in protected:
+            problem = _lock_problem(store, key, locks, class_name, until)
+            if problem is not None:
+                fail(problem[0], problem[1], key)
     return report
+
+
+def _at(us: int) -> datetime:
+    return datetime.fromtimestamp(us // 1_000_000, UTC)
+
+
+def _purged(store: ArchiveStore, cp_key: str) -> bool:
+    """Whether a missing segment was purged legitimately: its checkpoint (retained exactly
+    as long as the segment) is past its retain-until date and under no legal hold."""
+    try:
+        ret = store.retention(cp_key)
+    except ArchiveError:
+        return False
+    return not ret.legal_holds and ret.retain_until <= datetime.now(UTC)
+
+
+def _heartbeat_problem(cp: Any, head: ChainHead) -> str | None:
+    """Why a checkpoint without a segment is not a well-formed heartbeat, or None."""
+    if cp.last_seq != head.seq or cp.head_hash != head.entry_hash:
+        return "heartbeat does not restate the chain head"
+    if (cp.segment_size != 0 or cp.segment_sha256 != hashlib.sha256(b"").digest()
+            or cp.merkle_root != merkle.root([])):
+        return "heartbeat must state an empty segment (size 0, SHA-256 and root of nothing)"
+    return None
+
+
+def _lock_problem(store: ArchiveStore, key: str, policy: RetentionPolicy, class_name: str,
+                  until: datetime) -> tuple[str, str] | None:
+    """(kind, message) when ``key`` is less protected than class ``class_name`` requires."""
+    try:
+        ret = store.retention(key)
+    except ObjectMissingError:
+        return None  # reported by the chain walk
+    except ArchiveError as exc:
+        return "unlocked", f"object has no Object Lock retention ({exc})"
+    if policy.mode == "COMPLIANCE" and ret.mode != "COMPLIANCE":
+        return "under-retained", (f"lock mode is {ret.mode}, configured mode is COMPLIANCE "
+                                  "(GOVERNANCE can be bypassed)")
+    if ret.retain_until < until:
+        return "under-retained", (f"retained until {iso_z(ret.retain_until)}, class "
+                                  f"{class_name} requires at least {iso_z(until)}")
+    return None
+
+
+def check_holds(store: ArchiveStore) -> list[Finding]:
+    """A finding for every object a case's hold manifest lists whose legal hold is off."""
+    from sealtrail.archive._s3 import UNTRACKED_HOLD
+    from sealtrail.holds import active_holds
+
+    findings = []
+    for key, cases in sorted(active_holds(store).items()):
+        try:
+            held = set(store.retention(key).legal_holds)
+        except ObjectMissingError:
+            findings.append(Finding("missing", _chain_of(key), f"object under legal hold of "
+                                    f"{', '.join(sorted(cases))} is gone", key))
+            continue
+        except ArchiveError as exc:
+            held = set()
+            findings.append(Finding("unlocked", _chain_of(key), str(exc), key))
+            continue
+        lacking = sorted(c for c in cases if c not in held and UNTRACKED_HOLD not in held)
+        server = getattr(store, "server_legal_hold", None)
+        if not lacking and server is not None and not server(key):
+            lacking = sorted(cases)  # recorded by sealtrail, but the server's hold is OFF
+        if lacking:
+            findings.append(Finding("hold-missing", _chain_of(key), "no legal hold for case(s) "
+                                    f"{', '.join(lacking)} although their manifest lists it",
+                                    key))
+    return findings
+
+
+def _chain_of(key: str) -> str:
+    return key.split("/")[1] if key.startswith(layout.CHAINS) else "-"
 
 
 def verify_archive(
@@ -316,12 +431,32 @@ def verify_archive(
     *,
     check_signatures: bool = True,
     progress: Callable[[ChainReport], None] | None = None,
+    locks: RetentionPolicy | None = None,
+    now_us: int | None = None,
+    max_age_seconds: float | None = None,
 ) -> ArchiveReport:
-    """Verify every chain in ``store`` against ``keyring``."""
+    """Verify every chain in ``store`` against ``keyring``.
+
+    ``locks``: also check every object's Object Lock (mode, retain-until not earlier than
+    its class requires under this policy) and the legal holds the hold manifests call for.
+    ``now_us``: report each chain's newest checkpoint age; with ``max_age_seconds`` an older
+    newest checkpoint is a *stale* finding (heartbeats keep idle chains fresh)."""
     reports = []
     for chain_id in layout.chain_ids(store.list(layout.CHAINS)):
-        report = verify_chain(store, chain_id, keyring, check_signatures=check_signatures)
+        report = verify_chain(store, chain_id, keyring, check_signatures=check_signatures,
+                              locks=locks)
+        if now_us is not None and report.last_checkpoint_at is not None:
+            report.age_seconds = max(0, now_us - report.last_checkpoint_at) / 1e6
+            if max_age_seconds is not None and report.age_seconds > max_age_seconds:
+                report.findings.append(Finding(
+                    "stale", chain_id, f"newest checkpoint is {report.age_seconds:.0f} s old, "
+                    f"more than --max-age {max_age_seconds:g} s: the archiver stopped, or "
+                    "the newest checkpoints were removed", None, report.head_seq + 1))
         reports.append(report)
         if progress:
             progress(report)
-    return ArchiveReport(store.url, reports)
+    result = ArchiveReport(store.url, reports)
+    if locks is not None:
+        result.findings = check_holds(store)
+        result.locks_checked = sum(2 * c.segments + c.heartbeats for c in reports)
+    return result

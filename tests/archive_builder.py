@@ -109,7 +109,7 @@ def make_event(n: int, partition: int) -> dict[str, Any]:
         "action": action,
         "occurred_at": T0 - 250_000 + n * TICK,
         "actor": {"id": f"user-{n % 7}", "type": "user",
-                  "principal": f"oidc|user-{n % 7}@example.com"},
+                  "principal": f"oidc|user-{n % 7}@example.com", "on_behalf_of": None},
         "origin": {
             "service": "billing-api", "instance": f"billing-api-{partition}",
             "service_version": "2.4.1", "environment": "test",
@@ -125,6 +125,7 @@ def make_event(n: int, partition: int) -> dict[str, Any]:
             "permissions": ["billing:read", "billing:write"] if denied else ["billing:read"],
         },
         "tenant": f"tenant-{partition % 2}",
+        "session_id": None,
         "classification": "CONFIDENTIAL" if n % 2 else "INTERNAL",
         "attributes": {"amount_cents": str(100 * n), "currency": "EUR"},
     }

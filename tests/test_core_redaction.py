@@ -119,6 +119,8 @@ def _removed_and_kept(rule: dict[str, Any], value: str) -> tuple[str, list[str]]
         n = len(value)
         head = min(rule.get("keep_first", 0), n)
         tail = min(rule.get("keep_last", 0), n - head)
+        if head + tail >= n:  # a value the kept parts would reveal whole is masked whole
+            return value, []
         return value[head : n - tail], [value[:head], value[n - tail :]]
     if action == "truncate":
         return value[rule["max_length"] :], [value[: rule["max_length"]]]
@@ -216,15 +218,15 @@ def test_pseudonym_names_the_key_id() -> None:
         (2, 0, "secret", "se****"),
         (0, 2, "secret", "****et"),
         (2, 2, "secret", "se**et"),
-        (4, 4, "secret", "secret"),
-        (10, 0, "abc", "abc"),
+        (4, 4, "secret", "******"),
+        (10, 0, "abc", "***"),
         (0, 0, "", ""),
     ],
 )
 def test_mask_keeps_first_and_last(keep_first: int, keep_last: int, value: str,
                                    expected: str) -> None:
     """mask replaces every character but the first keep_first and last keep_last; a value no
-    longer than keep_first + keep_last is kept whole."""
+    longer than keep_first + keep_last is masked whole (never revealed whole)."""
     event = _event(origin={**_event()["origin"], "user_agent": value})
     _policy({"path": "origin.user_agent", "action": "mask", "keep_first": keep_first,
              "keep_last": keep_last}).apply(event)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import builtins
 import os
+import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Literal, Protocol, runtime_checkable
@@ -48,6 +49,7 @@ RESERVED_TOP_LEVEL = frozenset({"_retention", "_holds"})
 #: Name prefix of the local store's temporary files; no key part may start with it.
 TMP_PREFIX = ".sealtrail-tmp-"
 _MAX_CASE_ID = 256
+_CLASS_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 
 
 def utc_seconds(when: datetime) -> datetime:
@@ -88,10 +90,15 @@ class Retention:
     mode: RetentionMode
     retain_until: datetime
     legal_holds: tuple[str, ...] = field(default=())
+    retention_class: str | None = None
+    """The retention class the date was derived from (sealtrail.retention), when known."""
 
     def __post_init__(self) -> None:
         if self.mode not in _MODES:
             raise ValueError(f"retention mode must be one of {_MODES}, got {self.mode!r}")
+        if self.retention_class is not None and not _CLASS_RE.match(self.retention_class):
+            raise ValueError(f"retention class must match {_CLASS_RE.pattern}, "
+                             f"got {self.retention_class!r}")
         object.__setattr__(self, "retain_until", utc_seconds(self.retain_until))
         if isinstance(self.legal_holds, str):
             raise TypeError("legal_holds must be a tuple of case ids, not a string")

@@ -134,6 +134,7 @@ class LocalStore:
                 mode=doc["mode"],
                 retain_until=parse_iso_z(doc["retain_until"]),
                 legal_holds=tuple(doc.get("legal_holds", ())),
+                retention_class=doc.get("class"),
             )
         except FileNotFoundError:
             return None
@@ -146,6 +147,7 @@ class LocalStore:
             "mode": retention.mode,
             "retain_until": iso_z(retention.retain_until),
             "legal_holds": list(retention.legal_holds),
+            **({"class": retention.retention_class} if retention.retention_class else {}),
             "enforced": False,
             "note": NOT_ENFORCED_NOTE,
         }
@@ -267,7 +269,8 @@ class LocalStore:
                 )
             if new_until == current.retain_until:
                 return
-            self._write_sidecar(key, Retention(current.mode, new_until, current.legal_holds))
+            self._write_sidecar(key, Retention(current.mode, new_until, current.legal_holds,
+                                               current.retention_class))
 
     def set_legal_hold(self, key: str, case_id: str, on: bool) -> None:
         check_case_id(case_id)
@@ -280,7 +283,8 @@ class LocalStore:
                 holds.discard(case_id)
             if holds != set(current.legal_holds):
                 self._write_sidecar(
-                    key, Retention(current.mode, current.retain_until, tuple(holds))
+                    key, Retention(current.mode, current.retain_until, tuple(holds),
+                                   current.retention_class)
                 )
 
     def delete(self, key: str) -> None:
@@ -314,4 +318,5 @@ def _merge(old: Retention, new: Retention) -> Retention:
         mode,
         max(old.retain_until, new.retain_until),
         old.legal_holds + new.legal_holds,
+        new.retention_class if new.retain_until >= old.retain_until else old.retention_class,
     )

@@ -55,7 +55,10 @@ from sealtrail.archive._errors import (
     RetentionError,
 )
 
-__all__ = ["UNTRACKED_HOLD", "S3Store"]
+__all__ = ["CLASS_TAG", "UNTRACKED_HOLD", "S3Store"]
+
+#: Object tag naming an object's retention class; lifecycle rules filter on it.
+CLASS_TAG = "sealtrail-retention-class"
 
 #: Case id reported for a legal hold that is ON but not recorded in the holds sidecar.
 UNTRACKED_HOLD = "(untracked)"
@@ -278,6 +281,27 @@ class S3Store:
         except (ClientError, BotoCoreError) as exc:
             raise self._error("set the legal hold of", key, exc) from exc
 
+    def _class_tag(self, key: str, head: dict[str, Any]) -> str | None:
+        """The retention-class tag of the version described by ``head``, if any (None also
+        when tags may not be read). AWS's HeadObject does not report TagCount; moto's does."""
+        if head.get("TagCount", 1) == 0:
+            return None
+        kwargs: dict[str, Any] = {"Bucket": self.bucket, "Key": self._full(key)}
+        if head.get("VersionId"):
+            kwargs["VersionId"] = head["VersionId"]
+        try:
+            tags = self._s3.get_object_tagging(**kwargs).get("TagSet", ())
+        except ClientError as exc:
+            if _code(exc) in ("AccessDenied", "403", "Forbidden"):
+                return None
+            raise self._error("read the tags of", key, exc) from exc
+        except BotoCoreError as exc:
+            raise self._error("read the tags of", key, exc) from exc
+        for tag in tags:
+            if tag.get("Key") == CLASS_TAG:
+                return str(tag.get("Value"))
+        return None
+
     # -- ArchiveStore ----------------------------------------------------------------------
 
     def put(self, key: str, data: bytes, *, retention: Retention) -> None:
@@ -298,6 +322,8 @@ class S3Store:
         }
         if retention.legal_holds:
             kwargs["ObjectLockLegalHoldStatus"] = "ON"
+        if retention.retention_class:
+            kwargs["Tagging"] = f"{CLASS_TAG}={retention.retention_class}"
         try:
             resp = self._s3.put_object(**kwargs)
         except ClientError as exc:
@@ -364,7 +390,11 @@ class S3Store:
             raise ArchiveError(
                 f"s3://{self.bucket}/{self._full(key)} has unknown lock mode {mode!r}"
             )
-        return Retention(cast(RetentionMode, mode), until, holds)
+        return Retention(cast(RetentionMode, mode), until, holds, self._class_tag(key, head))
+
+    def server_legal_hold(self, key: str) -> bool:
+        """Whether the current version's legal hold is ON at the server (not the sidecar)."""
+        return self._lock_state(key, self._head(key))[2]
 
     def extend_retention(self, key: str, retain_until: datetime) -> None:
         """Lengthen retention, keeping the mode. Checked here: S3-compatible servers differ."""

@@ -6,6 +6,8 @@ import argparse
 import logging
 
 from sealtrail.cli.common import settings_from, stop_on_signals
+from sealtrail.config import Settings
+from sealtrail.observability import Health, MetricsServer, Prober, StageMetric
 
 log = logging.getLogger("sealtrail")
 
@@ -18,6 +20,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "topic, exactly once (Kafka transactions plus recovery from the chain). Runs until "
         "SIGTERM/SIGINT.",
     )
+    _metrics_option(p)
     p.set_defaults(func=_seal)
     p = sub.add_parser(
         "archive", help="run the archiver: sealed topic -> segments + signed checkpoints",
@@ -27,27 +30,90 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "durable. Runs until SIGTERM/SIGINT, then flushes.",
     )
     p.add_argument("--archive", metavar="URL", help="archive root (default <home>/archive)")
+    _metrics_option(p)
     p.set_defaults(func=_archive)
+
+
+def _metrics_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--metrics-port", type=int, metavar="PORT",
+                   help="serve /metrics, /healthz, /readyz on PORT (setting metrics_port; "
+                   "0 or unset: off)")
+
+
+class _Telemetry:
+    """The metrics/health server of one stage process, when metrics_port is set."""
+
+    def __init__(self, settings: Settings, stage: str, group: str, topic: str,
+                 metrics: list[StageMetric]) -> None:
+        self.server: MetricsServer | None = None
+        self.prober: Prober | None = None
+        self.health: Health | None = None
+        if not settings.metrics_port:
+            return
+        from prometheus_client import CollectorRegistry
+
+        from sealtrail.monitor.probes import group_lag
+        from sealtrail.observability import (
+            AttributeCollector,
+            LogCounter,
+            lag_gauge,
+            start_metrics_server,
+        )
+
+        registry = CollectorRegistry()
+        registry.register(AttributeCollector(metrics))
+        logging.getLogger("sealtrail").addHandler(LogCounter(registry))
+        lag = lag_gauge(registry)
+        interval = min(15.0, max(1.0, settings.session_timeout_ms / 1000))
+
+        def probe() -> None:
+            for partition, n in group_lag(settings, group, topic).items():
+                lag.labels(stage, topic, str(partition)).set(n)
+
+        self.health = Health(ready_for=interval * 4)
+        self.server = start_metrics_server(settings.metrics_host, settings.metrics_port,
+                                           registry, self.health)
+        self.prober = Prober(probe, self.health, interval).start()
+
+    def close(self) -> None:
+        if self.health is not None:
+            self.health.stopped()
+        if self.prober is not None:
+            self.prober.stop()
+        if self.server is not None:
+            self.server.stop()
 
 
 def _seal(args: argparse.Namespace) -> int:
     from sealtrail.kafka_admin import ensure_topics
-    from sealtrail.keys import load_hmac_key, load_signer
+    from sealtrail.keys import ReloadingSigner
     from sealtrail.pipeline import Sealer
-    from sealtrail.policy import load_policy
+    from sealtrail.policy import RedactionMetrics, policy_for_sealer
     from sealtrail.registry_client import registry_client
 
-    settings = settings_from(args).require_endpoints()
-    signer = load_signer(settings.keys)
-    hmac_key, hmac_key_id = load_hmac_key(settings.keys)
-    policy = load_policy(settings.policy_file, hmac_key, hmac_key_id)
+    settings = settings_from(args, metrics_port=args.metrics_port).require_endpoints()
+    signer = ReloadingSigner(settings.keys)  # follows `sealtrail keys rotate`
+    redactions = RedactionMetrics()
+    policy = policy_for_sealer(settings, redactions)
     ensure_topics(settings)
     sealer = Sealer(settings, signer=signer, policy=policy,
                     registry=registry_client(settings.registry_url, settings.registry_auth))
     stop_on_signals(sealer.stop)
+    telemetry = _Telemetry(settings, "sealer", settings.sealer_group, settings.raw_topic, [
+        StageMetric("sealtrail_sealer_records_sealed_total",
+                    "Raw records sealed as accepted events.", lambda: sealer.sealed),
+        StageMetric("sealtrail_sealer_records_rejected_total",
+                    "Raw records sealed as rejections (also copied to the DLQ).",
+                    lambda: sealer.rejected),
+    ])
+    if telemetry.server is not None:
+        telemetry.server.registry.register(redactions)
     log.info("sealer started: %s -> %s, key %s, policy %s v%d", settings.raw_topic,
              settings.sealed_topic, signer.key_id, policy.policy_id, policy.version)
-    sealer.run()
+    try:
+        sealer.run()
+    finally:
+        telemetry.close()
     log.info("sealer stopped: %d sealed, %d rejected", sealer.sealed, sealer.rejected)
     return 0
 
@@ -55,16 +121,33 @@ def _seal(args: argparse.Namespace) -> int:
 def _archive(args: argparse.Namespace) -> int:
     from sealtrail.archive import open_store
     from sealtrail.consumers import Archiver
-    from sealtrail.keys import load_signer
+    from sealtrail.keys import ReloadingSigner
     from sealtrail.registry_client import registry_client
 
-    settings = settings_from(args, archive_url=args.archive).require_endpoints()
+    settings = settings_from(args, archive_url=args.archive,
+                             metrics_port=args.metrics_port).require_endpoints()
     store = open_store(settings.archive, s3_endpoint_url=settings.s3_endpoint_url or None)
-    archiver = Archiver(settings, store=store, signer=load_signer(settings.keys),
+    archiver = Archiver(settings, store=store, signer=ReloadingSigner(settings.keys),
                         registry=registry_client(settings.registry_url, settings.registry_auth))
     stop_on_signals(archiver.stop)
+    writer = archiver.writer
+    telemetry = _Telemetry(settings, "archiver", settings.archiver_group,
+                           settings.sealed_topic, [
+        StageMetric("sealtrail_archiver_records_archived_total",
+                    "Sealed records written to the archive in segments.",
+                    lambda: writer.records_archived),
+        StageMetric("sealtrail_archiver_segments_written_total",
+                    "Segments (each with its signed checkpoint) written to the archive.",
+                    lambda: writer.segments_written),
+        StageMetric("sealtrail_archiver_records_buffered",
+                    "Sealed records consumed but not yet archived.",
+                    lambda: writer.buffered, kind="gauge"),
+    ])
     log.info("archiver started: %s -> %s", settings.sealed_topic, store.url)
-    archiver.run()
+    try:
+        archiver.run()
+    finally:
+        telemetry.close()
     log.info("archiver stopped: %d records in %d segments", archiver.writer.records_archived,
              archiver.writer.segments_written)
     return 0

@@ -29,17 +29,15 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                    help="check hashes and links only (faster; signatures of checkpoints are "
                    "still checked)")
     p.add_argument("--json", action="store_true", help="machine-readable report")
+    p.add_argument("--locks", action=argparse.BooleanOptionalAction, default=None,
+                   help="check Object Lock mode, retain-until per retention class and legal "
+                   "holds of every object (default: on for s3:// archives)")
+    p.add_argument("--max-age", type=float, metavar="SECONDS",
+                   help="fail when a chain's newest checkpoint (heartbeats included) is older")
+    p.add_argument("--completeness", action="store_true",
+                   help="also report, per raw partition, the source offsets the chains cover "
+                   "and any hole or offset sealed twice (fails when there is one)")
     p.set_defaults(func=_verify)
-
-    keys = sub.add_parser("keys", help="create signing keys, export the public keyring")
-    ksub = keys.add_subparsers(dest="keys_command", metavar="ACTION", required=True)
-    k = ksub.add_parser("init", help="create the signing and HMAC keys (0600) and public.json",
-                        description="Create <keys_dir>/signing.key (Ed25519), hmac.key "
-                        "(pseudonymisation) with mode 0600, and public.json, the keyring to "
-                        "give verifiers. Existing keys are kept.")
-    k.set_defaults(func=_keys_init)
-    k = ksub.add_parser("export-public", help="print the public keyring")
-    k.set_defaults(func=_keys_export)
 
     pol = sub.add_parser("policy", help="validate a redaction policy file")
     psub = pol.add_subparsers(dest="policy_command", metavar="ACTION", required=True)
@@ -71,12 +69,23 @@ def _verify(args: argparse.Namespace) -> int:
         status = "OK" if report.ok else "BROKEN"
         print(f"{status:6} chain {report.chain_id}: {report.entries} entries "
               f"({report.events} events, {sum(report.rejections.values())} rejections) in "
-              f"{report.segments} segments; head seq {report.head_seq}")
+              f"{report.segments} segments; head seq {report.head_seq}"
+              + (f"; newest checkpoint {report.age_seconds:.0f} s old"
+                 if report.age_seconds is not None else "")
+              + (f"; {report.purged} entries purged after retention" if report.purged else ""))
         for finding in report.findings:
             print(f"       {finding}")
 
+    from sealtrail.retention import RetentionPolicy  # lock checks and staleness: issue 8
+
+    locks = store.enforces_retention if args.locks is None else args.locks
     report = verify_archive(store, keyring, check_signatures=not args.no_signatures,
-                            progress=show)
+                            progress=show, now_us=int(datetime.now(UTC).timestamp() * 1e6),
+                            max_age_seconds=args.max_age,
+                            locks=RetentionPolicy.from_settings(settings) if locks else None)
+    for finding in report.findings:
+        if not args.json:
+            print(f"BROKEN {finding}")
     if args.json:
         print_json(report.to_json())
     elif not report.chains:
@@ -86,26 +95,11 @@ def _verify(args: argparse.Namespace) -> int:
         print(f"{'VERIFIED' if report.ok else 'FAILED'}: {len(report.chains)} chains, "
               f"{sum(c.entries for c in report.chains)} entries, {broken} broken "
               f"({datetime.now(UTC).isoformat(timespec='seconds')})")
+    if args.completeness:  # issue 7: per raw partition, every offset accounted for
+        from sealtrail.completeness import print_completeness
+
+        return max(0 if report.ok else 1, print_completeness(store, as_json=args.json))
     return 0 if report.ok else 1
-
-
-def _keys_init(args: argparse.Namespace) -> int:
-    from sealtrail.keys import PUBLIC_KEYRING, init_keys
-
-    keys_dir = settings_from(args).keys
-    signer, created = init_keys(keys_dir)
-    verb = "created" if created else "kept existing"
-    print(f"{verb} signing key {signer.key_id} in {keys_dir} (mode 0600); "
-          f"public keyring: {keys_dir / PUBLIC_KEYRING}")
-    return 0
-
-
-def _keys_export(args: argparse.Namespace) -> int:
-    from sealtrail.keys import PUBLIC_KEYRING, load_keyring
-
-    keyring = load_keyring(settings_from(args).keys / PUBLIC_KEYRING)
-    print_json(keyring.to_json())
-    return 0
 
 
 def _policy_check(args: argparse.Namespace) -> int:
@@ -113,10 +107,12 @@ def _policy_check(args: argparse.Namespace) -> int:
 
     settings = settings_from(args)
     path = args.file or settings.policy_file or None
-    policy = load_policy(path, hmac_key=b"\0" * 32)
-    print(f"policy {policy.policy_id} v{policy.version}: {len(policy.rules)} rules, "
-          f"unknown attributes: {policy.unknown_attributes}")
+    policy = load_policy(path, None, check_only=True)
+    print(f"policy {policy.policy_id} v{policy.version} ({path or 'shipped default'}): "
+          f"{len(policy.rules)} rules, unknown attributes: {policy.unknown_attributes}, "
+          f"subject field: {policy.subject_field}")
     for rule in policy.rules:
         scope = ", ".join(sorted(rule.event_types)) or "all event types"
-        print(f"  {rule.path:28} {rule.action:12} ({scope})")
+        print(f"  {rule.path:28} {rule.action:12} ({scope}): {rule.describe()}")
+    print("OK: the first rule that names a path and applies to an event's type wins")
     return 0

@@ -48,7 +48,7 @@ class AvroCodec:
 
     def __init__(self, schema: dict[str, Any]) -> None:
         self.schema = schema
-        self.parsed = fastavro.parse_schema(strip_logical_types(schema), _write_hint=False)
+        self.parsed = fastavro.parse_schema(strip_logical_types(schema))  # parsed once: hinted
         self.name = str(schema.get("name", "?"))
         self._records = _record_paths(schema, ())
 

@@ -62,7 +62,9 @@ class Checkpoint:
                 raise IntegrityError(f"checkpoint field {name!r} must be a {HASH_SIZE}-byte hash")
         if self.segment_size < 0:
             raise IntegrityError(f"checkpoint {self.index} of {self.chain_id}: negative size")
-        if self.index < 0 or self.first_seq < 0 or self.last_seq < self.first_seq:
+        heartbeat = self.segment_key == "" and self.last_seq == self.first_seq - 1
+        if self.index < 0 or self.first_seq < 0 or (self.last_seq < self.first_seq
+                                                     and not heartbeat):
             raise IntegrityError(
                 f"checkpoint {self.index} of {self.chain_id}: impossible range "
                 f"{self.first_seq}..{self.last_seq}"

@@ -25,9 +25,18 @@ SIGNATURE_SIZE = 64
 
 
 class Signer(Protocol):
-    """Something that signs with one key; ``key_id`` names that key in keyrings."""
+    """Something that signs with one key; ``key_id`` names that key in keyrings.
 
-    key_id: str
+    A KMS or HSM signer implements the same two members. Callers read ``key_id`` and
+    then call ``sign`` for the same statement, from one thread: a signer whose key can
+    change (``sealtrail.keys.ReloadingSigner``) switches keys only between the two, so
+    the key id a record names is the key that signs it.
+    """
+
+    @property
+    def key_id(self) -> str:
+        """The id of the key the next ``sign`` uses."""
+        ...
 
     def sign(self, message: bytes) -> bytes:
         """The 64-byte Ed25519 signature of ``message``."""

@@ -1,0 +1,74 @@
+"""Replay from the archive to a JSON-lines file, verified while read.
+
+* ``replay.hash_eps_1``: one process, hash-chain checking (entry hashes, links, raw-offset
+  completeness, Merkle roots, checkpoint signatures), events written per second (wall).
+* ``replay.hash_eps_per_cpu_s``: the same run, events per CPU-second of this process (what
+  one uncontended core does; the machine is shared, so wall figures vary).
+* ``replay.hash_eps_all``: the same with segments checked on every core (``workers``).
+* ``replay.sig_eps_1`` / ``replay.sig_eps_all``: full checking, every entry's Ed25519
+  signature too, on one core and on every core.
+
+The archive (``SEALTRAIL_BENCH_REPLAY_EVENTS``, default 100000 events in 2 chains of
+segments of 5000) is built with tests/archive_builder.py, without Kafka.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+
+def _build(base: Path, events: int) -> Any:
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+    from archive_builder import build_archive
+
+    per_segment = 5000
+    segments = max(events // (2 * per_segment), 1)
+    return build_archive(base, chains=2, segments=segments, records=per_segment,
+                         rejections=())
+
+
+def _one(built: Any, out: Path, *, signatures: bool, workers: int) -> tuple[float, float, int]:
+    from sealtrail.replay import ArchiveSource, Query, replay_archive
+
+    source = ArchiveSource(built.store, built.keyring, check_signatures=signatures)
+    if out.exists():
+        out.unlink()
+    cpu, wall = time.process_time(), time.perf_counter()
+    result = replay_archive(source, Query(), f"file:{out}", workers=workers)
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    assert result.ok, result.breaks
+    return wall, cpu, result.written
+
+
+def run() -> dict[str, object]:
+    events = int(os.environ.get("SEALTRAIL_BENCH_REPLAY_EVENTS", "100000"))
+    cores = os.cpu_count() or 1
+    with tempfile.TemporaryDirectory(prefix="sealtrail-bench-replay-") as tmp:
+        base = Path(tmp)
+        started = time.perf_counter()
+        built = _build(base, events)
+        figures: dict[str, object] = {"replay.build_s": round(time.perf_counter() - started, 1)}
+        out = base / "out.jsonl"
+        wall, cpu, n = _one(built, out, signatures=False, workers=1)
+        figures.update({"replay.events": n, "replay.cores": cores,
+                        "replay.hash_eps_1": round(n / wall),
+                        "replay.hash_eps_per_cpu_s": round(n / cpu)})
+        wall, _, n = _one(built, out, signatures=False, workers=cores)
+        figures["replay.hash_eps_all"] = round(n / wall)
+        wall, cpu, n = _one(built, out, signatures=True, workers=1)
+        figures["replay.sig_eps_1"] = round(n / wall)
+        figures["replay.sig_eps_per_cpu_s"] = round(n / cpu)
+        wall, _, n = _one(built, out, signatures=True, workers=cores)
+        figures["replay.sig_eps_all"] = round(n / wall)
+        figures["replay.target_hash_eps"] = 100_000
+    return figures
+
+
+if __name__ == "__main__":
+    for key, value in run().items():
+        print(f"{key}: {value}")

@@ -1,0 +1,47 @@
+"""Subcommand ``sealtrail config show``: the effective configuration, secrets masked."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import re
+
+from sealtrail.cli.common import print_json, settings_from
+
+MASK = "********"
+_URL_PASSWORD = re.compile(r"(?P<head>[a-z][a-z0-9+.-]*://[^/:@\s]*:)[^@/\s]+@", re.I)
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("config", help="show the effective configuration",
+                       description="Configuration: defaults, --config FILE / SEALTRAIL_CONFIG "
+                       "/ ./sealtrail.toml, SEALTRAIL_* variables (docs/configuration.md).")
+    actions = p.add_subparsers(dest="config_command", metavar="ACTION", required=True)
+    show = actions.add_parser("show", help="print every setting's effective value; secrets "
+                              "(registry_auth and anything key-like) are masked")
+    show.add_argument("--json", action="store_true", help="print a JSON object")
+    show.set_defaults(func=_show)
+
+
+def masked(settings: object) -> dict[str, str]:
+    """Every field as text, secrets replaced by a mask (empty secrets stay empty)."""
+    from sealtrail.config_doc import is_secret
+
+    out = {}
+    for f in dataclasses.fields(settings):  # type: ignore[arg-type]
+        value = str(getattr(settings, f.name))
+        if value and is_secret(f.name):
+            value = MASK
+        out[f.name] = _URL_PASSWORD.sub(lambda m: f"{m.group('head')}{MASK}@", value)
+    return out
+
+
+def _show(args: argparse.Namespace) -> int:
+    values = masked(settings_from(args).with_stack())
+    if args.json:
+        print_json(values)
+    else:
+        width = max(map(len, values))
+        for name, value in values.items():
+            print(f"{name:<{width}}  {value}")
+    return 0

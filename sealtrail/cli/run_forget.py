@@ -1,0 +1,107 @@
+"""``sealtrail forget SUBJECT``: crypto-shred a data subject and emit the erasure receipt."""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import sys
+
+from sealtrail.cli.common import print_json, settings_from
+
+RECEIPT_EVENT_TYPE = "privacy.erasure"
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "forget", help="destroy a data subject's key: their encrypted fields become unreadable",
+        description="Crypto-shredding for an erasure request: destroy the data key of SUBJECT "
+        "(the value of the policy's subject field, e.g. an actor id) in the key store. Every "
+        "field the policy encrypted for that subject becomes unreadable everywhere it was "
+        "copied (sealed topic, archive, replays, exports); archives still verify, since the "
+        "chain covers the ciphertext. Then an erasure receipt, event type privacy.erasure, "
+        "naming the subject only by its opaque reference, is emitted to the raw topic and "
+        "sealed like any event. Exit 0 when the key is destroyed and the receipt delivered; "
+        "2 when no receipt could be emitted (the key is destroyed all the same; run forget "
+        "again to emit one).",
+    )
+    p.add_argument("subject", metavar="SUBJECT", help="the data subject, e.g. an actor id")
+    p.add_argument("--reason", default="", metavar="TEXT",
+                   help="why, e.g. the erasure request's ticket (goes into the receipt)")
+    p.add_argument("--operator", default=None, metavar="ID",
+                   help="who runs the erasure (receipt actor; default: the OS user)")
+    p.add_argument("--no-receipt", action="store_true",
+                   help="destroy the key without emitting a receipt (e.g. no broker reachable)")
+    p.add_argument("--json", action="store_true", help="machine-readable result")
+    p.set_defaults(func=_forget)
+
+
+def _forget(args: argparse.Namespace) -> int:
+    from sealtrail.keystore import LocalKeyStore
+
+    settings = settings_from(args)
+    if not args.subject:
+        print("sealtrail: forget needs a non-empty SUBJECT", file=sys.stderr)
+        return 2
+    store = LocalKeyStore(settings.keys)
+    ref = store.subject_ref(args.subject)
+    destroyed = store.forget(args.subject)
+    result: dict[str, object] = {"subject_ref": ref, "destroyed_key_ids": destroyed,
+                                 "receipt_event_id": None}
+    what = (f"destroyed data key {', '.join(destroyed)}" if destroyed
+            else "no data key found (already forgotten, or nothing was encrypted for it)")
+    if not args.json:
+        print(f"subject {ref}: {what}")
+    if args.no_receipt:
+        if not args.json:
+            print("no erasure receipt emitted (--no-receipt)")
+        else:
+            print_json(result)
+        return 0
+    code = _emit_receipt(args, settings, ref, destroyed, result)
+    if args.json:
+        print_json(result)
+    return code
+
+
+def _emit_receipt(args: argparse.Namespace, settings: object, ref: str,
+                  destroyed: list[str], result: dict[str, object]) -> int:
+    from sealtrail.config import Settings
+    from sealtrail.errors import ConfigError, SealtrailError
+    from sealtrail.producers import AuditClient
+
+    assert isinstance(settings, Settings)
+    try:
+        client = AuditClient.from_settings(settings, service="sealtrail-forget")
+    except ConfigError as exc:
+        print(f"sealtrail: the key is destroyed, but NO erasure receipt was emitted: {exc}. "
+              "Run `sealtrail forget` again with a broker configured to emit one.",
+              file=sys.stderr)
+        return 2
+    try:
+        attributes = {"destroyed_key_ids": ",".join(destroyed),
+                      "keys_destroyed": str(len(destroyed))}
+        if args.reason:
+            attributes["reason"] = args.reason
+        event_id = client.emit(
+            RECEIPT_EVENT_TYPE, "forget",
+            actor_id=args.operator or getpass.getuser(), actor_type="user",
+            resource_type="data_subject", resource_id=ref,
+            classification="RESTRICTED", attributes=attributes,
+        )
+        undelivered = client.flush(30)
+    except SealtrailError as exc:
+        print(f"sealtrail: the key is destroyed, but the erasure receipt failed: {exc}",
+              file=sys.stderr)
+        return 2
+    finally:
+        client.close(10)
+    if undelivered:
+        print(f"sealtrail: the key is destroyed, but the erasure receipt {event_id} was not "
+              "confirmed by the broker within 30 s; it stays in the producer spool and is "
+              "sent the next time `sealtrail forget` runs", file=sys.stderr)
+        return 2
+    result["receipt_event_id"] = event_id
+    if not args.json:
+        print(f"erasure receipt {event_id} ({RECEIPT_EVENT_TYPE}) emitted to "
+              f"{settings.raw_topic}")
+    return 0

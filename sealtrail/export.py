@@ -1,0 +1,263 @@
+"""Export with proof: the events a search query matches, each with an RFC 6962 inclusion
+proof to its signed checkpoint, in one zip an outside auditor checks offline.
+
+Bundle layout (``sealtrail-export/v1``)::
+
+    README.txt                          for the recipient: what this is, how to check it
+    manifest.json                       query, time range asked and covered, count, operator,
+                                        archive, created_at, SHA-256 of every other file
+    proofs/<n>-<event_id>.json          one proof per event, the format of `sealtrail prove`
+                                        (sealtrail-proof/v1, see sealtrail/proof.py)
+    checkpoints/<chain>/<index>.json    every signed checkpoint a proof leads to, as archived
+    events.jsonl                        the events, one per line (convenience copy)
+    keys/public.json                    the keyring the exporter used (NOT to be trusted by
+                                        the recipient: check with a keyring obtained apart)
+
+Each proof is checked by :func:`sealtrail.proof.verify_proof` (entry hash, entry
+signature, inclusion proof, checkpoint signature), the same code as ``sealtrail prove``.
+What a bundle proves: every event in it was sealed and archived unaltered under a
+trusted key. What it does not prove: that the query's result is complete (the search
+index is a finding aid, not evidence) or that the manifest was not edited (it is not
+signed; its hashes only catch accidental damage).
+"""
+
+from __future__ import annotations
+
+import bisect
+import hashlib
+import io
+import json
+import time
+import zipfile
+from dataclasses import dataclass, field
+from typing import Any
+
+from sealtrail.archive import ArchiveStore, ObjectMissingError
+from sealtrail.core import merkle
+from sealtrail.core.canonical import canonical_json
+from sealtrail.core.signing import Keyring
+from sealtrail.errors import DataError, DecodeError, IntegrityError
+from sealtrail.proof import FORMAT as PROOF_FORMAT
+from sealtrail.proof import HOW as PROOF_HOW
+from sealtrail.proof import _value_model, verify_proof
+from sealtrail.replay import ArchiveSource, Query, format_time, record_to_json
+from sealtrail.search import Coverage, IndexRow, SearchQuery
+from sealtrail.segments import read_segment
+
+__all__ = ["BUNDLE_FORMAT", "ExportResult", "VerifyExportResult", "build_export",
+           "verify_export"]
+
+BUNDLE_FORMAT = "sealtrail-export/v1"
+
+README = """\
+sealtrail evidence export
+=========================
+
+This bundle holds {count} audit events that matched the query
+
+    {query}
+
+asked for the time range {asked} (occurred_at, UTC). The events found occurred
+{covered}. {coverage}
+Exported by {operator} from {archive} at {created}.
+
+What is in it
+-------------
+manifest.json        the query, the time ranges, the count and the SHA-256 of every file
+proofs/*.json        one proof per event (format sealtrail-proof/v1): the sealed record,
+                     its Ed25519 signature, an RFC 6962 inclusion proof and the signed
+                     checkpoint whose Merkle root the proof leads to
+checkpoints/         the signed checkpoints, exactly as archived
+events.jsonl         the same events, one JSON object per line, for reading
+keys/public.json     the public keyring the exporter used
+
+How to check it
+---------------
+Do NOT trust keys/public.json: obtain the publisher's public keyring through a separate
+channel, then run (offline, no network needed):
+
+    sealtrail verify-export bundle.zip --keys THEIR-public.json
+
+It checks, for every proof: the entry hash recomputed from the record's canonical bytes,
+the entry's signature by a key of your keyring valid when it was sealed, the inclusion
+proof up to the checkpoint's Merkle root, and the checkpoint's own signature. The byte
+formats are specified in sealtrail's docs/format.md ("Canonical JSON", "Entry hash",
+"Merkle tree", "Checkpoints") so that you can also check them with your own code.
+
+What it proves, and what it does not
+------------------------------------
+Each event in this bundle was sealed and archived, unaltered, under a trusted key.
+The bundle does not prove that the query's result is complete: events were found with
+a search index, which is not evidence. The manifest is not signed.
+"""
+
+
+@dataclass
+class ExportResult:
+    count: int
+    chains: int
+    checkpoints: int
+    truncated: bool
+    manifest: dict[str, Any]
+    problems: list[str] = field(default_factory=list)
+
+
+def _segment_of(starts: list[int], seq: int) -> int:
+    return bisect.bisect_right(starts, seq) - 1
+
+
+def build_export(
+    store: ArchiveStore, keyring: Keyring, rows: list[IndexRow], query: SearchQuery, *,
+    coverage: Coverage, operator: str, truncated: bool = False,
+) -> tuple[bytes, ExportResult]:
+    """The zip bytes of an export of ``rows`` (search results), every event proven against
+    the archive. DataError when an event cannot be proven (missing or altered evidence)."""
+    source = ArchiveSource(store, keyring)
+    by_chain: dict[str, list[IndexRow]] = {}
+    for row in rows:
+        by_chain.setdefault(row.chain_id, []).append(row)
+    proofs: list[tuple[IndexRow, bytes, dict[str, Any]]] = []
+    checkpoints: dict[str, bytes] = {}
+    for chain_id, chain_rows in sorted(by_chain.items()):
+        plan = source.plan(chain_id, Query())
+        if not plan.checkpoints:
+            raise DataError(f"chain {chain_id}: no usable checkpoint in the archive"
+                            + (f" ({plan.problem})" if plan.problem else ""))
+        real = [cp for cp in plan.checkpoints if cp.checkpoint.segment_key]
+        starts = [cp.checkpoint.first_seq for cp in real]
+        by_segment: dict[int, list[IndexRow]] = {}
+        for row in chain_rows:
+            position = _segment_of(starts, row.seq)
+            if position < 0 or row.seq > real[position].checkpoint.last_seq:
+                raise DataError(f"chain {chain_id} seq {row.seq} (event {row.event_id}) is "
+                                "not covered by a checked checkpoint"
+                                + (f": {plan.problem}" if plan.problem else ""))
+            by_segment.setdefault(position, []).append(row)
+        for position, seg_rows in sorted(by_segment.items()):
+            signed = real[position]
+            cp = signed.checkpoint
+            try:
+                data = store.get(cp.segment_key)
+            except ObjectMissingError:
+                raise DataError(f"segment {cp.segment_key} is missing") from None
+            if hashlib.sha256(data).digest() != cp.segment_sha256:
+                raise IntegrityError(f"segment {cp.segment_key} does not match checkpoint "
+                                     f"{cp.index}; run `sealtrail verify`")
+            try:
+                records = read_segment(data)
+            except DecodeError as exc:
+                raise IntegrityError(f"segment {cp.segment_key}: {exc}") from None
+            leaves = [r["entry_hash"] for r in records]
+            if len(leaves) != cp.size or merkle.root(leaves) != cp.merkle_root:
+                raise IntegrityError(f"segment {cp.segment_key} does not match the Merkle root "
+                                     f"of checkpoint {cp.index}")
+            cp_key = f"chains/{chain_id}/checkpoints/{cp.index:010d}.json"
+            checkpoints[cp_key] = signed.to_bytes()
+            for row in seg_rows:
+                index = row.seq - cp.first_seq
+                record = records[index]
+                event = record.get("event") or {}
+                if event.get("event_id") != row.event_id:
+                    raise DataError(f"chain {chain_id} seq {row.seq} holds event "
+                                    f"{event.get('event_id')!r}, the index says {row.event_id!r}:"
+                                    " rebuild the index (`sealtrail index rebuild`)")
+                doc = {
+                    "format": PROOF_FORMAT, "how": PROOF_HOW, "event_id": row.event_id,
+                    "entry": _value_model(record), "leaf_index": index,
+                    "tree_size": len(leaves),
+                    "inclusion_proof": [h.hex() for h in merkle.inclusion_proof(leaves, index)],
+                    "checkpoint_key": cp_key,
+                    "checkpoint": json.loads(signed.to_bytes()),
+                }
+                proof = canonical_json(doc)
+                verify_proof(proof, keyring)  # never hand out a proof that does not check
+                proofs.append((row, proof, record))
+    files: dict[str, bytes] = {}
+    for n, (row, proof, _) in enumerate(proofs):
+        safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in row.event_id)[:80]
+        files[f"proofs/{n:06d}-{safe}.json"] = proof
+    for key, data in checkpoints.items():
+        files["checkpoints/" + key.removeprefix("chains/").replace("/checkpoints/", "/")] = data
+    files["events.jsonl"] = "".join(record_to_json(rec) + "\n"
+                                    for _, _, rec in proofs).encode("utf-8")
+    files["keys/public.json"] = (json.dumps(keyring.to_json(), indent=2) + "\n").encode()
+    occurred = [row.occurred_at for row in rows]
+    manifest: dict[str, Any] = {
+        "format": BUNDLE_FORMAT,
+        "query": query.text,
+        "filters": {column: list(values) for column, values in query.filters},
+        "words": list(query.words),
+        "time_range_asked": {"since": query.since, "until": query.until,
+                             "since_utc": format_time(query.since),
+                             "until_utc": format_time(query.until)},
+        "time_range_found": {"first": min(occurred, default=None),
+                             "last": max(occurred, default=None)},
+        "index_coverage": coverage.describe(query.since, query.until),
+        "count": len(proofs),
+        "truncated": truncated,
+        "operator": operator,
+        "archive": store.url,
+        "created_at": time.time_ns() // 1000,
+        "files": {name: hashlib.sha256(data).hexdigest() for name, data in sorted(files.items())},
+    }
+    readme = README.format(
+        count=len(proofs), query=query.text or "(everything)",
+        asked=f"{format_time(query.since)} .. {format_time(query.until)}",
+        covered=(f"{format_time(manifest['time_range_found']['first'])} .. "
+                 f"{format_time(manifest['time_range_found']['last'])}" if occurred
+                 else "(no event matched)"),
+        coverage=manifest["index_coverage"] + "."
+        + (" The result was TRUNCATED at the export limit." if truncated else ""),
+        operator=operator, archive=store.url, created=format_time(manifest["created_at"]))
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as bundle:
+        bundle.writestr("README.txt", readme)
+        bundle.writestr("manifest.json", json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+        for name, data in sorted(files.items()):
+            bundle.writestr(name, data)
+    return buf.getvalue(), ExportResult(len(proofs), len(by_chain), len(checkpoints),
+                                        truncated, manifest)
+
+
+@dataclass
+class VerifyExportResult:
+    count: int
+    manifest: dict[str, Any]
+    problems: list[str]
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def verify_export(data: bytes, keyring: Keyring) -> VerifyExportResult:
+    """Check a bundle offline against ``keyring`` (the recipient's, not the bundle's)."""
+    problems: list[str] = []
+    try:
+        bundle = zipfile.ZipFile(io.BytesIO(data))
+        names = set(bundle.namelist())
+        manifest = json.loads(bundle.read("manifest.json"))
+    except (zipfile.BadZipFile, KeyError, ValueError) as exc:
+        raise IntegrityError(f"not a sealtrail export bundle: {exc}") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != BUNDLE_FORMAT:
+        raise IntegrityError(f"manifest format is not {BUNDLE_FORMAT}")
+    listed: dict[str, str] = manifest.get("files") or {}
+    for name, digest in sorted(listed.items()):
+        if name not in names:
+            problems.append(f"{name}: listed in the manifest but absent")
+        elif hashlib.sha256(bundle.read(name)).hexdigest() != digest:
+            problems.append(f"{name}: SHA-256 differs from the manifest")
+    for name in sorted(names - set(listed) - {"README.txt", "manifest.json"}):
+        problems.append(f"{name}: not listed in the manifest")
+    proofs = sorted(n for n in names if n.startswith("proofs/"))
+    count = 0
+    for name in proofs:
+        try:
+            verify_proof(bundle.read(name), keyring)
+            count += 1
+        except IntegrityError as exc:
+            problems.append(f"{name}: {exc}")
+    if manifest.get("count") != len(proofs):
+        problems.append(f"the manifest states {manifest.get('count')} events, the bundle holds "
+                        f"{len(proofs)} proofs")
+    return VerifyExportResult(count, manifest, problems)

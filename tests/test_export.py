@@ -1,0 +1,114 @@
+"""Export with proof: a bundle an outside auditor checks offline, and every way of
+altering it that verify-export must catch."""
+
+from __future__ import annotations
+
+import io
+import json
+import zipfile
+from pathlib import Path
+
+import pytest
+from archive_builder import build_archive, keyring_of, reseal, segment_bytes, signer, write_keyring
+from archive_builder import write_object as overwrite
+from test_replay import sealtrail
+
+from sealtrail.errors import IntegrityError
+from sealtrail.export import build_export, verify_export
+from sealtrail.replay import ArchiveSource
+from sealtrail.search import open_index, parse_query
+from sealtrail.search._rebuild import rebuild_index
+
+QUERY = "actor:user-3 since:2023-12-31 until:2024-01-02"
+
+
+@pytest.fixture
+def exported(tmp_path: Path) -> tuple[Path, Path, int]:
+    """An archive, its index and an export of QUERY: (bundle, keyring, events matched)."""
+    built = build_archive(tmp_path, chains=2, segments=3, records=7)
+    idx = tmp_path / "idx.sqlite"
+    assert sealtrail(tmp_path, "index", "rebuild", "--index", idx, "--archive", built.root,
+                     "--keys", built.keyring_path).returncode == 0
+    bundle = tmp_path / "bundle.zip"
+    proc = sealtrail(tmp_path, "export", QUERY, "--out", bundle, "--index", idx, "--archive",
+                     built.root, "--keys", built.keyring_path, "--operator", "auditor-7")
+    assert proc.returncode == 0, proc.stderr
+    expected = sum(1 for c in built.chain_ids for r in built.records[c]
+                   if r["event"] and r["event"]["actor"]["id"] == "user-3")
+    assert f"exported {expected} events" in proc.stderr
+    assert "chain of custody NOT recorded (export by auditor-7" in proc.stderr
+    return bundle, built.keyring_path, expected
+
+
+def rewrite(bundle: Path, change: dict[str, bytes | None]) -> bytes:
+    """The bundle with members replaced (bytes) or removed (None)."""
+    src = zipfile.ZipFile(bundle)
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w") as dst:
+        for name in src.namelist():
+            if name in change:
+                if change[name] is not None:
+                    dst.writestr(name, change[name])  # type: ignore[arg-type]
+            else:
+                dst.writestr(name, src.read(name))
+    return out.getvalue()
+
+
+def test_export_verifies_offline_and_states_query_and_range(
+        exported: tuple[Path, Path, int], tmp_path: Path) -> None:
+    """verify-export exits 0 with the count, the query and the time range asked."""
+    bundle, keys, expected = exported
+    proc = sealtrail(tmp_path, "verify-export", bundle, "--keys", keys)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert f"VERIFIED: {expected} of {expected} events" in proc.stdout
+    assert QUERY in proc.stdout and "2023-12-31T00:00:00+00:00" in proc.stdout
+    with zipfile.ZipFile(bundle) as z:
+        manifest = json.loads(z.read("manifest.json"))
+        readme = z.read("README.txt").decode()
+        names = z.namelist()
+    assert manifest["query"] == QUERY and manifest["operator"] == "auditor-7"
+    assert manifest["count"] == expected and manifest["time_range_asked"]["since"] is not None
+    assert "Do NOT trust keys/public.json" in readme and QUERY in readme
+    assert "keys/public.json" in names and any(n.startswith("checkpoints/") for n in names)
+
+
+def test_altered_bundles_fail_verification(exported: tuple[Path, Path, int],
+                                           tmp_path: Path) -> None:
+    """An altered event, a dropped proof or an untrusted keyring each fail, naming the file."""
+    bundle, keys, _ = exported
+    with zipfile.ZipFile(bundle) as z:
+        proofs = sorted(n for n in z.namelist() if n.startswith("proofs/"))
+        doc = json.loads(z.read(proofs[0]))
+    from sealtrail.core.canonical import canonical_json
+    from sealtrail.core.signing import Keyring
+
+    keyring = Keyring.loads(keys.read_text())
+    doc["entry"]["event"]["action"] = "nothing-to-see"
+    altered = rewrite(bundle, {proofs[0]: canonical_json(doc)})
+    result = verify_export(altered, keyring)
+    assert not result.ok and any(p.startswith(proofs[0]) and "entry hash" in p
+                                 for p in result.problems)
+    dropped = verify_export(rewrite(bundle, {proofs[1]: None}), keyring)
+    assert not dropped.ok and any("absent" in p for p in dropped.problems)
+    stranger = write_keyring(tmp_path / "other.json", keyring_of(signer("someone-else")))
+    proc = sealtrail(tmp_path, "verify-export", bundle, "--keys", stranger)
+    assert proc.returncode == 1 and "unknown key" in proc.stdout
+    with pytest.raises(IntegrityError):
+        verify_export(b"not a zip", keyring)
+
+
+def test_export_refuses_to_prove_from_a_tampered_segment(tmp_path: Path) -> None:
+    """When the archive was altered after indexing, export fails instead of proving."""
+    built = build_archive(tmp_path, chains=1, segments=2, records=6, rejections=())
+    index = open_index(str(tmp_path / "i.sqlite"))
+    rebuild_index(ArchiveSource(built.store, built.keyring), index)
+    records = built.read_records(0, 1)
+    records[2]["event"]["actor"]["id"] = "user-3"
+    reseal(records, 2)
+    overwrite(built.segment_path(0, 1), segment_bytes(built.chain_ids[0], records))
+    query = parse_query("actor:user-3")
+    rows = index.search(query)
+    with pytest.raises(IntegrityError, match="does not match checkpoint 1"):
+        build_export(built.store, built.keyring, rows, query, coverage=index.coverage(),
+                     operator="t")
+    index.close()
