@@ -57,12 +57,12 @@ def verify(settings: Settings) -> ArchiveReport:
     return verify_archive(store_of(settings), keyring)
 
 
-def run_producer(settings: Settings, service: str, count: int, seed: int = 0
-                 ) -> subprocess.Popen[bytes]:
-    """A simulated service emitting ``count`` events, as its own process."""
+def run_producer(settings: Settings, service: str, count: int, seed: int = 0,
+                 rate: float = 0.0) -> subprocess.Popen[bytes]:
+    """A simulated service emitting ``count`` events (at most ``rate``/s), as a process."""
     return subprocess.Popen(
         [sys.executable, "-m", "sealtrail.demo.traffic", "--service", service,
-         "--count", str(count), "--seed", str(seed)],
+         "--count", str(count), "--seed", str(seed), "--rate", str(rate)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         env={**os.environ, **settings.to_env()},
     )

@@ -54,15 +54,18 @@ def test_sealer_killed_mid_stream_resumes_without_gap_or_duplicate(
 ) -> None:
     """SIGKILL the sealer while it seals, start a new one: every event is sealed exactly
     once and every chain continues from its committed head."""
-    emitted = finish_producer(run_producer(settings, "billing", 40_000, seed=3))["emitted"]
     first = Stage(settings, "seal", tmp_path / "seal-1.log")
     stages.append(first)
+    wait_until(lambda: first.output().count("new chain") == settings.partitions, 60,
+               "the sealer to own every partition", alive=first.alive)
+    producer = run_producer(settings, "billing", 24_000, seed=3, rate=4_000)
     progress = SealedProgress(settings)
     wait_until(lambda: min(progress.counts()) > 100, 60,
                "sealing to reach every partition", alive=first.alive)
     first.kill()
-    assert sum(progress.counts()) < emitted, "the kill came too late to matter"
     progress.close()
+    assert producer.poll() is None, "the producer had finished: the kill was not mid-stream"
+    emitted = finish_producer(producer)["emitted"]
     stages.append(Stage(settings, "seal", tmp_path / "seal-2.log"))
     stages.append(Stage(settings, "archive", tmp_path / "archive.log"))
     store = store_of(settings)

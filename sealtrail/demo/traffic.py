@@ -9,6 +9,7 @@ import argparse
 import json
 import random
 import sys
+import time
 
 from sealtrail.config import load_settings
 from sealtrail.producers import AuditClient
@@ -23,11 +24,18 @@ ACTIONS = [
 ]
 
 
-def emit_traffic(client: AuditClient, service: str, count: int, seed: int) -> list[str]:
-    """Emit ``count`` events; returns their event ids."""
+def emit_traffic(
+    client: AuditClient, service: str, count: int, seed: int, rate: float = 0.0
+) -> list[str]:
+    """Emit ``count`` events (at most ``rate`` per second when > 0); returns their ids."""
     rng = random.Random(seed)
     ids = []
+    started = time.monotonic()
     for i in range(count):
+        if rate > 0 and i % 100 == 0:
+            ahead = started + i / rate - time.monotonic()
+            if ahead > 0:
+                time.sleep(ahead)
         event_type, action, resource = ACTIONS[i % len(ACTIONS)]
         user = rng.choice(USERS)
         denied = event_type == "access.denied"
@@ -58,11 +66,12 @@ def main() -> int:
     parser.add_argument("--service", required=True)
     parser.add_argument("--count", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--rate", type=float, default=0.0, help="events/s; 0 = unlimited")
     args = parser.parse_args()
     settings = load_settings()
     with AuditClient.from_settings(settings, service=args.service, service_version="1.4.2",
                                    environment="demo") as client:
-        ids = emit_traffic(client, args.service, args.count, args.seed)
+        ids = emit_traffic(client, args.service, args.count, args.seed, args.rate)
         remaining = client.flush(60)
     json.dump({"service": args.service, "emitted": len(ids), "undelivered": remaining},
               sys.stdout)
