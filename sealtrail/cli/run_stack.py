@@ -8,6 +8,7 @@ from pathlib import Path
 
 from sealtrail import dev
 from sealtrail.cli.common import print_json, settings_from
+from sealtrail.errors import ConfigError
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -23,6 +24,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8081)
     p.add_argument("--db", default=None, help="SQLite file; default <home>/registry.db")
+    p.add_argument("--auth-env", metavar="VAR", default=None,
+                   help="require credentials held in environment variable VAR: user:password "
+                   "(basic auth) or 'Bearer TOKEN' (kept out of the command line and logs)")
     p.set_defaults(func=_registry)
 
     dev_p = sub.add_parser("dev", help="start or stop the embedded stack in the background",
@@ -50,7 +54,13 @@ def _registry(args: argparse.Namespace) -> int:
 
     db = args.db or str(settings_from(args).home / "registry.db")
     Path(db).parent.mkdir(parents=True, exist_ok=True)
-    serve(args.host, args.port, db)
+    credentials = ""
+    if args.auth_env:
+        credentials = os.environ.get(args.auth_env, "")
+        if not credentials:
+            raise ConfigError(f"environment variable {args.auth_env} is empty or unset; it "
+                              "must hold user:password or 'Bearer TOKEN'")
+    serve(args.host, args.port, db, credentials=credentials)
     return 0
 
 
