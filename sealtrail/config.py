@@ -34,8 +34,11 @@ class Settings:
     registry_auth: str = ""
     """Registry credentials: user:password (basic auth) or "Bearer <token>"; never logged."""
     raw_topic: str = "audit.raw"
+    """Topic services emit AuditEvents to (Avro, Confluent wire format)."""
     sealed_topic: str = "audit.sealed"
+    """Topic the sealer writes sealed records to; raw partition p is sealed into p."""
     dlq_topic: str = "audit.dlq"
+    """Raw bytes of rejected records, with the reason in headers."""
     partitions: int = 3
     """Partitions of the raw and sealed topics when sealtrail creates them."""
     archive_url: str = ""
@@ -47,16 +50,23 @@ class Settings:
     policy_file: str = ""
     """Redaction policy YAML; empty means the default policy shipped with sealtrail."""
     sealer_group: str = "sealtrail-sealer"
+    """Consumer group of the sealer processes."""
     archiver_group: str = "sealtrail-archiver"
+    """Consumer group of the archiver processes."""
     max_event_bytes: int = 256 * 1024
     """Raw records larger than this are rejected (OVERSIZE) without being decoded."""
     dedupe_window: int = 10_000
     """Per chain, the number of most recent event_ids the sealer remembers for dedupe."""
     segment_max_records: int = 5_000
+    """The archiver closes a chain's segment at this many records..."""
     segment_max_seconds: float = 5.0
+    """...or this many seconds after its first buffered record, whichever comes first."""
     retention_days: int = 365
+    """Object Lock retention of archived objects when no retention class applies."""
     retention_mode: str = "COMPLIANCE"
+    """Object Lock mode: COMPLIANCE (no one can shorten it) or GOVERNANCE."""
     session_timeout_ms: int = 6_000
+    """Kafka consumer session timeout; a dead member's partitions move after it."""
     producer_spool_dir: str = ""
     """Base directory of the producer's durable spool; empty means <home>/spool."""
     producer_spool_max_bytes: int = 256 * 1024 * 1024

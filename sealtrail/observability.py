@@ -34,6 +34,7 @@ __all__ = [
     "MetricsServer",
     "Prober",
     "StageMetric",
+    "StageTelemetry",
     "lag_gauge",
     "start_metrics_server",
 ]
@@ -230,3 +231,45 @@ class Prober:
 
     def stop(self) -> None:
         self._stop.set()
+
+
+class StageTelemetry:
+    """The /metrics, /healthz, /readyz server of one consumer process (sealer, archiver,
+    indexer), when ``settings.metrics_port`` is set; a no-op otherwise.
+
+    ``metrics`` are read from the stage at scrape time; the stage's consumer lag on
+    ``topic`` for ``group`` is probed in the background, and a successful probe makes the
+    process ready. ``server.registry`` takes further collectors. Call ``close()`` when
+    the stage's loop returns."""
+
+    def __init__(self, settings: Any, stage: str, group: str, topic: str,
+                 metrics: Iterable[StageMetric]) -> None:
+        self.server: MetricsServer | None = None
+        self.prober: Prober | None = None
+        self.health: Health | None = None
+        if not settings.metrics_port:
+            return
+        from sealtrail.monitor.probes import group_lag
+
+        registry = CollectorRegistry()
+        registry.register(AttributeCollector(metrics))
+        logging.getLogger("sealtrail").addHandler(LogCounter(registry))
+        lag = lag_gauge(registry)
+        interval = min(15.0, max(1.0, settings.session_timeout_ms / 1000))
+
+        def probe() -> None:
+            for partition, n in group_lag(settings, group, topic).items():
+                lag.labels(stage, topic, str(partition)).set(n)
+
+        self.health = Health(ready_for=interval * 4)
+        self.server = start_metrics_server(settings.metrics_host, settings.metrics_port,
+                                           registry, self.health)
+        self.prober = Prober(probe, self.health, interval).start()
+
+    def close(self) -> None:
+        if self.health is not None:
+            self.health.stopped()
+        if self.prober is not None:
+            self.prober.stop()
+        if self.server is not None:
+            self.server.stop()

@@ -6,8 +6,7 @@ import argparse
 import logging
 
 from sealtrail.cli.common import settings_from, stop_on_signals
-from sealtrail.config import Settings
-from sealtrail.observability import Health, MetricsServer, Prober, StageMetric
+from sealtrail.observability import StageMetric, StageTelemetry
 
 log = logging.getLogger("sealtrail")
 
@@ -40,48 +39,8 @@ def _metrics_option(p: argparse.ArgumentParser) -> None:
                    "0 or unset: off)")
 
 
-class _Telemetry:
-    """The metrics/health server of one stage process, when metrics_port is set."""
-
-    def __init__(self, settings: Settings, stage: str, group: str, topic: str,
-                 metrics: list[StageMetric]) -> None:
-        self.server: MetricsServer | None = None
-        self.prober: Prober | None = None
-        self.health: Health | None = None
-        if not settings.metrics_port:
-            return
-        from prometheus_client import CollectorRegistry
-
-        from sealtrail.monitor.probes import group_lag
-        from sealtrail.observability import (
-            AttributeCollector,
-            LogCounter,
-            lag_gauge,
-            start_metrics_server,
-        )
-
-        registry = CollectorRegistry()
-        registry.register(AttributeCollector(metrics))
-        logging.getLogger("sealtrail").addHandler(LogCounter(registry))
-        lag = lag_gauge(registry)
-        interval = min(15.0, max(1.0, settings.session_timeout_ms / 1000))
-
-        def probe() -> None:
-            for partition, n in group_lag(settings, group, topic).items():
-                lag.labels(stage, topic, str(partition)).set(n)
-
-        self.health = Health(ready_for=interval * 4)
-        self.server = start_metrics_server(settings.metrics_host, settings.metrics_port,
-                                           registry, self.health)
-        self.prober = Prober(probe, self.health, interval).start()
-
-    def close(self) -> None:
-        if self.health is not None:
-            self.health.stopped()
-        if self.prober is not None:
-            self.prober.stop()
-        if self.server is not None:
-            self.server.stop()
+#: The stages' metrics and health server (kept under this name for the callers here).
+_Telemetry = StageTelemetry
 
 
 def _seal(args: argparse.Namespace) -> int:

@@ -167,6 +167,7 @@ def build_app(settings: Settings, registry: CollectorRegistry, health: Health) -
         broker=[f"kafka://{b.strip()}" for b in settings.bootstrap.split(",")],
         processing_guarantee="at_least_once",
         store="memory://",
+        datadir=str(settings.home / "monitor"),  # faust's own files; default is the cwd
         web_enabled=False,
         autodiscover=False,
         broker_session_timeout=settings.session_timeout_ms / 1000,
