@@ -58,9 +58,12 @@ def record_access(
                 outcome=outcome, attributes=attributes, classification="CONFIDENTIAL",
             )
             remaining = client.flush(timeout)
-        if remaining or client.failed:
-            return CustodyResult(False, f"chain of custody NOT recorded: the broker did not "
-                                 f"take the {tool} access event within {timeout:.0f} s")
+        if remaining:
+            spool = getattr(client, "spool_dir", None)
+            return CustodyResult(False, f"chain of custody NOT yet recorded: the broker did "
+                                 f"not take the {tool} access event {event_id} within "
+                                 f"{timeout:.0f} s" + (f"; it waits in the spool {spool} and "
+                                 "is sent by the next tool run" if spool else ""))
         return CustodyResult(True, f"chain of custody: {tool} by {operator} recorded as event "
                              f"{event_id}", event_id)
     except SealtrailError as exc:

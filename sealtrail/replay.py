@@ -224,7 +224,7 @@ class AvroSink:
         else:
             self._out = open(path, "r+b")  # noqa: SIM115
             self._out.truncate(resume_at)
-            self._out.seek(0)
+            self._out.seek(resume_at)  # fastavro appends to a "+" file not positioned at 0
         self._writer = fastavro.write.Writer(self._out, schema, codec="deflate")
 
     def write(self, records: list[dict[str, Any]], jsonl: bytes | None = None) -> None:
@@ -288,6 +288,16 @@ class TopicSink:
         self._producer.flush(60)
 
 
+def _check_resumable(path: Path, resume_at: int | None) -> None:
+    if resume_at is None:
+        return
+    size = path.stat().st_size if path.exists() else -1
+    if size < resume_at:
+        what = "is gone" if size < 0 else "is shorter than the interrupted run left it"
+        raise ConfigError(f"cannot resume into {path}: it {what}; remove its state file "
+                          "to start again")
+
+
 def open_sink(dest: str, *, bootstrap: str = "", resume_at: int | None = None) -> Sink:
     """``topic:NAME``, ``file:PATH.jsonl``, ``file:PATH.avro`` or ``-`` (JSON lines on
     stdout). ``resume_at``: bytes of an output file that a previous run completed."""
@@ -300,6 +310,8 @@ def open_sink(dest: str, *, bootstrap: str = "", resume_at: int | None = None) -
         return TopicSink(dest[6:], bootstrap)
     if dest.startswith("file:") and dest[5:]:
         path = Path(dest[5:])
+        if path.suffix in (".jsonl", ".avro"):
+            _check_resumable(path, resume_at)
         if path.suffix == ".jsonl":
             return JsonlSink(path, resume_at)
         if path.suffix == ".avro":

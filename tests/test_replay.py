@@ -151,12 +151,14 @@ def test_continue_on_error_lists_breaks_and_replays_the_other_chains(tmp_path: P
     assert result.written == 8 + 12
 
 
-def test_replay_resumes_after_an_interruption_without_duplicates(tmp_path: Path) -> None:
+@pytest.mark.parametrize("suffix", [".jsonl", ".avro"])
+def test_replay_resumes_after_an_interruption_without_duplicates(
+        tmp_path: Path, suffix: str) -> None:
     """An interrupted replay leaves a state file; rerunning completes the output with every
-    event exactly once."""
+    event exactly once, whatever the interrupted run wrote after its last durable point."""
     built = build_archive(tmp_path, chains=2, segments=4, records=5, rejections=())
     source = ArchiveSource(built.store, built.keyring)
-    out, state = tmp_path / "out.jsonl", tmp_path / "state.json"
+    out, state = tmp_path / f"out{suffix}", tmp_path / "state.json"
     calls = {"n": 0}
 
     def stop_after_three() -> bool:
@@ -178,7 +180,11 @@ def test_replay_resumes_after_an_interruption_without_duplicates(tmp_path: Path)
     finally:
         replay_module.SAVE_EVERY_S = saved
     assert 0 < first.written < 40 and second.resumed and second.ok
-    lines = read_jsonl(out)
+    if suffix == ".avro":
+        with out.open("rb") as f:
+            lines = list(fastavro.reader(f))
+    else:
+        lines = read_jsonl(out)
     assert len(lines) == 40
     assert len({(r["chain_id"], r["seq"]) for r in lines}) == 40
     loaded = ReplayState.load(state)
@@ -358,3 +364,20 @@ def test_kafka_replay_detects_a_forged_record(
                      settings.keys / "public.json", env=settings.to_env())
     assert proc.returncode == 1, proc.stderr
     assert f"BROKEN chain {record['chain_id']}" in proc.stderr and "hash" in proc.stderr
+
+
+def test_archive_replay_reads_only_the_segments_covering_the_range(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Segments checkpointed before --since are not read; reading stops after --until; the
+    first segment read is anchored at its predecessor's signed head."""
+    import sealtrail.replay as replay_module
+
+    monkeypatch.setattr(replay_module, "CLOCK_SKEW_US", 0)
+    built = build_archive(tmp_path, chains=1, segments=5, records=4, rejections=())
+    records = built.records[built.chain_ids[0]]
+    since, until = records[8]["ingested_at"], records[12]["ingested_at"]
+    result = replay_archive(ArchiveSource(built.store, built.keyring), Query(since, until),
+                            f"file:{tmp_path / 'o.jsonl'}")
+    assert result.ok and result.written == 4
+    assert result.checked == 8  # segments 2 and 3 of 0..4
+    assert [r["seq"] for r in read_jsonl(tmp_path / "o.jsonl")] == [8, 9, 10, 11]

@@ -147,6 +147,9 @@ def test_backends_answer_filters_ranges_and_free_text_alike(
         lambda e, r: since <= e["occurred_at"] < since + 10_000 and e["outcome"] == "DENIED")
     assert got("billing:write") == expect(lambda e, r: "billing:write" in
                                           e["authorization"]["permissions"])
+    assert got("billing:write actor:user-3") == expect(
+        lambda e, r: "billing:write" in e["authorization"]["permissions"]
+        and e["actor"]["id"] == "user-3")
     assert got("resource:invoice/invoice-130 tenant:tenant-1") == expect(
         lambda e, r: e["resource"]["id"] == "invoice-130" and e["tenant"] == "tenant-1")
     assert got("nothing-matches-this") == []

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from types import ModuleType
 
 from sealtrail import __version__
-from sealtrail.errors import DataError, SealtrailError
+from sealtrail.errors import IntegrityError, SealtrailError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -74,9 +74,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return code
     except KeyboardInterrupt:
         return EXIT_USAGE
-    except DataError as exc:
+    except IntegrityError as exc:  # the evidence does not check out, whatever the command
         print(f"sealtrail: {exc}", file=sys.stderr)
-        return EXIT_FAILED if args.command == "verify" else EXIT_USAGE
+        return EXIT_FAILED
     except SealtrailError as exc:
         print(f"sealtrail: {exc}", file=sys.stderr)
         return EXIT_USAGE

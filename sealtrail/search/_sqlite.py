@@ -44,6 +44,10 @@ _FILL_SEGMENT = ("UPDATE events SET segment = ? WHERE chain_id = ? AND seq = ? "
                  "AND segment IS NULL")
 
 
+#: Filters that leave few rows: with one of them, free text is checked row by row.
+_SELECTIVE = frozenset({"actor", "resource_id", "trace_id", "request_id", "event_id"})
+
+
 def _fts_phrase(word: str) -> str:
     return '"' + word.replace('"', '""') + '"'
 
@@ -87,7 +91,12 @@ class SqliteIndex:
             where.append("occurred_at < ?")
             params.append(query.until)
         if query.words:
-            where.append("rowid IN (SELECT rowid FROM events_fts WHERE events_fts MATCH ?)")
+            if any(column in _SELECTIVE for column, _ in query.filters):
+                # few candidate rows: check each against the full-text index
+                where.append("EXISTS (SELECT 1 FROM events_fts WHERE events_fts MATCH ? "
+                             "AND events_fts.rowid = events.rowid)")
+            else:  # the words select: take their rows from the full-text index
+                where.append("rowid IN (SELECT rowid FROM events_fts WHERE events_fts MATCH ?)")
             params.append(" ".join(_fts_phrase(w) for w in query.words))
         sql = (f"SELECT {', '.join(COLUMNS)} FROM events"
                + (" WHERE " + " AND ".join(where) if where else "")
