@@ -50,12 +50,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# The order commands appear in `sealtrail --help`: the pipeline first, then the tools.
+HELP_ORDER = (
+    "run_demo", "run_stack", "run_stages", "run_tools", "run_keys", "run_schemas",
+    "run_archive_tools", "run_replay", "run_search", "run_report", "run_forget",
+    "run_monitor", "run_status", "run_config",
+)
+
+
 def _command_modules() -> list[ModuleType]:
     """Every ``sealtrail/cli/run_*.py``: each defines ``register(subparsers)``."""
     import sealtrail.cli as package
 
-    names = sorted(m.name for m in pkgutil.iter_modules(package.__path__)
-                   if m.name.startswith("run_"))
+    found = {m.name for m in pkgutil.iter_modules(package.__path__) if m.name.startswith("run_")}
+    names = [n for n in HELP_ORDER if n in found] + sorted(found - set(HELP_ORDER))
     return [importlib.import_module(f"sealtrail.cli.{name}") for name in names]
 
 
