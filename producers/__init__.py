@@ -1,5 +1,26 @@
-"""The producer client services import: ``from sealtrail.producers import AuditClient``."""
+"""The producer client services import: ``from sealtrail.producers import AuditClient``.
 
-from sealtrail.producers.client import AuditClient, EmitBackpressureError
+See docs/producer.md ("Instrument your service")."""
 
-__all__ = ["AuditClient", "EmitBackpressureError"]
+from sealtrail.producers.aio import AsyncAuditClient
+from sealtrail.producers.client import AuditClient
+from sealtrail.producers.context import bind, set_actor
+from sealtrail.producers.errors import ClientClosedError, EmitBackpressureError, SpoolFullError
+from sealtrail.producers.instrument import EventBuilder, audited
+from sealtrail.producers.logging_handler import AuditLogHandler
+from sealtrail.producers.middleware import ASGIAuditMiddleware, WSGIAuditMiddleware
+
+__all__ = [
+    "ASGIAuditMiddleware",
+    "AsyncAuditClient",
+    "AuditClient",
+    "AuditLogHandler",
+    "ClientClosedError",
+    "EmitBackpressureError",
+    "EventBuilder",
+    "SpoolFullError",
+    "WSGIAuditMiddleware",
+    "audited",
+    "bind",
+    "set_actor",
+]

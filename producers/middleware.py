@@ -1,0 +1,173 @@
+"""ASGI (Starlette, FastAPI) and WSGI (Flask, Django) middleware that bind the request's
+audit context: request id, source ip, user agent, W3C trace id and, once the application
+has authenticated the caller, the actor. Every ``emit()`` made while the request is
+handled picks these up (see :mod:`sealtrail.producers.context`).
+
+The actor never comes from free-form request fields (headers, query, body). It comes
+from the ``actor`` callable you pass (reading what your authentication established,
+e.g. Starlette's ``scope["user"]`` or WSGI's ``REMOTE_USER``) or from your
+authentication code calling :func:`sealtrail.producers.context.set_actor`.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import re
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, MutableMapping
+from typing import Any
+
+from sealtrail.producers import context
+
+__all__ = ["ASGIAuditMiddleware", "WSGIAuditMiddleware", "starlette_user", "wsgi_remote_user"]
+
+Scope = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
+Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+MAX_HEADER = 256
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}\Z")
+
+
+def _bounded(value: str | None) -> str | None:
+    return value[:MAX_HEADER] if value else None
+
+
+def _request_id(supplied: str | None) -> str:
+    """The caller's request id when it is a plausible token, else a fresh one."""
+    if supplied and _REQUEST_ID.match(supplied):
+        return supplied
+    from sealtrail.producers.client import new_event_id
+
+    return new_event_id()
+
+
+def _trace_id(traceparent: str | None) -> str | None:
+    return context.otel_trace_id() or context.trace_id_from_traceparent(traceparent)
+
+
+def _forwarded_for(value: str | None) -> str | None:
+    if not value:
+        return None
+    return _bounded(value.split(",")[0].strip()) or None
+
+
+def starlette_user(scope: Mapping[str, Any]) -> str | None:
+    """The authenticated user of Starlette's AuthenticationMiddleware, if any."""
+    user = scope.get("user")
+    if user is None or not getattr(user, "is_authenticated", False):
+        return None
+    return str(getattr(user, "identity", None) or getattr(user, "display_name", "")) or None
+
+
+def wsgi_remote_user(environ: Mapping[str, Any]) -> str | None:
+    """REMOTE_USER as set by the server or an authentication middleware."""
+    value = environ.get("REMOTE_USER")
+    return str(value) if value else None
+
+
+class ASGIAuditMiddleware:
+    """Bind the audit context for each HTTP and WebSocket request of an ASGI app.
+
+    ``actor(scope)`` returns the authenticated actor id or None; it is called when the
+    request starts (put this middleware inside your authentication middleware).
+    ``trust_forwarded`` takes the source ip from X-Forwarded-For (only behind a proxy you
+    control).
+    """
+
+    def __init__(self, app: ASGIApp, *,
+                 actor: Callable[[Mapping[str, Any]], str | None] = starlette_user,
+                 trust_forwarded: bool = False,
+                 request_id_header: str = "x-request-id") -> None:
+        self.app = app
+        self.actor = actor
+        self.trust_forwarded = trust_forwarded
+        self.request_id_header = request_id_header.lower().encode("latin-1")
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope.get("type") not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        headers: dict[bytes, bytes] = {}
+        for key, value in scope.get("headers") or ():
+            headers.setdefault(key.lower(), value)
+
+        def header(name: bytes) -> str | None:
+            raw = headers.get(name)
+            return raw.decode("latin-1") if raw is not None else None
+
+        client = scope.get("client")
+        source_ip = client[0] if client else None
+        if self.trust_forwarded:
+            source_ip = _forwarded_for(header(b"x-forwarded-for")) or source_ip
+        fields: dict[str, Any] = {
+            "request_id": _request_id(header(self.request_id_header)),
+            "source_ip": source_ip,
+            "user_agent": _bounded(header(b"user-agent")),
+            "trace_id": _trace_id(header(b"traceparent")),
+        }
+        actor_id = self.actor(scope)
+        if actor_id:
+            fields["actor_id"] = actor_id
+        with context.bind(**fields):
+            await self.app(scope, receive, send)
+
+
+class WSGIAuditMiddleware:
+    """Bind the audit context for each request of a WSGI app (Flask: ``app.wsgi_app =
+    WSGIAuditMiddleware(app.wsgi_app)``). The context lives while the app handles the
+    request and produces its response."""
+
+    def __init__(self, app: Callable[..., Iterable[bytes]], *,
+                 actor: Callable[[Mapping[str, Any]], str | None] = wsgi_remote_user,
+                 trust_forwarded: bool = False,
+                 request_id_header: str = "X-Request-Id") -> None:
+        self.app = app
+        self.actor = actor
+        self.trust_forwarded = trust_forwarded
+        self.request_id_key = "HTTP_" + request_id_header.upper().replace("-", "_")
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]
+                 ) -> Iterable[bytes]:
+        source_ip = environ.get("REMOTE_ADDR")
+        if self.trust_forwarded:
+            source_ip = _forwarded_for(environ.get("HTTP_X_FORWARDED_FOR")) or source_ip
+        fields: dict[str, Any] = {
+            "request_id": _request_id(environ.get(self.request_id_key)),
+            "source_ip": source_ip,
+            "user_agent": _bounded(environ.get("HTTP_USER_AGENT")),
+            "trace_id": _trace_id(environ.get("HTTP_TRACEPARENT")),
+        }
+        actor_id = self.actor(environ)
+        if actor_id:
+            fields["actor_id"] = actor_id
+        # The request runs in a context of its own, kept for the lazily produced body too.
+        ctx = contextvars.copy_context()
+        result = ctx.run(self._call, fields, environ, start_response)
+        return _InContext(result, ctx)
+
+    def _call(self, fields: dict[str, Any], environ: dict[str, Any],
+              start_response: Callable[..., Any]) -> Iterable[bytes]:
+        context.bind_now(**fields)
+        return self.app(environ, start_response)
+
+
+class _InContext:
+    """A WSGI response iterable whose iteration and close run in the request's context."""
+
+    def __init__(self, result: Iterable[bytes], ctx: contextvars.Context) -> None:
+        self._result = result
+        self._it = iter(result)
+        self._ctx = ctx
+
+    def __iter__(self) -> Iterator[bytes]:
+        while True:
+            try:
+                yield self._ctx.run(next, self._it)
+            except StopIteration:
+                return
+
+    def close(self) -> None:
+        close = getattr(self._result, "close", None)
+        if close is not None:
+            self._ctx.run(close)
