@@ -107,7 +107,8 @@ def test_bad_input_becomes_sealed_rejections_and_the_sealer_stays_up(
     buf = io.BytesIO()
     fastavro.schemaless_writer(buf, fastavro.parse_schema(partial), {"event_id": "e-1"})
     with AuditClient(service="svc", bootstrap=settings.bootstrap,
-                     registry_url=settings.registry_url, topic=settings.raw_topic) as client:
+                     registry_url=settings.registry_url, topic=settings.raw_topic,
+                     spool_dir=tmp_path / "spool") as client:
         good_id = client.schema_id
         first = client.emit("auth.login", "login", actor_id="u-1", resource_type="session",
                             resource_id="s-1")
@@ -135,7 +136,8 @@ def test_bad_input_becomes_sealed_rejections_and_the_sealer_stays_up(
         frame(good_id, codec.encode(event)[:-3]),
     ], key=b"u-1")
     with AuditClient(service="svc", bootstrap=settings.bootstrap,
-                     registry_url=settings.registry_url, topic=settings.raw_topic) as client:
+                     registry_url=settings.registry_url, topic=settings.raw_topic,
+                     spool_dir=tmp_path / "spool") as client:
         last = client.emit("auth.logout", "logout", actor_id="u-1", resource_type="session",
                            resource_id="s-1")
     store = store_of(settings)

@@ -76,6 +76,7 @@ def test_bad_retention_settings_are_refused(changes: dict[str, str], message: st
 def test_retention_dates_match_classes(tmp_path: Path) -> None:
     """Each segment and its checkpoint are retained until now + the longest class of the
     events they hold, in COMPLIANCE mode, with the class recorded."""
+    now = datetime.now(UTC)  # the writes below happen within seconds of it
     store = open_store(tmp_path / "a")
     feed = ChainFeeder(writer(store))
     feed.segment(["auth.login"])
@@ -91,7 +92,7 @@ def test_retention_dates_match_classes(tmp_path: Path) -> None:
             # the class is recorded on segments; checkpoints carry none (never expired)
             assert ret.retention_class == (name if key.endswith(".avro") else None)
             years = {"hipaa": 6, "sox": 7}.get(name)
-            want = add_years(NOW, years) if years else NOW + (delta or timedelta())
+            want = add_years(now, years) if years else now + (delta or timedelta())
             assert _close(ret.retain_until, want), (key, ret)
 
 
@@ -105,6 +106,7 @@ def test_governance_only_when_configured(tmp_path: Path) -> None:
 
 def test_report_counts_objects_and_expiry_per_class(tmp_path: Path) -> None:
     """The report says, per class, how many objects and events it holds and when they expire."""
+    now = datetime.now(UTC)  # the writes below happen within seconds of it
     store = open_store(tmp_path / "a")
     feed = ChainFeeder(writer(store))
     feed.segment(["payment.a", "payment.b"])
@@ -114,7 +116,7 @@ def test_report_counts_objects_and_expiry_per_class(tmp_path: Path) -> None:
     assert rows["sox"].objects == 2 and rows["sox"].events == 1
     assert rows["hipaa"].objects == 0
     assert rows["sox"].latest_expiry is not None
-    assert _close(rows["sox"].latest_expiry, add_years(NOW, 7))
+    assert _close(rows["sox"].latest_expiry, add_years(now, 7))
     assert rows["pci_dss"].expired == 0
 
 
@@ -196,12 +198,13 @@ def _client(endpoint: str) -> Any:
 def test_s3_objects_carry_class_tag_lock_and_checksum(s3: str) -> None:
     """On S3 each object is written under COMPLIANCE lock until its class's date, tagged
     with its class, with a stored SHA-256 checksum."""
+    now = datetime.now(UTC)  # the writes below happen within seconds of it
     store = _s3_store(s3, "tagged")
     ChainFeeder(writer(store)).segment(["phi.read"])
     key = layout.segment_key(CHAIN, 0)
     ret = store.retention(key)
     assert ret.mode == "COMPLIANCE" and ret.retention_class == "hipaa"
-    assert _close(ret.retain_until, add_years(NOW, 6))
+    assert _close(ret.retain_until, add_years(now, 6))
     head = _client(s3).head_object(Bucket="retention", Key=f"tagged/{key}",
                                    ChecksumMode="ENABLED")
     assert head.get("ChecksumSHA256")
