@@ -46,7 +46,7 @@ from sealtrail.core.hashing import ZERO_HASH
 from sealtrail.core.signing import Keyring
 from sealtrail.errors import ConfigError, DecodeError, IntegrityError, TransportError
 from sealtrail.segments import read_segment
-from sealtrail.verify import _check_entries
+from sealtrail.verify import Finding, check_entries
 
 __all__ = [
     "ArchiveSource",
@@ -122,23 +122,9 @@ class Query:
         return " ".join(parts) or "everything"
 
 
-@dataclass(frozen=True)
-class Break:
-    """Where the evidence stops checking out; nothing after it in that chain is replayed."""
-
-    kind: str
-    chain_id: str
-    message: str
-    segment: str | None = None
-    seq: int | None = None
-
-    def __str__(self) -> str:
-        where = f"chain {self.chain_id}"
-        if self.segment:
-            where += f", segment {self.segment}"
-        if self.seq is not None:
-            where += f", seq {self.seq}"
-        return f"{where}: {self.kind}: {self.message}"
+# Where the evidence stops checking out; nothing after it in that chain is replayed.
+# The same record verify reports, so both tools name breaks the same way.
+Break = Finding
 
 
 # -- output ----------------------------------------------------------------------------
@@ -470,7 +456,7 @@ def check_segment(task: SegmentTask, keyring: Keyring | None = None) -> SegmentR
                     f"{cp.index} covers {cp.size}")
     first = records[0]
     head = ChainHead(task.chain_id, task.head_seq, task.head_hash, first.get("epoch", 0))
-    head, _, broken = _check_entries(head, None, records, keyring)
+    head, _, broken = check_entries(head, None, records, keyring)
     result.entries = head.seq - cp.first_seq + 1
     if broken is not None:
         return fail(broken.kind, broken.message, broken.seq)

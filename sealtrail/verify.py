@@ -122,7 +122,7 @@ class _Break:
     seq: int
 
 
-def _check_entries(
+def check_entries(
     head: ChainHead,
     last_offset: int | None,
     records: list[dict[str, Any]],
@@ -185,7 +185,7 @@ def verify_chain(
             records = read_segment(store.get(seg) if data is None else data)
         except (ObjectMissingError, DecodeError):
             return None, None
-        return records, _check_entries(head, last_offset, records, entry_keyring)[2]
+        return records, check_entries(head, last_offset, records, entry_keyring)[2]
 
     def pinpoint(message: str, seg: str, data: bytes | None = None) -> tuple[str, int]:
         """``message`` with the first entry of ``seg`` that does not check out, and its seq
@@ -311,7 +311,7 @@ def verify_chain(
             fail("truncated", f"segment holds {len(records)} entries, checkpoint {index} "
                  f"covers {cp.size}", seg, cp.first_seq + min(len(records), cp.size))
             break
-        head, last_offset, broken = _check_entries(head, last_offset, records, entry_keyring)
+        head, last_offset, broken = check_entries(head, last_offset, records, entry_keyring)
         for record in records[: head.seq - cp.first_seq + 1]:  # the entries that checked out
             report.entries += 1
             if record["kind"] == "EVENT":
