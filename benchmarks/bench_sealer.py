@@ -119,7 +119,8 @@ def _rss_mb(pid: int) -> float:
 class _Run:
     """Sealer processes on fresh topics of ``PARTITIONS`` partitions."""
 
-    def __init__(self, base: Settings, home: Path, processes: int) -> None:
+    def __init__(self, base: Settings, home: Path, processes: int, broker_pid: int) -> None:
+        self.broker_pid = broker_pid
         tag = uuid.uuid4().hex[:8]
         self.settings = dataclasses.replace(
             base, raw_topic=f"raw-{tag}", sealed_topic=f"sealed-{tag}", dlq_topic=f"dlq-{tag}",
@@ -165,6 +166,7 @@ class _Run:
                              "queue.buffering.max.messages": 1_000_000})
         rss = [_rss_mb(self.procs[0].pid)]
         cpu = sum(_cpu_s(p.pid) for p in self.procs)
+        broker = _cpu_s(self.broker_pid)
         start = time.perf_counter()
         for i, value in enumerate(values):
             while True:
@@ -186,6 +188,7 @@ class _Run:
         elapsed = time.perf_counter() - start
         eps = len(values) / elapsed
         self.cpu_share = (sum(_cpu_s(p.pid) for p in self.procs) - cpu) / elapsed
+        self.broker_share = (_cpu_s(self.broker_pid) - broker) / elapsed
         rss.append(_rss_mb(self.procs[0].pid))
         return eps, rss
 
@@ -215,7 +218,7 @@ def run() -> dict[str, object]:
             values = _events(base, n)
             floor_before = _floor(base, values[:10_000])
 
-            one = _Run(base, home, 1)
+            one = _Run(base, home, 1, stack.broker_pid)
             try:
                 one.wait_assigned()
                 eps, rss = one.seal(values)
@@ -226,11 +229,12 @@ def run() -> dict[str, object]:
             figures["sealer.floor_eps"] = round(floor)
             figures["sealer.eps"] = round(eps)
             figures["sealer.cpu_per_s"] = round(one.cpu_share, 2)
+            figures["sealer.broker_cpu_per_s"] = round(one.broker_share, 2)
             figures["sealer.vs_floor"] = round(eps / floor, 3)
             figures["sealer.rss_start_mb"] = round(rss[0], 1)
             figures["sealer.rss_end_mb"] = round(rss[-1], 1)
 
-            two = _Run(base, home, 2)
+            two = _Run(base, home, 2, stack.broker_pid)
             try:
                 two.wait_assigned()
                 eps2, _ = two.seal(values)
@@ -239,9 +243,10 @@ def run() -> dict[str, object]:
             figures["sealer.eps_2"] = round(eps2)
             figures["sealer.scale_2"] = round(eps2 / eps, 3)
             figures["sealer.cpu_per_s_2"] = round(two.cpu_share, 2)
+            figures["sealer.broker_cpu_per_s_2"] = round(two.broker_share, 2)
 
             if long_n:
-                long = _Run(base, home, 1)
+                long = _Run(base, home, 1, stack.broker_pid)
                 try:
                     long.wait_assigned()
                     long_eps, long_rss = long.seal(_events(base, long_n),

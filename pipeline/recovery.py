@@ -33,8 +33,9 @@ class ChainState:
     next_source_offset: int
     recent_ids: OrderedDict[str, int] = field(default_factory=OrderedDict)
     check_from: int | None = None
-    """Sealed offset after the tail recovery read: until the new owner's first commit,
-    any record after it that continues the recovered head was written by someone else."""
+    """End of the sealed partition when recovery began (after init_transactions): until
+    the new owner's first commit, a record after it that continues the recovered head was
+    written by someone else."""
     refused: int = 0
     """Records of the tail the fencing rule refused (zombie writes)."""
 
@@ -51,8 +52,11 @@ def recover_chain(
     writers: WriterSchemas,
     window: int,
     timeout: float = 30.0,
-) -> ChainState | None:
-    """The committed tail of sealed ``topic``/``partition`` as a ChainState, None if empty."""
+) -> tuple[ChainState | None, int]:
+    """The committed tail of sealed ``topic``/``partition`` as a ChainState (None if the
+    partition holds no committed record), and the partition's end offset when recovery
+    began: run after ``init_transactions``, so anything written after it was written by
+    another sealer (what the first-write check looks for)."""
     conf = {
         **consumer_conf,
         "group.id": "sealtrail-recovery",
@@ -69,7 +73,7 @@ def recover_chain(
         tp = TopicPartition(topic, partition)
         low, high = probe.get_watermark_offsets(tp, timeout=timeout)
         if high <= low:
-            return None
+            return None, high
         span = window + 2 * 2048 + 64  # the dedupe window plus a zombie batch or two
         while True:
             start = max(low, high - span)
@@ -77,23 +81,21 @@ def recover_chain(
             if records or start == low:
                 break
             span *= 4  # only transaction markers in the tail: look further back
-        if not records:
-            return None
         replay = replay_tail([writers.decode(value)[0] for _, value in records])
         if replay is None:
-            return None
+            return None, high
         head = replay.head
         last = replay.admitted[-1]
         state = ChainState(
             head=ChainHead(head.chain_id, head.seq, head.entry_hash, replay.max_epoch + 1),
             next_source_offset=last["source"]["offset"] + 1,
-            check_from=records[-1][0] + 1,
+            check_from=high,
             refused=replay.refused,
         )
         for rec in replay.admitted[-window:]:
             if rec["kind"] == "EVENT":
                 state.remember(rec["event"]["event_id"], rec["seq"], window)
-        return state
+        return state, high
     finally:
         consumer.close()
         probe.close()

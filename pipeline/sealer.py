@@ -11,7 +11,11 @@ Exactly-once rests on three things:
   everything downstream reads with isolation.level=read_committed;
 - recovery from the sealed chain itself: after init_transactions, the chain head
   and the raw offset to resume from are read back from the sealed partition, so a
-  restart or a rebalance continues the chain with no gap and no duplicate.
+  restart or a rebalance continues the chain with no gap and no duplicate;
+- fencing by the chain, for brokers that do not fence zombies (Tansu): each new owner
+  opens a higher epoch, checks before its first commit that nobody else continued the
+  head, and every reader (archiver, recovery) refuses records that do not continue the
+  head they admitted (sealtrail.core.fencing).
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
@@ -109,6 +114,9 @@ class Sealer:
         self._chains: dict[int, ChainState] = {}
         self._producers: dict[int, Producer] = {}
         self._own_end: dict[int, int] = {}  # per partition: end of our last checked write
+        self._commits: dict[int, Future[None]] = {}  # per partition: its pending commit
+        self._count_lock = threading.Lock()
+        self._committer = ThreadPoolExecutor(4, thread_name_prefix="sealtrail-commit")
         self._probe: Consumer | None = None
         self.sealed = 0
         self.rejected = 0
@@ -116,13 +124,13 @@ class Sealer:
     # -- partition ownership ---------------------------------------------------------
 
     def _recover(self, partition: int) -> ChainState:
-        state = recover_chain(
+        state, end = recover_chain(
             self._base, self.settings.sealed_topic, partition, self._writers,
             self.settings.dedupe_window,
         )
         if state is None:
             chain_id = new_chain_id(self.settings.raw_topic, partition)
-            state = ChainState(ChainHead.genesis(chain_id), next_source_offset=0, check_from=0)
+            state = ChainState(ChainHead.genesis(chain_id), next_source_offset=0, check_from=end)
             log.info("partition %d: new chain %s", partition, chain_id)
         else:
             log.info("partition %d: chain %s resumes after seq %d at raw offset %d (epoch %d; "
@@ -153,6 +161,7 @@ class Sealer:
         return state
 
     def _release(self, partition: int) -> None:
+        self._await_commit(partition, quiet=True)
         self._chains.pop(partition, None)
         producer = self._producers.pop(partition, None)
         if producer is not None:
@@ -222,6 +231,7 @@ class Sealer:
         producer = self._producers.get(partition)
         if state is None or producer is None:
             return  # revoked meanwhile
+        self._await_commit(partition)
         base = state.head
         fresh = state.check_from is not None
         delivered: list[int] = []
@@ -255,13 +265,30 @@ class Sealer:
             )
         if fresh and sealed + rejected_n:
             self._check_first_write(partition, state, base, producer, delivered)
-        producer.send_offsets_to_transaction(
-            [TopicPartition(self.settings.raw_topic, partition, state.next_source_offset)],
-            self._consumer.consumer_group_metadata(),
-        )
-        producer.commit_transaction()
-        self.sealed += sealed
-        self.rejected += rejected_n
+        offsets = [TopicPartition(self.settings.raw_topic, partition, state.next_source_offset)]
+        group = self._consumer.consumer_group_metadata()
+
+        def commit() -> None:
+            producer.send_offsets_to_transaction(offsets, group)
+            producer.commit_transaction()
+            with self._count_lock:
+                self.sealed += sealed
+                self.rejected += rejected_n
+
+        # Committing waits on the broker: do it on a thread while this one seals the next
+        # partition's batch. The partition's next batch waits for it (_await_commit).
+        self._commits[partition] = self._committer.submit(commit)
+
+    def _await_commit(self, partition: int, *, quiet: bool = False) -> None:
+        """Wait for the partition's pending commit; raise its error unless ``quiet``."""
+        pending = self._commits.pop(partition, None)
+        if pending is None:
+            return
+        try:
+            pending.result()
+        except Exception:
+            if not quiet:
+                raise
 
     def _check_first_write(
         self, partition: int, state: ChainState, base: ChainHead, producer: Producer,
@@ -269,13 +296,13 @@ class Sealer:
     ) -> None:
         """Before the first commit as the partition's new owner: wait until this
         transaction's records are in the log, then read (uncommitted) what lies between the
-        tail recovery read and the first of them. A record there that continues the
+        partition's end when recovery began and the first of them. A record there that continues the
         recovered head was written by another sealer (a zombie that has not yet noticed it
         lost the partition): readers would admit it and refuse ours, so raise
         :class:`LostRace` (the transaction is aborted and the chain recovered again).
         Otherwise ours are the first to continue the head, and from now on a zombie's
         records can no longer link to the chain."""
-        if producer.flush(30) != 0:
+        if producer.flush(30) != 0 or not delivered:
             raise LostRace(f"partition {partition}: records not delivered within 30 s")
         first = min(delivered)
         self._own_end[partition] = max(delivered) + 1
@@ -327,6 +354,7 @@ class Sealer:
     def _rewind(self, partition: int) -> None:
         """After a failed transaction: abort it, forget the in-memory head, resume from
         what the chain committed."""
+        self._await_commit(partition, quiet=True)
         producer = self._producers.get(partition)
         if producer is None:
             return
@@ -371,9 +399,12 @@ class Sealer:
                         backoff = min(backoff * 2, 10.0)
                         self._rewind(partition)
         finally:
+            for partition in list(self._commits):
+                self._await_commit(partition, quiet=True)
             self._consumer.close()
             for partition in list(self._producers):
                 self._release(partition)
+            self._committer.shutdown()
 
     def stop(self) -> None:
         self._stop.set()

@@ -263,3 +263,102 @@ def pause(stage: Stage) -> None:
 
 def resume(stage: Stage) -> None:
     os.kill(stage.proc.pid, signal.SIGCONT)
+
+
+def inject_zombie_records(settings: Settings, partition: int, count: int) -> int:
+    """Write what a zombie sealer writes: ``count`` validly signed records that continue an
+    older epoch's head of sealed ``partition`` (the newest admitted record of an epoch
+    below the current one), produced after the new owner's records. Returns their epoch."""
+    import json
+
+    from confluent_kafka import Producer
+    from confluent_kafka.schema_registry import Schema
+
+    from sealtrail import schemas
+    from sealtrail.core.avro import AvroCodec, frame
+    from sealtrail.core.chain import ChainHead, seal
+    from sealtrail.core.hashing import sha256
+    from sealtrail.keys import load_signer
+
+    records = sealed_topic(settings)[partition]
+    fence = Fence()
+    admitted = [r for r in records if fence.admit(r, -1, b"")]
+    newest = admitted[-1]["epoch"]
+    old = [r for r in admitted if r["epoch"] < newest]
+    assert old, "the partition has only one epoch"
+    last = old[-1]
+    head = ChainHead(last["chain_id"], last["seq"], last["entry_hash"], last["epoch"])
+    schema = schemas.sealed_record()
+    codec = AvroCodec(schema)
+    schema_id = registry_client(settings.registry_url).register_schema(
+        f"{settings.sealed_topic}-value", Schema(json.dumps(schema), "AVRO"))
+    signer = load_signer(settings.keys)
+    producer = Producer({"bootstrap.servers": settings.bootstrap})
+    offset = last["source"]["offset"]
+    for i in range(count):
+        raw = f"zombie-{i}".encode()
+        record = seal(head, {
+            "kind": "REJECTION", "event": None,
+            "rejection": {"reason": "UNDECODABLE", "detail": "written by a zombie",
+                          "raw_sha256": sha256(raw), "raw_size": len(raw)},
+            "redaction": dict(last["redaction"], fields=[]),
+            "ingested_at": last["ingested_at"] + 1,
+            "source": {**last["source"], "offset": offset + 1 + i, "schema_id": None},
+        }, signer)
+        head = head.advance(record)
+        producer.produce(settings.sealed_topic, frame(schema_id, codec.encode(record)),
+                         record["chain_id"].encode(), partition=partition)
+    assert producer.flush(30) == 0
+    return head.epoch
+
+
+def run_chaos(settings: Settings, tmp_path: Path, *, seed: int, events: int, wave: int,
+              faults: int, min_kills: int, min_rebalances: int, interval: float = 4.0,
+              title: str = "chaos") -> Accounting:
+    """Emit ``events`` in waves of ``wave`` while applying ``faults`` random faults every
+    ``interval`` s (at least ``min_kills`` SIGKILLs and ``min_rebalances`` joins/leaves),
+    then account for every event and print the summary table."""
+    chaos = Chaos(settings, tmp_path, seed)
+    try:
+        chaos.start_archiver()
+        for _ in range(2):
+            chaos.start_sealer()
+        waves = max(1, events // wave)
+        done_faults = 0
+        plan: list[str] = ["kill"] * min_kills + ["rebalance"] * min_rebalances
+        chaos.rng.shuffle(plan)
+        plan += ["any"] * max(0, faults - len(plan))
+        rounds = max(waves, len(plan))
+        for i in range(rounds):
+            if i < waves:
+                chaos.emit_wave(wave)
+            time.sleep(interval)
+            chaos.reap_producers()
+            if done_faults < len(plan) and i >= done_faults * rounds / len(plan):
+                kind = plan[done_faults]
+                if kind == "kill" and chaos.sealers:
+                    chaos.kill_one()
+                    if not chaos.sealers or chaos.rng.random() < 0.7:
+                        chaos.start_sealer()
+                        chaos.joins += 1
+                elif kind == "rebalance":
+                    if len(chaos.sealers) > 1 and chaos.rng.random() < 0.5:
+                        chaos.leave_one()
+                    else:
+                        chaos.start_sealer()
+                        chaos.joins += 1
+                else:
+                    chaos.step()
+                done_faults += 1
+        if not chaos.sealers:
+            chaos.start_sealer()
+        chaos.drain(300)
+        chaos.stop()
+        result = account(settings, chaos.emitted)
+        print()
+        print(result.table(title, kills=chaos.kills, joins=chaos.joins, leaves=chaos.leaves,
+                           **{"sealer processes": chaos.started}))
+        assert chaos.kills >= min_kills and chaos.joins + chaos.leaves >= min_rebalances
+        return result
+    finally:
+        chaos.kill_all()

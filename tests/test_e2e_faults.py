@@ -58,7 +58,7 @@ def test_sealer_killed_mid_stream_resumes_without_gap_or_duplicate(
     stages.append(first)
     wait_until(lambda: first.output().count("new chain") == settings.partitions, 60,
                "the sealer to own every partition", alive=first.alive)
-    producer = run_producer(settings, "billing", 24_000, seed=3, rate=4_000)
+    producer = run_producer(settings, "billing", 24_000, seed=3, rate=2_500)
     progress = SealedProgress(settings)
     wait_until(lambda: min(progress.counts()) > 100, 60,
                "sealing to reach every partition", alive=first.alive)

@@ -1,0 +1,56 @@
+"""Completeness per raw partition: runs of source offsets across chains, merged into
+covered ranges, holes and offsets sealed twice."""
+
+from __future__ import annotations
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from sealtrail.core.completeness import Run, coverage, runs_of
+
+
+def test_runs_split_where_offsets_do_not_follow() -> None:
+    """Consecutive offsets of one partition form one run; a jump or another partition
+    starts a new one."""
+    coords = [("raw", 0, 5), ("raw", 0, 6), ("raw", 0, 7), ("raw", 0, 9), ("raw", 1, 10)]
+    assert runs_of("c", coords) == [Run("c", "raw", 0, 5, 7), Run("c", "raw", 0, 9, 9),
+                                     Run("c", "raw", 1, 10, 10)]
+    assert runs_of("c", []) == []
+
+
+def test_two_chains_that_continue_each_other_cover_the_partition() -> None:
+    """A partition whose chain was replaced is complete when the new chain starts where
+    the old one ended."""
+    [c] = coverage([Run("old", "raw", 0, 0, 99), Run("new", "raw", 0, 100, 150)])
+    assert c.complete and c.ranges == ((0, 150),) and c.chains == ("new", "old")
+    assert c.covered == 151
+
+
+def test_holes_and_overlaps_are_named() -> None:
+    """A missing range is a hole; an offset in two runs is reported as sealed twice."""
+    found = coverage([Run("a", "raw", 0, 0, 9), Run("b", "raw", 0, 15, 20),
+                      Run("c", "raw", 0, 18, 25), Run("a", "raw", 1, 3, 4)])
+    p0, p1 = found
+    assert (p0.partition, p0.ranges, p0.holes, p0.overlaps) == (
+        0, ((0, 9), (15, 25)), ((10, 14),), ((18, 20),))
+    assert not p0.complete
+    assert p1.complete and p1.ranges == ((3, 4),)
+
+
+@settings(max_examples=300, deadline=None)
+@given(a=st.sets(st.integers(0, 60), max_size=40), b=st.sets(st.integers(0, 60), max_size=40))
+def test_coverage_matches_counting_offsets(a: set[int], b: set[int]) -> None:
+    """For any offsets sealed by two chains (each in increasing order, as chains are),
+    the covered ranges, holes and overlaps agree with counting offsets one by one."""
+    runs = runs_of("a", [("t", 0, o) for o in sorted(a)])
+    runs += runs_of("b", [("t", 0, o) for o in sorted(b)])
+    found = coverage(runs)
+    if not a | b:
+        assert found == []
+        return
+    [c] = found
+    expand = lambda ranges: {o for lo, hi in ranges for o in range(lo, hi + 1)}  # noqa: E731
+    assert expand(c.ranges) == a | b
+    assert expand(c.holes) == set(range(min(a | b), max(a | b) + 1)) - (a | b)
+    assert expand(c.overlaps) == a & b
+    assert c.complete == (not c.holes and not (a & b))
