@@ -140,3 +140,39 @@ def test_configuration_reference_is_current() -> None:
         "docs/configuration.md is stale: run `python -m sealtrail.config_doc`"
     for name in Settings.__dataclass_fields__:
         assert f"`SEALTRAIL_{name.upper()}`" in path.read_text()
+
+
+def test_indexer_serves_its_metrics(settings: Settings, stages: list[Stage],
+                                    tmp_path: Path) -> None:
+    """`sealtrail index run --metrics-port` counts the events it indexed on /metrics."""
+    import os
+
+    port = free_port()
+    stages.append(Stage(settings, "seal", tmp_path / "seal.log"))
+    env = {**os.environ, **with_settings(settings, index_url=str(tmp_path / "ix.sqlite"),
+                                         indexer_group="ix-" + settings.sealer_group).to_env()}
+    with open(tmp_path / "index.log", "wb") as log:
+        indexer = subprocess.Popen([sys.executable, "-m", "sealtrail.cli.main", "index", "run",
+                                    "--metrics-port", str(port)], env=env, stdout=log,
+                                   stderr=log)
+    try:
+        emitter = Emitter(settings, ["billing"], per_second=200)
+        for i in range(30):
+            emitter.producer.produce(settings.raw_topic, emitter_value(emitter, i))
+        emitter.send([])
+        deadline = time.monotonic() + 60
+        body = ""
+        while time.monotonic() < deadline:
+            assert indexer.poll() is None, (tmp_path / "index.log").read_text()
+            try:
+                body = get(f"http://127.0.0.1:{port}/metrics")[1]
+            except OSError:
+                body = ""
+            if body and metric(body, "sealtrail_indexer_events_indexed_total") == 30:
+                break
+            time.sleep(0.3)
+        else:
+            raise AssertionError(f"the indexer never counted 30 events:\n{body}")
+    finally:
+        indexer.terminate()
+        indexer.wait(20)

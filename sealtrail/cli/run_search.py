@@ -36,6 +36,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     k.add_argument("--index", metavar="URL")
     k.add_argument("--idle-exit", type=float, metavar="S",
                    help="exit after S seconds without new records")
+    k.add_argument("--metrics-port", type=int, metavar="PORT",
+                   help="serve /metrics, /healthz, /readyz on PORT (setting metrics_port)")
     k.set_defaults(func=_index_run)
     k = isub.add_parser("rebuild", help="rebuild the index from the archive (verified)")
     k.add_argument("--index", metavar="URL")
@@ -120,17 +122,25 @@ def _search(args: argparse.Namespace) -> int:
 
 def _index_run(args: argparse.Namespace) -> int:
     from sealtrail.consumers.indexer import Indexer
+    from sealtrail.observability import StageMetric, StageTelemetry
     from sealtrail.registry_client import registry_client
     from sealtrail.search import open_index
 
-    settings = settings_from(args).require_endpoints()
+    settings = settings_from(args, metrics_port=args.metrics_port).require_endpoints()
     index = open_index(index_url(settings, args.index))
     indexer = Indexer(settings, index=index, group=settings.indexer_group,
                       registry=registry_client(settings.registry_url, settings.registry_auth))
     stop_on_signals(indexer.stop)
+    telemetry = StageTelemetry(settings, "indexer", settings.indexer_group,
+                               settings.sealed_topic, [
+                                   StageMetric("sealtrail_indexer_events_indexed_total",
+                                               "Events written to the search index.",
+                                               lambda: indexer.indexed),
+                               ])
     try:
         indexer.run(idle_exit=args.idle_exit)
     finally:
+        telemetry.close()
         index.close()
     print(f"indexer stopped: {indexer.indexed} events indexed ({indexer.seen} records read)",
           file=sys.stderr)
