@@ -20,6 +20,7 @@ from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException
 from confluent_kafka.schema_registry import SchemaRegistryClient
+from sealtrail.consumers.schema_record import SchemaRecorder
 
 from sealtrail import layout
 from sealtrail.archive import ArchiveStore, ObjectExistsError, Retention
@@ -247,6 +248,7 @@ class Archiver:
         )
         self._last_heartbeat = time.monotonic()
         self._writers = WriterSchemas(registry)
+        self._schemas = SchemaRecorder(store, registry, self.writer.policy)
         self._oldest: float | None = None
         self._stop = threading.Event()
         self._assigned_chains: list[str] | None = None
@@ -293,6 +295,7 @@ class Archiver:
                         log.error("sealed record at %s/%d@%d does not decode (%s); not archived",
                                   msg.topic(), msg.partition(), msg.offset(), exc)
                         continue
+                    self._schemas.note(record["source"]["schema_id"])
                     self.writer.add(record, codec.schema)
                     if self._oldest is None:
                         self._oldest = time.monotonic()

@@ -2,13 +2,14 @@
 
     chains/<chain_id>/segments/<index:010d>.avro      Avro container of SealedRecords
     chains/<chain_id>/checkpoints/<index:010d>.json   the signed checkpoint of that segment
+    schemas/<schema_id:010d>.json                     the writer schema of archived events
 """
 
 from __future__ import annotations
 
 import re
 
-__all__ = ["CHAINS", "checkpoint_key", "parse_index", "segment_key"]
+__all__ = ["CHAINS", "chain_ids", "checkpoint_key", "parse_index", "schema_key", "segment_key"]
 
 CHAINS = "chains/"
 _INDEX = re.compile(r"^(\d{10})\.(avro|json)$")
@@ -20,6 +21,10 @@ def segment_key(chain_id: str, index: int) -> str:
 
 def checkpoint_key(chain_id: str, index: int) -> str:
     return f"{CHAINS}{chain_id}/checkpoints/{index:010d}.json"
+
+
+def schema_key(schema_id: int) -> str:
+    return f"schemas/{schema_id:010d}.json"
 
 
 def parse_index(key: str) -> int | None:

@@ -32,7 +32,7 @@ from pipeline_checks import (
 from sealtrail.consumers.archiver import SegmentWriter
 from sealtrail.pipeline.decode import Decoded, RawDecoder, Rejected
 
-from sealtrail import schemas
+from sealtrail import layout, schemas
 from sealtrail.archive import open_store
 from sealtrail.config import Settings
 from sealtrail.core.avro import AvroCodec, frame
@@ -216,7 +216,15 @@ def test_interleaved_v1_and_v2_stream_seals_into_one_verified_chain(
         archived = by_id[event["event_id"]]
         assert archived["session_id"] == event.get("session_id")
         assert archived["actor"]["on_behalf_of"] == event["actor"].get("on_behalf_of")
-    # Which version each id is, from the registry alone (what an auditor would ask).
+    # Which version each event was written with, from the archive alone: the archiver
+    # keeps every writer schema at schemas/<id>.json with its subject and version.
+    for version, writer in writers.items():
+        doc = json.loads(store.get(layout.schema_key(writer.schema_id)))
+        assert doc["format"] == "sealtrail-schema/v1" and doc["schema_id"] == writer.schema_id
+        assert {"subject": f"{settings.raw_topic}-value", "version": version} in doc["versions"]
+        assert doc["schema"]["fields"] == schemas.load("AuditEvent", version)["fields"]
+        assert store.retention(layout.schema_key(writer.schema_id)).mode == "COMPLIANCE"
+    # And the same from the registry (what an auditor with registry access would ask).
     for version, writer in writers.items():
         found = client.lookup_schema(f"{settings.raw_topic}-value",
                                      Schema(json.dumps(schemas.load("AuditEvent", version)),
