@@ -250,6 +250,8 @@ class Archiver:
         self._writers = WriterSchemas(registry)
         self._schemas = SchemaRecorder(store, registry, self.writer.policy)
         self._oldest: float | None = None
+        #: Called with the seconds each flush took (segments and checkpoints written).
+        self.on_flush: Callable[[float], None] | None = None
         self._stop = threading.Event()
         self._assigned_chains: list[str] | None = None
         self._consumer = Consumer({
@@ -269,7 +271,10 @@ class Archiver:
         return (time.monotonic() - (self._oldest or 0)) >= self.settings.segment_max_seconds
 
     def _flush(self) -> None:
+        started = time.perf_counter()
         self.writer.flush()
+        if self.on_flush is not None:
+            self.on_flush(time.perf_counter() - started)
         self._oldest = None
         try:
             self._consumer.commit(asynchronous=False)

@@ -120,6 +120,9 @@ class Sealer:
         self._probe: Consumer | None = None
         self.sealed = 0
         self.rejected = 0
+        #: Called with (records, seconds) when a batch's transaction has committed: the
+        #: time from taking the batch to its records being visible downstream.
+        self.on_batch: Callable[[int, float], None] | None = None
 
     # -- partition ownership ---------------------------------------------------------
 
@@ -232,6 +235,7 @@ class Sealer:
         if state is None or producer is None:
             return  # revoked meanwhile
         self._await_commit(partition)
+        started = time.perf_counter()
         base = state.head
         fresh = state.check_from is not None
         delivered: list[int] = []
@@ -274,6 +278,8 @@ class Sealer:
             with self._count_lock:
                 self.sealed += sealed
                 self.rejected += rejected_n
+            if self.on_batch is not None:
+                self.on_batch(sealed + rejected_n, time.perf_counter() - started)
 
         # Committing waits on the broker: do it on a thread while this one seals the next
         # partition's batch. The partition's next batch waits for it (_await_commit).

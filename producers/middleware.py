@@ -37,7 +37,7 @@ def _request_id(supplied: str | None) -> str:
     """The caller's request id when it is a plausible token, else a fresh one."""
     if supplied and _REQUEST_ID.match(supplied):
         return supplied
-    from sealtrail.producers.client import new_event_id
+    from sealtrail.producers.envelope import new_event_id
 
     return new_event_id()
 

@@ -16,103 +16,45 @@ Layout of a spool slot directory::
     00000000000000000000.seg   records with global sequence numbers from 0
     00000000000000000000.ack   how many leading records of that segment were delivered
 
-A record is ``u32 length, u32 crc32(payload), payload`` with payload
-``u16 key length, key, value``. A segment is deleted once every record in it has been
-delivered. After a crash the records not known to be delivered are sent again; the sealer
-drops the duplicates by event_id (``Settings.dedupe_window``).
+Records and ``.ack`` files are laid out in :mod:`.spool_files`. A segment is deleted
+once every record in it has been delivered. After a crash the records not known to be
+delivered are sent again; the sealer drops the duplicates by event_id
+(``Settings.dedupe_window``).
 """
 
 from __future__ import annotations
 
 import contextlib
-import fcntl
-import logging
 import mmap
 import os
-import struct
-import zlib
-from array import array
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import NamedTuple
+
+from sealtrail.producers.spool_files import (
+    OVERHEAD,
+    Position,
+    Segment,
+    encode_record,
+    load_segment,
+    open_slot,
+    read_record,
+    write_ack,
+)
 
 from sealtrail.errors import ConfigError
 
-__all__ = ["FSYNC_POLICIES", "Position", "Spool", "open_slot"]
-
-log = logging.getLogger("sealtrail.producer.spool")
+__all__ = ["FSYNC_POLICIES", "Position", "Spool", "fsync_close", "open_slot"]
 
 FSYNC_POLICIES = ("always", "interval", "never")
-MAX_SLOTS = 64
-_HEAD = struct.Struct(">II")
-_KEYLEN = struct.Struct(">H")
-_ACK = struct.Struct(">QI")
-MAX_RECORD = 16 * 1024 * 1024
 
 
-@dataclass(eq=False)
-class Segment:
-    """One segment file: its first global sequence number, record offsets, delivery flags."""
-
-    base: int
-    path: Path
-    offsets: array = field(default_factory=lambda: array("Q"))  # type: ignore[type-arg]
-    acked: bytearray = field(default_factory=bytearray)
-    size: int = 0
-    capacity: int = 0
-    """Bytes allocated for the file (preallocated while it is the segment written to)."""
-    prefix: int = 0
-    """Leading records all delivered."""
-    persisted_prefix: int = 0
-    delivered: int = 0
-
-    @property
-    def count(self) -> int:
-        return len(self.offsets)
-
-    @property
-    def ack_path(self) -> Path:
-        return self.path.with_suffix(".ack")
-
-    def mark(self, index: int) -> None:
-        if self.acked[index]:
-            return
-        self.acked[index] = 1
-        self.delivered += 1
-        while self.prefix < len(self.acked) and self.acked[self.prefix]:
-            self.prefix += 1
-
-
-class Position(NamedTuple):
-    """Where a record lives: a segment and a record index in it."""
-
-    segment: Segment
-    number: int
-    """Index of the record within its segment."""
-
-
-def open_slot(base: Path) -> tuple[Path, int]:
-    """Lock the first free slot ``base/<n>`` and return it with the open lock fd.
-
-    Each running client owns one slot; a restarted process takes the lowest free slot,
-    so it finds what a crashed one left behind."""
-    try:
-        base.mkdir(parents=True, exist_ok=True, mode=0o700)
-    except OSError as exc:
-        raise ConfigError(f"cannot create the spool directory {base}: {exc.strerror}") from None
-    for n in range(MAX_SLOTS):
-        slot = base / str(n)
-        slot.mkdir(exist_ok=True, mode=0o700)
-        fd = os.open(slot / ".lock", os.O_RDWR | os.O_CREAT, 0o600)
+def fsync_close(fds: list[int]) -> None:
+    """fsync and close each fd."""
+    for fd in fds:
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+            os.fsync(fd)
+        finally:
             os.close(fd)
-            continue
-        return slot, fd
-    raise ConfigError(f"all {MAX_SLOTS} spool slots under {base} are in use by running "
-                      "processes; give each service instance its own spool_dir")
 
 
 class Spool:
@@ -154,29 +96,7 @@ class Spool:
                 base = int(path.stem)
             except ValueError:
                 continue
-            seg = Segment(base, path)
-            data = path.read_bytes()
-            pos = 0
-            while pos + _HEAD.size <= len(data):
-                length, crc = _HEAD.unpack_from(data, pos)
-                end = pos + _HEAD.size + length
-                if length < _KEYLEN.size or length > MAX_RECORD or end > len(data) or \
-                        zlib.crc32(data[pos + _HEAD.size:end]) != crc:
-                    break
-                seg.offsets.append(pos)
-                pos = end
-            if pos < len(data):
-                torn = len(data[pos:].rstrip(b"\0"))
-                if torn:  # zeros are preallocated space; anything else is a torn record
-                    log.warning("spool segment %s: %d bytes after the last whole record "
-                                "dropped (torn write from a crash)", path.name, torn)
-                with open(path, "r+b") as f:
-                    f.truncate(pos)
-            seg.size = seg.capacity = pos
-            seg.acked = bytearray(seg.count)
-            for i in range(min(self._read_ack(seg), seg.count)):
-                seg.mark(i)
-            seg.persisted_prefix = seg.prefix
+            seg = load_segment(base, path)
             if seg.delivered == seg.count:
                 self._delete(seg)
                 continue
@@ -184,17 +104,6 @@ class Spool:
             self.segments.append(seg)
             self._appended_bytes += seg.size
         return pending
-
-    @staticmethod
-    def _read_ack(seg: Segment) -> int:
-        try:
-            raw = seg.ack_path.read_bytes()
-        except OSError:
-            return 0
-        if len(raw) < _ACK.size:
-            return 0
-        prefix, crc = _ACK.unpack_from(raw)
-        return prefix if zlib.crc32(raw[:8]) == crc else 0
 
     # -- writing ---------------------------------------------------------------------
 
@@ -245,7 +154,7 @@ class Spool:
 
     def has_room(self, nbytes: int) -> bool:
         """Whether a record of ``nbytes`` (key + value) fits within ``max_bytes``."""
-        need = nbytes + _HEAD.size + _KEYLEN.size
+        need = nbytes + OVERHEAD
         seg = self.current
         if seg.size + need <= seg.capacity:
             return True
@@ -254,10 +163,7 @@ class Spool:
 
     def append(self, key: bytes, value: bytes) -> Position:
         """Append one record (a copy into the mapped segment); returns where it is."""
-        payload = _KEYLEN.pack(len(key)) + key + value
-        if len(payload) > MAX_RECORD:
-            raise ValueError(f"record of {len(payload)} bytes exceeds {MAX_RECORD}")
-        record = _HEAD.pack(len(payload), zlib.crc32(payload)) + payload
+        record = encode_record(key, value)
         seg = self.current
         if seg.size + len(record) > seg.capacity or self._map is None:
             self._roll(len(record))
@@ -279,20 +185,19 @@ class Spool:
         seg.mark(index)
         if seg.delivered == seg.count and seg is not self.segments[-1] \
                 and seg in self.segments:
-            self.segments.remove(seg)
-            self._freed_bytes += seg.capacity
-            self._delete(seg)
+            self._free(seg)
             return True
         return False
 
-    def _sweep(self) -> bool:
+    def _sweep(self) -> None:
         """Delete fully delivered segments other than the current one."""
-        done = [s for s in self.segments[:-1] if s.delivered == s.count]
-        for seg in done:
-            self.segments.remove(seg)
-            self._freed_bytes += seg.capacity
-            self._delete(seg)
-        return bool(done)
+        for seg in [s for s in self.segments[:-1] if s.delivered == s.count]:
+            self._free(seg)
+
+    def _free(self, seg: Segment) -> None:
+        self.segments.remove(seg)
+        self._freed_bytes += seg.capacity
+        self._delete(seg)
 
     def _delete(self, seg: Segment) -> None:
         for path in (seg.path, seg.ack_path):
@@ -314,14 +219,7 @@ class Spool:
         crash)."""
         for seg in self.segments:
             if seg.prefix != seg.persisted_prefix:
-                raw = struct.pack(">Q", seg.prefix)
-                with contextlib.suppress(FileNotFoundError):
-                    fd = os.open(seg.ack_path, os.O_WRONLY | os.O_CREAT, 0o600)
-                    try:
-                        os.pwrite(fd, raw + struct.pack(">I", zlib.crc32(raw)), 0)
-                    finally:
-                        os.close(fd)
-                seg.persisted_prefix = seg.prefix
+                write_ack(seg)
         self._sweep()
 
     def sync_directory(self) -> None:
@@ -336,11 +234,7 @@ class Spool:
 
     def sync(self) -> None:
         """fsync appended data and the directory, persist delivery prefixes."""
-        for fd in self.take_dirty_fds():
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+        fsync_close(self.take_dirty_fds())
         self.persist_acks()
         self.sync_directory()
 
@@ -374,11 +268,8 @@ class Spool:
             if wanted:
                 with open(seg.path, "rb") as f:
                     for k in wanted:
-                        f.seek(seg.offsets[k])
-                        length, _crc = _HEAD.unpack(f.read(_HEAD.size))
-                        payload = f.read(length)
-                        (klen,) = _KEYLEN.unpack_from(payload)
-                        yield (Position(seg, k), payload[2:2 + klen], payload[2 + klen:])
+                        key, value = read_record(f, seg.offsets[k])
+                        yield (Position(seg, k), key, value)
                         limit -= 1
             if seg is stop.segment or limit <= 0:
                 return

@@ -102,6 +102,11 @@ def test_sealer_and_archiver_serve_metrics(settings: Settings, stages: list[Stag
         raise AssertionError(f"metrics never reached the expected counts:\n{seal_body}\n"
                              f"{archive_body}")
     assert metric(archive_body, "sealtrail_archiver_segments_written_total") >= 1
+    # Latency: every sealed batch and every flush observed (a count, and a positive sum).
+    assert (metric(seal_body, "sealtrail_sealer_batch_records_sum") or 0) >= 1
+    assert (metric(seal_body, "sealtrail_sealer_batch_seconds_count") or 0) >= 1
+    assert (metric(seal_body, "sealtrail_sealer_batch_seconds_sum") or 0) > 0
+    assert (metric(archive_body, "sealtrail_archiver_flush_seconds_count") or 0) >= 1
     assert 'sealtrail_consumer_lag{partition="0",stage="sealer"' in seal_body
     assert get(f"http://127.0.0.1:{seal_port}/healthz")[0] == 200
     assert sealer.stop() == 0 and archiver.stop() == 0

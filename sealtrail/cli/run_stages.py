@@ -5,10 +5,14 @@ from __future__ import annotations
 import argparse
 import logging
 
+from prometheus_client import Histogram
+
 from sealtrail.cli.common import settings_from, stop_on_signals
 from sealtrail.observability import StageMetric, StageTelemetry
 
 log = logging.getLogger("sealtrail")
+
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -67,6 +71,18 @@ def _seal(args: argparse.Namespace) -> int:
     ])
     if telemetry.server is not None:
         telemetry.server.registry.register(redactions)
+        batch = Histogram("sealtrail_sealer_batch_seconds", "Time from taking a batch of raw "
+                          "records to its transaction being committed.",
+                          registry=telemetry.server.registry, buckets=LATENCY_BUCKETS)
+        sizes = Histogram("sealtrail_sealer_batch_records", "Raw records per sealed batch.",
+                          registry=telemetry.server.registry,
+                          buckets=(1, 10, 50, 100, 250, 500, 1000, 2000))
+
+        def on_batch(records: int, seconds: float) -> None:
+            batch.observe(seconds)
+            sizes.observe(records)
+
+        sealer.on_batch = on_batch
     log.info("sealer started: %s -> %s, key %s, policy %s v%d", settings.raw_topic,
              settings.sealed_topic, signer.key_id, policy.policy_id, policy.version)
     try:
@@ -102,6 +118,11 @@ def _archive(args: argparse.Namespace) -> int:
                     "Sealed records consumed but not yet archived.",
                     lambda: writer.buffered, kind="gauge"),
     ])
+    if telemetry.server is not None:
+        archiver.on_flush = Histogram(
+            "sealtrail_archiver_flush_seconds", "Time to write the buffered segments and "
+            "their signed checkpoints (offsets are committed after).",
+            registry=telemetry.server.registry, buckets=LATENCY_BUCKETS).observe
     log.info("archiver started: %s -> %s", settings.sealed_topic, store.url)
     try:
         archiver.run()

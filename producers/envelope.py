@@ -1,0 +1,148 @@
+"""The AuditEvent envelope on the emitting side: ids, building from emit()'s arguments and
+the bound request context, checking and encoding."""
+
+from __future__ import annotations
+
+import os
+import random
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from sealtrail.producers import context as _context
+
+from sealtrail.core.avro import AvroCodec
+from sealtrail.core.envelope import EVENT_TYPE, MAX_ID, MAX_TIME_US, MIN_TIME_US, check_event
+from sealtrail.errors import EventValidationError
+
+__all__ = ["OUTCOMES", "build_event", "encode_event", "new_event_id"]
+
+OUTCOMES = ("SUCCESS", "FAILURE", "DENIED", "ERROR", "UNKNOWN")
+
+_ids = random.Random(os.urandom(32))
+os.register_at_fork(after_in_child=lambda: _ids.seed(os.urandom(32)))
+
+
+def new_event_id() -> str:
+    """A random (version 4) UUID. Drawn from a generator seeded from os.urandom and reseeded
+    in every forked child: no syscall per event, no shared ids across processes."""
+    x = _ids.getrandbits(128)
+    x = (x & ~(0xF << 76) & ~(0x3 << 62)) | (0x4 << 76) | (0x2 << 62)
+    h = f"{x:032x}"
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+def build_event(
+    origin: Mapping[str, Any],
+    event_type: str,
+    action: str,
+    *,
+    resource_type: str,
+    resource_id: str,
+    actor_id: str | None,
+    actor_type: str | None,
+    principal: str | None,
+    on_behalf_of: str | None,
+    session_id: str | None,
+    outcome: str,
+    reason: str | None,
+    source_ip: str | None,
+    user_agent: str | None,
+    request_id: str | None,
+    trace_id: str | None,
+    tenant: str | None,
+    classification: str,
+    decision: str | None,
+    policy: str | None,
+    permissions: Sequence[str],
+    attributes: Mapping[str, str] | None,
+    event_id: str | None,
+    occurred_at: int | None,
+) -> tuple[dict[str, Any], bool]:
+    """The event dict for :meth:`AuditClient.emit`'s arguments, fields not given taken from
+    the bound request context, and whether it already passed the envelope checks (when
+    False, :func:`check_event` must run). Raises EventValidationError without an actor."""
+    ctx = _context.current()
+    if ctx is not None:
+        if actor_id is None:
+            actor_id = ctx.actor_id
+            actor_type = actor_type or ctx.actor_type
+            principal = principal or ctx.principal
+        source_ip = source_ip or ctx.source_ip
+        user_agent = user_agent or ctx.user_agent
+        request_id = request_id or ctx.request_id
+        trace_id = trace_id or ctx.trace_id
+        tenant = tenant or ctx.tenant
+        session_id = session_id or ctx.session_id
+    if trace_id is None and _context.HAS_OTEL:
+        trace_id = _context.otel_trace_id()
+    if actor_id is None:
+        raise EventValidationError(
+            "actor.id", "is required: pass actor_id=... or bind the authenticated actor "
+            "(sealtrail.producers.context.set_actor / the middleware)")
+    if occurred_at is None:
+        occurred_at = time.time_ns() // 1000
+    event: dict[str, Any] = {
+        "event_id": event_id or new_event_id(),
+        "event_type": event_type,
+        "action": action,
+        "occurred_at": occurred_at,
+        "actor": {"id": actor_id, "type": actor_type or "user", "principal": principal,
+                  "on_behalf_of": on_behalf_of},
+        "origin": {
+            **origin,
+            "source_ip": source_ip,
+            "user_agent": user_agent,
+            "request_id": request_id,
+            "trace_id": trace_id,
+        },
+        "resource": {"type": resource_type, "id": resource_id},
+        "outcome": outcome,
+        "reason": reason,
+        "authorization": None if decision is None else {
+            "decision": decision, "policy": policy, "permissions": list(permissions),
+        },
+        "tenant": tenant,
+        "classification": classification,
+        "attributes": dict(attributes or {}),
+        "session_id": session_id,
+    }
+    # The envelope rules of check_event, inlined for the common case; on any doubt
+    # check_event runs and names the field.
+    checked = (
+        _texts(event["event_id"], action, actor_id, event["actor"]["type"], resource_type,
+               resource_id)
+        and type(event_type) is str and EVENT_TYPE.fullmatch(event_type) is not None
+        and type(occurred_at) is int and MIN_TIME_US <= occurred_at <= MAX_TIME_US
+    )
+    return event, checked
+
+
+def encode_event(codec: AvroCodec, event: dict[str, Any], *, strict: bool, checked: bool,
+                 max_bytes: int) -> bytes:
+    """The Avro body of ``event``; raises EventValidationError naming the field.
+
+    ``strict`` validates against the whole schema (unknown keys included); ``checked``
+    skips the envelope checks already done by :func:`build_event`."""
+    if strict:
+        codec.validate(event)
+    if not checked:
+        check_event(event)
+    try:
+        body = codec.encode(event)
+    except (TypeError, ValueError, AttributeError, KeyError, OverflowError) as exc:
+        codec.validate(event)  # names the field
+        raise EventValidationError("(event)", f"does not encode: {exc}") from None
+    if len(body) > max_bytes:
+        raise EventValidationError(
+            "(event)", f"encodes to {len(body)} bytes, more than the "
+            f"{max_bytes} the pipeline accepts; shorten attributes")
+    return body
+
+
+def _texts(*values: object) -> bool:
+    """Each value is a non-blank string of at most MAX_ID characters."""
+    for value in values:
+        if type(value) is not str or not 0 < len(value) <= MAX_ID or value.isspace():
+            return False
+    return True

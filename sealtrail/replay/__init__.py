@@ -1,0 +1,77 @@
+"""Replay a time range of sealed records, verified while they are read, into a sink.
+
+Two sources:
+
+* the archive (:class:`ArchiveSource`): every checkpoint of every chain is checked
+  (signature, link to the previous one, seq continuity, segment key); the segments whose
+  records can fall in the range are read, each checked against its checkpoint exactly as
+  ``sealtrail verify`` does (digest, entry hashes, links, signatures, raw-offset
+  completeness, Merkle root, head). A segment is checked as a whole before any of its
+  records is written. Segments are independent given their checkpoints, so they can be
+  checked on several cores (``workers``);
+* the sealed topic (:class:`KafkaSource`): each partition is read from the offset that
+  ``offsets_for_times`` gives for ``since``; each chain is anchored at the first of its
+  records that is read (its hash and signature are checked, its link cannot be: the entry
+  before it is not read) and every later record must link to the one before it.
+
+The time range selects on ``ingested_at`` (the sealer's clock, which is also the
+Kafka timestamp of the sealed record): ``since`` inclusive, ``until`` exclusive.
+
+A run stops at the first break in the evidence with a :class:`Break` naming chain,
+segment and seq; with ``continue_on_error`` the broken chain is abandoned from that point
+and the others go on, every break listed. Progress is resumable: a state file records,
+after every segment (archive) or batch (Kafka), how far each chain or partition got and
+how many bytes of the output file are complete.
+
+Modules: ``_filters`` (query, times), ``_sources`` (archive and Kafka sources, segment
+checks), ``_sinks`` (outputs), ``_state`` (state file), ``_progress`` (progress line,
+result), ``_run`` (the replay loops).
+"""
+
+from __future__ import annotations
+
+from sealtrail.replay._filters import Query, format_time, parse_time
+from sealtrail.replay._progress import ReplayResult
+from sealtrail.replay._run import replay, replay_archive, replay_kafka
+from sealtrail.replay._sinks import Sink, open_sink, record_to_json
+from sealtrail.replay._sources import (
+    ArchiveSource,
+    Break,
+    ChainPlan,
+    KafkaSource,
+    SegmentResult,
+    SegmentTask,
+    check_segment,
+)
+from sealtrail.replay._state import ReplayState
+
+__all__ = [
+    "CLOCK_SKEW_US",
+    "SAVE_EVERY_S",
+    "ArchiveSource",
+    "Break",
+    "ChainPlan",
+    "KafkaSource",
+    "Query",
+    "ReplayResult",
+    "ReplayState",
+    "SegmentResult",
+    "SegmentTask",
+    "Sink",
+    "check_segment",
+    "format_time",
+    "open_sink",
+    "parse_time",
+    "record_to_json",
+    "replay",
+    "replay_archive",
+    "replay_kafka",
+]
+
+# Tunables. The modules read them from here at call time, so setting
+# ``sealtrail.replay.SAVE_EVERY_S`` (or CLOCK_SKEW_US) takes effect.
+
+#: Slack for clocks of the sealer and the archiver (checkpoint created_at vs ingested_at).
+CLOCK_SKEW_US = 5 * 60 * 1_000_000
+#: How often the state file (and the output file) are made durable during a replay.
+SAVE_EVERY_S = 1.0

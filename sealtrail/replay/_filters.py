@@ -1,0 +1,64 @@
+"""What to replay: the ``ingested_at`` range and the exact-match filters on the event."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sealtrail.errors import ConfigError
+
+
+def parse_time(text: str | None) -> int | None:
+    """Microseconds UTC from ``2026-03-01``, ``2026-03-01T10:00:00Z`` (any ISO-8601 form;
+    a naive time is UTC) or an integer count of microseconds."""
+    if text is None or text == "":
+        return None
+    if text.lstrip("-").isdigit():
+        return int(text)
+    try:
+        when = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise ConfigError(f"cannot read {text!r} as a time: use 2026-03-01, "
+                          "2026-03-01T10:00:00Z or microseconds since the epoch") from None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return int(when.timestamp() * 1_000_000)
+
+
+def format_time(us: int | None) -> str:
+    if us is None:
+        return "-"
+    return datetime.fromtimestamp(us / 1_000_000, UTC).isoformat(timespec="seconds")
+
+
+@dataclass(frozen=True)
+class Query:
+    """What to replay: an ``ingested_at`` range and exact-match filters on the event."""
+
+    since: int | None = None
+    until: int | None = None
+    event_type: str | None = None
+    actor: str | None = None
+    service: str | None = None
+    include_rejections: bool = False
+
+    def __post_init__(self) -> None:
+        if self.since is not None and self.until is not None and self.until <= self.since:
+            raise ConfigError("--until must be later than --since")
+
+    def matches(self, record: dict[str, Any]) -> bool:
+        at = record["ingested_at"]
+        if (self.since is not None and at < self.since) or (
+                self.until is not None and at >= self.until):
+            return False
+        event = record.get("event")
+        if event is None:
+            return self.include_rejections and not (self.event_type or self.actor or self.service)
+        return ((self.event_type is None or event["event_type"] == self.event_type)
+                and (self.actor is None or event["actor"]["id"] == self.actor)
+                and (self.service is None or event["origin"]["service"] == self.service))
+
+    def describe(self) -> str:
+        parts = [f"{k}={v}" for k, v in asdict(self).items() if v not in (None, False)]
+        return " ".join(parts) or "everything"

@@ -1,0 +1,192 @@
+"""Where replayed records go: a JSON lines or Avro file, stdout, or a Kafka topic."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import IO, Any, Protocol
+
+from sealtrail.errors import ConfigError, TransportError
+
+
+def _hex(value: object) -> str:
+    if isinstance(value, bytes | bytearray | memoryview):
+        return bytes(value).hex()
+    raise TypeError(f"cannot write a {type(value).__name__} as JSON")
+
+
+_json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=_hex)
+
+
+def record_to_json(record: dict[str, Any]) -> str:
+    """One sealed record as JSON: every field, byte strings as lowercase hex. Its entry body
+    has the same canonical bytes as the Avro record, so the entry hash can be recomputed
+    from this form alone (docs/format.md, "Canonical JSON")."""
+    return _json.encode(record)
+
+
+def jsonl_bytes(records: list[dict[str, Any]]) -> bytes:
+    """``records`` as JSON lines, UTF-8."""
+    return "".join(_json.encode(r) + "\n" for r in records).encode("utf-8")
+
+
+class Sink(Protocol):
+    """Where replayed records go. What ``commit()`` returns is what a state file records."""
+
+    description: str
+
+    def write(self, records: list[dict[str, Any]], jsonl: bytes | None = None) -> None: ...
+
+    def commit(self) -> int:
+        """Make what was written durable; returns the position to resume from."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class JsonlSink:
+    """JSON lines (one sealed record per line) to a file or to stdout."""
+
+    def __init__(self, path: Path | None, resume_at: int | None) -> None:
+        self.description = f"file:{path}" if path else "-"
+        self._path = path
+        self._out: IO[bytes]
+        if path is None:
+            self._out = sys.stdout.buffer
+        elif resume_at is None:
+            self._out = open(path, "wb")  # noqa: SIM115 - closed in close()
+        else:
+            self._out = open(path, "r+b")  # noqa: SIM115
+            self._out.truncate(resume_at)
+            self._out.seek(resume_at)
+
+    def write(self, records: list[dict[str, Any]], jsonl: bytes | None = None) -> None:
+        self._out.write(jsonl_bytes(records) if jsonl is None else jsonl)
+
+    def commit(self) -> int:
+        self._out.flush()
+        if self._path is None:
+            return 0
+        os.fsync(self._out.fileno())
+        return self._out.tell()
+
+    def close(self) -> None:
+        self._out.flush()
+        if self._path is not None:
+            self._out.close()
+
+
+class AvroSink:
+    """An Avro object container file of SealedRecords (the current schema), deflate."""
+
+    def __init__(self, path: Path, resume_at: int | None) -> None:
+        import fastavro
+
+        from sealtrail import schemas  # type: ignore[attr-defined]
+        from sealtrail.core.envelope import strip_logical_types
+
+        self.description = f"file:{path}"
+        schema = fastavro.parse_schema(strip_logical_types(schemas.sealed_record()))
+        if resume_at is None:
+            self._out = open(path, "w+b")  # noqa: SIM115
+        else:
+            self._out = open(path, "r+b")  # noqa: SIM115
+            self._out.truncate(resume_at)
+            self._out.seek(resume_at)  # fastavro appends to a "+" file not positioned at 0
+        self._writer = fastavro.write.Writer(self._out, schema, codec="deflate")
+
+    def write(self, records: list[dict[str, Any]], jsonl: bytes | None = None) -> None:
+        for record in records:
+            self._writer.write(record)
+
+    def commit(self) -> int:
+        self._writer.flush()
+        self._out.flush()
+        os.fsync(self._out.fileno())
+        return self._out.tell()
+
+    def close(self) -> None:
+        self._writer.flush()
+        self._out.close()
+
+
+class TopicSink:
+    """A Kafka topic, through an idempotent producer. Key: the event_id (a replay repeated
+    after an interruption can be deduplicated downstream by it); value: the record as JSON;
+    headers: event_id, chain_id, seq."""
+
+    def __init__(self, topic: str, bootstrap: str) -> None:
+        from confluent_kafka import Producer
+
+        self.description = f"topic:{topic}"
+        self._topic = topic
+        self._producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True,
+                                   "acks": "all", "linger.ms": 20,
+                                   "error_cb": lambda err: None})
+        self.failed = 0
+
+    def _delivered(self, err: Any, _msg: Any) -> None:
+        if err is not None:
+            self.failed += 1
+
+    def write(self, records: list[dict[str, Any]], jsonl: bytes | None = None) -> None:
+        for record in records:
+            event = record.get("event") or {}
+            event_id = str(event.get("event_id") or f"{record['chain_id']}:{record['seq']}")
+            value = record_to_json(record).encode("utf-8")
+            headers = {"event_id": event_id, "chain_id": record["chain_id"],
+                       "seq": str(record["seq"])}
+            while True:
+                try:
+                    self._producer.produce(self._topic, value, event_id.encode("utf-8"),
+                                           headers=headers, on_delivery=self._delivered)
+                    break
+                except BufferError:
+                    self._producer.poll(0.1)
+            self._producer.poll(0)
+
+    def commit(self) -> int:
+        remaining = self._producer.flush(60)
+        if remaining or self.failed:
+            raise TransportError(f"topic {self._topic}: {remaining} records undelivered, "
+                                 f"{self.failed} failed")
+        return 0
+
+    def close(self) -> None:
+        self._producer.flush(60)
+
+
+def _check_resumable(path: Path, resume_at: int | None) -> None:
+    if resume_at is None:
+        return
+    size = path.stat().st_size if path.exists() else -1
+    if size < resume_at:
+        what = "is gone" if size < 0 else "is shorter than the interrupted run left it"
+        raise ConfigError(f"cannot resume into {path}: it {what}; remove its state file "
+                          "to start again")
+
+
+def open_sink(dest: str, *, bootstrap: str = "", resume_at: int | None = None) -> Sink:
+    """``topic:NAME``, ``file:PATH.jsonl``, ``file:PATH.avro`` or ``-`` (JSON lines on
+    stdout). ``resume_at``: bytes of an output file that a previous run completed."""
+    if dest == "-":
+        return JsonlSink(None, None)
+    if dest.startswith("topic:") and dest[6:]:
+        if not bootstrap:
+            raise ConfigError("--to topic: needs a broker: start `sealtrail dev up` or set "
+                              "SEALTRAIL_BOOTSTRAP")
+        return TopicSink(dest[6:], bootstrap)
+    if dest.startswith("file:") and dest[5:]:
+        path = Path(dest[5:])
+        if path.suffix in (".jsonl", ".avro"):
+            _check_resumable(path, resume_at)
+        if path.suffix == ".jsonl":
+            return JsonlSink(path, resume_at)
+        if path.suffix == ".avro":
+            return AvroSink(path, resume_at)
+        if path.suffix == ".parquet":
+            raise ConfigError("parquet output needs pyarrow, which sealtrail does not install; "
+                              "write .avro or .jsonl")
+    raise ConfigError(f"--to {dest!r}: use topic:NAME, file:PATH.jsonl, file:PATH.avro or -")
