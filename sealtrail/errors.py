@@ -11,7 +11,7 @@ __all__ = [
     "DecodeError",
     "EventValidationError",
     "IntegrityError",
-    "KeyError_",
+    "KeyMaterialError",
     "PolicyError",
     "SealtrailError",
     "TransportError",
@@ -51,7 +51,7 @@ class PolicyError(DataError):
     """A redaction policy file is invalid; the message names the rule and the problem."""
 
 
-class KeyError_(DataError):
+class KeyMaterialError(DataError):
     """A signing key or keyring is missing, malformed or not trusted for this use."""
 
 

@@ -31,7 +31,7 @@ from typing import Any
 
 from sealtrail.core.redaction import HmacPseudonymizer
 from sealtrail.core.signing import Ed25519Signer, Keyring, PublicKey
-from sealtrail.errors import ConfigError, KeyError_
+from sealtrail.errors import ConfigError, KeyMaterialError
 
 __all__ = [
     "HMAC_KEY",
@@ -108,13 +108,14 @@ def read_private(path: Path) -> dict[str, Any]:
             f"no key file at {path}: create keys with `sealtrail keys init`"
         ) from None
     if mode & (stat.S_IRWXG | stat.S_IRWXO):
-        raise KeyError_(f"{path} is readable by others (mode {oct(mode & 0o777)}); chmod 600 it")
+        raise KeyMaterialError(
+            f"{path} is readable by others (mode {oct(mode & 0o777)}); chmod 600 it")
     try:
         doc = json.loads(path.read_text())
     except (ValueError, UnicodeDecodeError):
-        raise KeyError_(f"{path} is not a sealtrail key file") from None
+        raise KeyMaterialError(f"{path} is not a sealtrail key file") from None
     if not isinstance(doc, dict):
-        raise KeyError_(f"{path} is not a sealtrail key file")
+        raise KeyMaterialError(f"{path} is not a sealtrail key file")
     return doc
 
 
@@ -158,7 +159,7 @@ def _signer_from(path: Path) -> Ed25519Signer:
     try:
         return Ed25519Signer(base64.b64decode(doc["seed"], validate=True), str(doc["key_id"]))
     except (KeyError, ValueError, TypeError):
-        raise KeyError_(f"{path} is malformed") from None
+        raise KeyMaterialError(f"{path} is malformed") from None
 
 
 def load_signer(keys_dir: Path) -> Ed25519Signer:
@@ -173,7 +174,7 @@ def load_hmac_key(keys_dir: Path) -> tuple[bytes, str]:
     try:
         return base64.b64decode(doc["secret"], validate=True), str(doc["key_id"])
     except (KeyError, ValueError, TypeError):
-        raise KeyError_(f"{path} is malformed") from None
+        raise KeyMaterialError(f"{path} is malformed") from None
 
 
 def load_keyring(path: Path) -> Keyring:
@@ -228,7 +229,7 @@ def rotate_signing_key(keys_dir: Path, *, grace_s: float = DEFAULT_GRACE_S,
     keys = dict(load_keyring(keyring_path).keys) if keyring_path.exists() else {}
     prev = keys.get(old.key_id)
     if prev is not None and prev.public_key != old.public_key:
-        raise KeyError_(f"{keyring_path} lists {old.key_id} with another public key; "
+        raise KeyMaterialError(f"{keyring_path} lists {old.key_id} with another public key; "
                         "not rotating")
     not_before = prev.not_before if prev is not None else 0
     if prev is not None and prev.not_after is not None:
@@ -315,7 +316,7 @@ class ReloadingSigner:
             return
         try:
             signer = _signer_from(self._path)
-        except (ConfigError, KeyError_) as exc:
+        except (ConfigError, KeyMaterialError) as exc:
             log.warning("signing key changed but cannot be loaded, keeping %s: %s",
                         self._signer.key_id, exc)
             return
@@ -355,7 +356,7 @@ class ReloadingPseudonymizer:
             if stamp is not None and stamp != self._stamp:
                 try:
                     secret, key_id = load_hmac_key(self._keys_dir)
-                except (ConfigError, KeyError_) as exc:
+                except (ConfigError, KeyMaterialError) as exc:
                     log.warning("HMAC key changed but cannot be loaded: %s", exc)
                 else:
                     self._stamp = stamp

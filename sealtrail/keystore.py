@@ -48,7 +48,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from sealtrail.core.redaction import ENC_PREFIX
-from sealtrail.errors import ConfigError, KeyError_
+from sealtrail.errors import ConfigError, KeyMaterialError
 from sealtrail.keys import MASTER_KEY, read_private, write_private
 
 __all__ = [
@@ -123,9 +123,9 @@ class LocalKeyStore:
             master = base64.b64decode(doc["secret"], validate=True)
             self.master_key_id = str(doc["key_id"])
         except (KeyError, ValueError, TypeError):
-            raise KeyError_(f"{master_path} is malformed") from None
+            raise KeyMaterialError(f"{master_path} is malformed") from None
         if len(master) != 32:
-            raise KeyError_(f"{master_path}: the master key must be 32 bytes")
+            raise KeyMaterialError(f"{master_path}: the master key must be 32 bytes")
         self._wrap = AESGCM(master)
         self._index_key = hmac.new(master, INDEX_INFO, hashlib.sha256).digest()
         self._interval = check_interval
@@ -185,7 +185,7 @@ class LocalKeyStore:
             return self._wrap.decrypt(blob[:NONCE_SIZE], blob[NONCE_SIZE:],
                                       WRAP_AAD + key_id.encode())
         except (KeyError, ValueError, TypeError, InvalidTag):
-            raise KeyError_(f"{path} does not unwrap with the master key "
+            raise KeyMaterialError(f"{path} does not unwrap with the master key "
                             f"{self.master_key_id}") from None
 
     def data_key_for(self, subject: str) -> tuple[str, bytes]:
@@ -216,7 +216,7 @@ class LocalKeyStore:
                 continue
             self._cache(subject, key_id, key)
             return key_id, key
-        raise KeyError_("could not create a data key: the subject index keeps changing")
+        raise KeyMaterialError("could not create a data key: the subject index keeps changing")
 
     def data_key(self, key_id: str) -> bytes | None:
         if not _KEY_ID.match(key_id):

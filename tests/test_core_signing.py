@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sealtrail.core.signing import Ed25519Signer, Keyring, PublicKey, key_id_for
-from sealtrail.errors import DataError, KeyError_
+from sealtrail.errors import DataError, KeyMaterialError
 
 SEED = bytes(range(32))
 SIGNER = Ed25519Signer(SEED)
@@ -48,8 +48,8 @@ def test_key_id_is_derived_from_public_key() -> None:
 
 @pytest.mark.parametrize("length", [0, 31, 33, 64])
 def test_signer_needs_a_32_byte_seed(length: int) -> None:
-    """A seed that is not 32 bytes is refused with KeyError_."""
-    with pytest.raises(KeyError_, match="32-byte seed"):
+    """A seed that is not 32 bytes is refused with KeyMaterialError."""
+    with pytest.raises(KeyMaterialError, match="32-byte seed"):
         Ed25519Signer(bytes(length))
 
 
@@ -83,13 +83,13 @@ def test_generated_signers_differ() -> None:
 @pytest.mark.parametrize("length", [0, 31, 33])
 def test_public_key_must_be_32_bytes(length: int) -> None:
     """A public key of the wrong length is refused, naming the key."""
-    with pytest.raises(KeyError_, match=r"'k'.*32 bytes"):
+    with pytest.raises(KeyMaterialError, match=r"'k'.*32 bytes"):
         PublicKey("k", bytes(length))
 
 
 def test_public_key_window_must_not_be_inverted() -> None:
     """not_after before not_before is refused."""
-    with pytest.raises(KeyError_, match="not_after is before not_before"):
+    with pytest.raises(KeyMaterialError, match="not_after is before not_before"):
         PublicKey("k", SIGNER.public_key, not_before=10, not_after=9)
 
 
@@ -209,13 +209,13 @@ def test_keyring_json_round_trip() -> None:
          "entry-not-object", "bad-time", "inverted-window", "duplicate-id"],
 )
 def test_keyring_from_json_errors(doc: Any, message: str) -> None:
-    """Malformed keyring documents raise KeyError_ (a DataError) saying what is wrong."""
-    with pytest.raises(KeyError_, match=message) as caught:
+    """Malformed keyring documents raise KeyMaterialError (a DataError) saying what is wrong."""
+    with pytest.raises(KeyMaterialError, match=message) as caught:
         Keyring.from_json(doc)
     assert isinstance(caught.value, DataError)
 
 
 def test_keyring_loads_refuses_invalid_json() -> None:
-    """Text that is not JSON is refused with KeyError_."""
-    with pytest.raises(KeyError_, match="not valid JSON"):
+    """Text that is not JSON is refused with KeyMaterialError."""
+    with pytest.raises(KeyMaterialError, match="not valid JSON"):
         Keyring.loads("{not json")

@@ -27,7 +27,7 @@ from sealtrail.core.chain import ChainHead, seal
 from sealtrail.core.checkpoint import Checkpoint
 from sealtrail.core.hashing import SIG_CHECKPOINT_DOMAIN, SIG_ENTRY_DOMAIN
 from sealtrail.core.signing import Keyring, Signer
-from sealtrail.errors import KeyError_
+from sealtrail.errors import KeyMaterialError
 from sealtrail.keys import (
     HMAC_KEY,
     PUBLIC_KEYRING,
@@ -176,7 +176,7 @@ def test_key_files_readable_by_others_are_refused(tmp_path: Path) -> None:
     init_keys(keys)
     (keys / SIGNING_KEY).chmod(0o640)
     seed = json.loads((keys / SIGNING_KEY).read_text())["seed"]
-    with pytest.raises(KeyError_, match="chmod 600") as caught:
+    with pytest.raises(KeyMaterialError, match="chmod 600") as caught:
         load_signer(keys)
     assert seed not in str(caught.value)
 

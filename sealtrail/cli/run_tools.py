@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from sealtrail.cli.common import print_json, settings_from
-from sealtrail.errors import KeyError_
+from sealtrail.errors import KeyMaterialError
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -58,7 +58,7 @@ def _verify(args: argparse.Namespace) -> int:
         return 2
     try:
         keyring = load_keyring(Path(args.keys))
-    except KeyError_ as exc:  # a bad keyring is a usage error, not failed evidence
+    except KeyMaterialError as exc:  # a bad keyring is a usage error, not failed evidence
         print(f"sealtrail: {exc}", file=sys.stderr)
         return 2
     store = open_store(url, s3_endpoint_url=settings.s3_endpoint_url or None)

@@ -17,7 +17,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from sealtrail.errors import KeyError_
+from sealtrail.errors import KeyMaterialError
 
 __all__ = ["Ed25519Signer", "Keyring", "PublicKey", "Signer", "key_id_for"]
 
@@ -57,7 +57,7 @@ class Ed25519Signer:
 
     def __init__(self, seed: bytes, key_id: str | None = None) -> None:
         if len(seed) != 32:
-            raise KeyError_("an Ed25519 private key is a 32-byte seed")
+            raise KeyMaterialError("an Ed25519 private key is a 32-byte seed")
         self._key = Ed25519PrivateKey.from_private_bytes(seed)
         self.public_key = self._key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
         self.key_id = key_id or key_id_for(self.public_key)
@@ -90,9 +90,9 @@ class PublicKey:
 
     def __post_init__(self) -> None:
         if len(self.public_key) != 32:
-            raise KeyError_(f"key {self.key_id!r}: an Ed25519 public key is 32 bytes")
+            raise KeyMaterialError(f"key {self.key_id!r}: an Ed25519 public key is 32 bytes")
         if self.not_after is not None and self.not_after < self.not_before:
-            raise KeyError_(f"key {self.key_id!r}: not_after is before not_before")
+            raise KeyMaterialError(f"key {self.key_id!r}: not_after is before not_before")
 
     def valid_at(self, when_us: int) -> bool:
         """Whether a signature made at ``when_us`` falls in this key's window."""
@@ -140,14 +140,14 @@ class Keyring:
 
     @classmethod
     def from_json(cls, doc: Any) -> Keyring:
-        """Parse the keyring file format; raises KeyError_ with what is wrong."""
+        """Parse the keyring file format; raises KeyMaterialError with what is wrong."""
         if not isinstance(doc, dict) or doc.get("format") != "sealtrail-keyring/v1":
-            raise KeyError_("not a sealtrail keyring (expected format sealtrail-keyring/v1)")
+            raise KeyMaterialError("not a sealtrail keyring (expected format sealtrail-keyring/v1)")
         keys = []
         for i, entry in enumerate(doc.get("keys") or []):
             try:
                 if entry["algorithm"] != "ed25519":
-                    raise KeyError_(f"keyring entry {i}: unsupported algorithm")
+                    raise KeyMaterialError(f"keyring entry {i}: unsupported algorithm")
                 keys.append(
                     PublicKey(
                         key_id=str(entry["key_id"]),
@@ -158,14 +158,14 @@ class Keyring:
                     )
                 )
             except (KeyError, TypeError, ValueError) as exc:
-                raise KeyError_(f"keyring entry {i} is malformed: {exc}") from None
+                raise KeyMaterialError(f"keyring entry {i} is malformed: {exc}") from None
         if not keys:
-            raise KeyError_("the keyring holds no keys")
+            raise KeyMaterialError("the keyring holds no keys")
         seen: set[str] = set()
         for i, key in enumerate(keys):
             if key.key_id in seen:
                 # Keyring.of would keep only the last entry and silently drop the other.
-                raise KeyError_(f"keyring entry {i}: key id {key.key_id!r} is listed twice")
+                raise KeyMaterialError(f"keyring entry {i}: key id {key.key_id!r} is listed twice")
             seen.add(key.key_id)
         return cls.of(keys)
 
@@ -174,4 +174,4 @@ class Keyring:
         try:
             return cls.from_json(json.loads(text))
         except json.JSONDecodeError as exc:
-            raise KeyError_(f"keyring is not valid JSON: {exc}") from None
+            raise KeyMaterialError(f"keyring is not valid JSON: {exc}") from None
