@@ -177,3 +177,34 @@ def test_keys_in_the_archive_are_not_trusted(tmp_path: Path) -> None:
     proc = sealtrail(tmp_path, "verify", built.root, "--keys", built.keyring_path)
     assert proc.returncode == 1
     assert proc.stdout.count(", seq 0: unknown-key: checkpoint 0: unknown key") == 2
+
+
+def _prom(text: str) -> dict[str, float]:
+    """Prometheus text format as {'name{labels}': value}, comments dropped."""
+    return {line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
+            for line in text.splitlines() if line and not line.startswith("#")}
+
+
+def test_metrics_file_reports_a_pass_then_failures_by_kind(tmp_path: Path) -> None:
+    """--metrics-file writes the verify result for the textfile collector: ok=1 for an
+    intact archive, then ok=0 with the broken chain and the finding's kind after tampering."""
+    built, expected = run_attack("flip_byte_middle", tmp_path / "bad")
+    good = build_archive(tmp_path / "good")
+    metrics = tmp_path / "textfile" / "sealtrail_verify.prom"
+    assert sealtrail(tmp_path, "verify", good.root, "--keys", good.keyring_path,
+                     "--metrics-file", metrics).returncode == 0
+    ok = _prom(metrics.read_text())
+    archive = f'archive="{good.root}"'
+    assert ok[f"sealtrail_verify_ok{{{archive}}}"] == 1
+    assert ok[f"sealtrail_verify_broken_chains{{{archive}}}"] == 0
+    assert ok[f"sealtrail_verify_chains{{{archive}}}"] == len(good.chain_ids)
+    assert not [k for k in ok if k.startswith("sealtrail_verify_failures")]
+    assert sealtrail(tmp_path, "verify", built.root, "--keys", built.keyring_path,
+                     "--metrics-file", metrics).returncode == 1
+    bad = _prom(metrics.read_text())
+    archive = f'archive="{built.root}"'
+    assert bad[f"sealtrail_verify_ok{{{archive}}}"] == 0
+    assert bad[f"sealtrail_verify_broken_chains{{{archive}}}"] == 1
+    kind = expected[0].kind
+    assert bad[f'sealtrail_verify_failures{{{archive},kind="{kind}"}}'] == 1
+    assert not list(metrics.parent.glob(".sealtrail-verify-*"))  # written atomically

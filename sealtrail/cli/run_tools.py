@@ -34,6 +34,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                    "holds of every object (default: on for s3:// archives)")
     p.add_argument("--max-age", type=float, metavar="SECONDS",
                    help="fail when a chain's newest checkpoint (heartbeats included) is older")
+    p.add_argument("--metrics-file", metavar="PATH",
+                   help="also write the result as Prometheus metrics (verify ok, broken "
+                   "chains, failures by kind) for node_exporter's textfile collector")
     p.add_argument("--completeness", action="store_true",
                    help="also report, per raw partition, the source offsets the chains cover "
                    "and any hole or offset sealed twice (fails when there is one)")
@@ -83,6 +86,10 @@ def _verify(args: argparse.Namespace) -> int:
                             progress=show, now_us=int(datetime.now(UTC).timestamp() * 1e6),
                             max_age_seconds=args.max_age,
                             locks=RetentionPolicy.from_settings(settings) if locks else None)
+    if args.metrics_file:
+        from sealtrail.verify_metrics import write_verify_metrics
+
+        write_verify_metrics(Path(args.metrics_file), report, url)
     for finding in report.findings:
         if not args.json:
             print(f"BROKEN {finding}")
