@@ -13,7 +13,7 @@ from typing import Any
 from confluent_kafka import Producer
 
 from sealtrail import layout
-from sealtrail.archive import ArchiveStore, open_store
+from sealtrail.archive import ArchiveStore, open_archive
 from sealtrail.config import Settings
 from sealtrail.core.checkpoint import SignedCheckpoint
 from sealtrail.keys import PUBLIC_KEYRING, load_keyring
@@ -22,7 +22,7 @@ from sealtrail.verify import ArchiveReport, verify_archive
 
 
 def store_of(settings: Settings) -> ArchiveStore:
-    return open_store(settings.archive, s3_endpoint_url=settings.s3_endpoint_url or None)
+    return open_archive(settings)
 
 
 def archived_count(store: ArchiveStore) -> int:

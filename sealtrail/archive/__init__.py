@@ -18,7 +18,7 @@ import os
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Literal, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, runtime_checkable
 from urllib.parse import unquote, urlsplit
 
 from sealtrail.archive._errors import (
@@ -38,6 +38,7 @@ __all__ = [
     "Retention",
     "RetentionError",
     "RetentionMode",
+    "open_archive",
     "open_store",
     "validate_key",
 ]
@@ -257,3 +258,9 @@ def open_store(
             "use a directory path, file:///path or s3://bucket/prefix"
         )
     return LocalStore(url)
+
+
+def open_archive(settings: Any, url: str | None = None) -> ArchiveStore:
+    """The archive the configuration names (``url`` overrides ``settings.archive``), with
+    its S3 endpoint override if any."""
+    return open_store(url or settings.archive, s3_endpoint_url=settings.s3_endpoint_url or None)

@@ -115,11 +115,11 @@ def _hold_common(p: argparse.ArgumentParser) -> None:
 
 
 def _open(args: argparse.Namespace) -> tuple[Settings, Any]:
-    from sealtrail.archive import open_store
+    from sealtrail.archive import open_archive
 
     settings = settings_from(args)
     url = getattr(args, "archive", None) or settings.archive
-    return settings, open_store(url, s3_endpoint_url=settings.s3_endpoint_url or None)
+    return settings, open_archive(settings, url)
 
 
 def _policy(settings: Settings) -> Any:

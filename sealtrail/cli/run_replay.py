@@ -54,7 +54,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def _replay(args: argparse.Namespace) -> int:
-    from sealtrail.archive import open_store
+    from sealtrail.archive import open_archive
     from sealtrail.custody import operator_name, record_access
     from sealtrail.keys import PUBLIC_KEYRING, load_keyring
     from sealtrail.replay import ArchiveSource, KafkaSource, Query, parse_time, replay
@@ -72,7 +72,7 @@ def _replay(args: argparse.Namespace) -> int:
         if not url.startswith("s3://") and not Path(url.removeprefix("file://")).is_dir():
             print(f"sealtrail: no archive at {url}", file=sys.stderr)
             return 2
-        source = ArchiveSource(open_store(url, s3_endpoint_url=settings.s3_endpoint_url or None),
+        source = ArchiveSource(open_archive(settings, url),
                                keyring, check_signatures=not args.no_signatures,
                                s3_endpoint=settings.s3_endpoint_url or None)
     else:

@@ -28,7 +28,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from sealtrail.archive import open_store
+    from sealtrail.archive import open_archive
     from sealtrail.custody import operator_name, record_access
     from sealtrail.keys import PUBLIC_KEYRING, load_keyring
     from sealtrail.replay import ArchiveSource, parse_time
@@ -36,7 +36,7 @@ def _report(args: argparse.Namespace) -> int:
 
     settings = settings_from(args, archive_url=args.archive).with_stack()
     keyring = load_keyring(Path(args.keys) if args.keys else settings.keys / PUBLIC_KEYRING)
-    store = open_store(settings.archive, s3_endpoint_url=settings.s3_endpoint_url or None)
+    store = open_archive(settings)
     since, until = parse_time(args.since), parse_time(args.until)
     operator = operator_name(args.operator)
     data = collect(ArchiveSource(store, keyring, check_signatures=not args.no_signatures),

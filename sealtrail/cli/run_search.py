@@ -86,16 +86,11 @@ def _keyring(settings: Settings, explicit: str | None) -> Any:
 def _search(args: argparse.Namespace) -> int:
     from sealtrail.custody import operator_name, record_access
     from sealtrail.replay import format_time
-    from sealtrail.search import open_index, parse_query
+    from sealtrail.search import parse_query
 
     settings = settings_from(args).with_stack()
     query = parse_query(args.query, limit=args.limit)
-    index = open_index(index_url(settings, args.index))
-    try:
-        rows = index.search(query)
-        coverage = index.coverage()
-    finally:
-        index.close()
+    rows, coverage = _search_index(index_url(settings, args.index), query)
     if args.json:
         for row in rows:
             print(json.dumps(row.to_json(), sort_keys=True))
@@ -118,6 +113,17 @@ def _search(args: argparse.Namespace) -> int:
                             query=args.query, count=len(rows))
     print(custody.message, file=sys.stderr)
     return 0
+
+
+def _search_index(url: str, query: Any) -> tuple[list[Any], Any]:
+    """The rows matching ``query`` in the index at ``url``, and what time the index covers."""
+    from sealtrail.search import open_index
+
+    index = open_index(url)
+    try:
+        return index.search(query), index.coverage()
+    finally:
+        index.close()
 
 
 def _index_run(args: argparse.Namespace) -> int:
@@ -148,13 +154,13 @@ def _index_run(args: argparse.Namespace) -> int:
 
 
 def _index_rebuild(args: argparse.Namespace) -> int:
-    from sealtrail.archive import open_store
+    from sealtrail.archive import open_archive
     from sealtrail.replay import ArchiveSource
     from sealtrail.search import open_index
     from sealtrail.search._rebuild import rebuild_index
 
     settings = settings_from(args, archive_url=args.archive)
-    store = open_store(settings.archive, s3_endpoint_url=settings.s3_endpoint_url or None)
+    store = open_archive(settings)
     source = ArchiveSource(store, _keyring(settings, args.keys),
                            check_signatures=not args.no_signatures)
     index = open_index(index_url(settings, args.index))
@@ -183,23 +189,18 @@ def _index_status(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from sealtrail.archive import open_store
+    from sealtrail.archive import open_archive
     from sealtrail.custody import operator_name, record_access
     from sealtrail.export import build_export
-    from sealtrail.search import open_index, parse_query
+    from sealtrail.search import parse_query
 
     settings = settings_from(args, archive_url=args.archive).with_stack()
     operator = operator_name(args.operator)
     query = parse_query(args.query, limit=args.limit + 1)
-    index = open_index(index_url(settings, args.index))
-    try:
-        rows = index.search(query)
-        coverage = index.coverage()
-    finally:
-        index.close()
+    rows, coverage = _search_index(index_url(settings, args.index), query)
     truncated = len(rows) > args.limit
     rows = rows[: args.limit]
-    store = open_store(settings.archive, s3_endpoint_url=settings.s3_endpoint_url or None)
+    store = open_archive(settings)
     data, result = build_export(store, _keyring(settings, args.keys), rows, query,
                                 coverage=coverage, operator=operator, truncated=truncated)
     Path(args.out).write_bytes(data)

@@ -94,14 +94,14 @@ def _seal(args: argparse.Namespace) -> int:
 
 
 def _archive(args: argparse.Namespace) -> int:
-    from sealtrail.archive import open_store
+    from sealtrail.archive import open_archive
     from sealtrail.consumers import Archiver
     from sealtrail.keys import ReloadingSigner
     from sealtrail.registry_client import registry_client
 
     settings = settings_from(args, archive_url=args.archive,
                              metrics_port=args.metrics_port).require_endpoints()
-    store = open_store(settings.archive, s3_endpoint_url=settings.s3_endpoint_url or None)
+    store = open_archive(settings)
     archiver = Archiver(settings, store=store, signer=ReloadingSigner(settings.keys),
                         registry=registry_client(settings.registry_url, settings.registry_auth))
     stop_on_signals(archiver.stop)

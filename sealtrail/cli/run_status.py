@@ -122,7 +122,7 @@ def firing_alerts(settings: Settings, timeout: float = 5.0) -> list[dict[str, An
 
 def collect(settings: Settings, archive: str | None = None) -> dict[str, Any]:
     from sealtrail import dev
-    from sealtrail.archive import open_store
+    from sealtrail.archive import open_archive
     from sealtrail.monitor.probes import archive_heads, stage_lags
 
     stack = dev.running_stack(settings.home)
@@ -136,7 +136,7 @@ def collect(settings: Settings, archive: str | None = None) -> dict[str, Any]:
     }
     url = archive or settings.archive
     try:
-        store = open_store(url, s3_endpoint_url=settings.s3_endpoint_url or None)
+        store = open_archive(settings, url)
         doc["chains"] = [{"chain_id": h.chain_id, "head_seq": h.last_seq,
                           "checkpoint_index": h.index,
                           "checkpoint_age_seconds": round((now_us - h.created_at_us) / 1e6, 1)}

@@ -50,7 +50,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def _verify(args: argparse.Namespace) -> int:
-    from sealtrail.archive import open_store
+    from sealtrail.archive import open_archive
     from sealtrail.keys import load_keyring
     from sealtrail.verify import ChainReport, verify_archive
 
@@ -64,7 +64,7 @@ def _verify(args: argparse.Namespace) -> int:
     except KeyMaterialError as exc:  # a bad keyring is a usage error, not failed evidence
         print(f"sealtrail: {exc}", file=sys.stderr)
         return 2
-    store = open_store(url, s3_endpoint_url=settings.s3_endpoint_url or None)
+    store = open_archive(settings, url)
 
     def show(report: ChainReport) -> None:
         if args.json:

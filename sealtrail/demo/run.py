@@ -18,7 +18,7 @@ from pathlib import Path
 from confluent_kafka import Producer
 
 from sealtrail import dev, layout
-from sealtrail.archive import ArchiveStore, open_store
+from sealtrail.archive import ArchiveStore, open_archive
 from sealtrail.config import Settings
 from sealtrail.core.avro import frame
 from sealtrail.core.checkpoint import SignedCheckpoint
@@ -113,7 +113,7 @@ def run_demo(settings: Settings, *, events: int = 10_200, timeout: float = 300.0
     # Smaller segments than the production default, so the demo shows several per chain.
     settings = dataclasses.replace(
         settings.with_stack(), segment_max_records=min(settings.segment_max_records, 1000))
-    store = open_store(settings.archive, s3_endpoint_url=settings.s3_endpoint_url or None)
+    store = open_archive(settings)
     before = set(layout.chain_ids(store.list(layout.CHAINS)))
     procs: list[subprocess.Popen[bytes]] = []
     env_note = f"logs in {logs}"

@@ -226,7 +226,7 @@ def build_app(settings: Settings, registry: CollectorRegistry, health: Health) -
 
 
 def _probe(settings: Settings, monitor: Monitor, metrics: MonitorMetrics) -> list[Alert]:
-    from sealtrail.archive import open_store
+    from sealtrail.archive import open_archive
     from sealtrail.monitor.probes import archive_heads, stage_lags
 
     now = now_us()
@@ -236,7 +236,7 @@ def _probe(settings: Settings, monitor: Monitor, metrics: MonitorMetrics) -> lis
             metrics.lag.labels(lag.stage, lag.topic, str(partition)).set(n)
     found = monitor.observe_lag({lag.stage: lag.lag for lag in lags}, now)
     try:
-        store = open_store(settings.archive, s3_endpoint_url=settings.s3_endpoint_url or None)
+        store = open_archive(settings)
         heads = archive_heads(store)
     except Exception as exc:  # the archive is someone else's outage: say so, keep going
         log.warning("cannot read the archive %s: %s", settings.archive, exc)
