@@ -7,13 +7,23 @@ import json
 import signal
 import sys
 import threading
+from pathlib import Path
 from typing import Any
 
 from sealtrail.config import Settings, load_settings
+from sealtrail.errors import ConfigError
 
 
 def settings_from(args: argparse.Namespace, **overrides: Any) -> Settings:
     return load_settings(getattr(args, "config", None), **overrides)
+
+
+def read_input(path: str) -> bytes:
+    """The bytes of a file named on the command line; ConfigError (exit 2) if unreadable."""
+    try:
+        return Path(path).read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
 
 
 def print_json(doc: Any) -> None:

@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sealtrail.cli.common import print_json, settings_from
+from sealtrail.cli.common import print_json, read_input, settings_from
 from sealtrail.config import Settings
 from sealtrail.errors import DataError, IntegrityError, SealtrailError
 
@@ -334,14 +334,10 @@ def _verify_proof(args: argparse.Namespace) -> int:
     from sealtrail.proof import verify_proof
 
     keyring = _keyring(args.keys)
-    try:
-        data = Path(args.proof).read_bytes()
-    except OSError as exc:
-        print(f"sealtrail: cannot read {args.proof}: {exc.strerror}", file=sys.stderr)
-        return 2
+    data = read_input(args.proof)
     try:
         result = verify_proof(data, keyring)
-    except (IntegrityError, DataError) as exc:
+    except DataError as exc:  # IntegrityError included
         print(f"FAILED: {exc}")
         return 1
     print(f"VERIFIED: event {result.event_id} is entry seq {result.seq} of chain "

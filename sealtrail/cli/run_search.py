@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from sealtrail.cli.common import settings_from, stop_on_signals
+from sealtrail.cli.common import read_input, settings_from, stop_on_signals
 from sealtrail.config import Settings
 
 QUERY_HELP = ("query: actor:ID action:A type:EVENT_TYPE resource:TYPE/ID outcome:O service:S "
@@ -220,11 +220,7 @@ def _verify_export(args: argparse.Namespace) -> int:
     from sealtrail.keys import load_keyring
 
     keyring = load_keyring(Path(args.keys))
-    try:
-        data = Path(args.bundle).read_bytes()
-    except OSError as exc:
-        print(f"sealtrail: cannot read {args.bundle}: {exc.strerror}", file=sys.stderr)
-        return 2
+    data = read_input(args.bundle)
     try:
         result = verify_export(data, keyring)
     except IntegrityError as exc:
