@@ -101,14 +101,6 @@ def test_archive_to_avro_round_trips_the_sealed_records(tmp_path: Path) -> None:
     assert got == events_of(built)
 
 
-def test_parquet_is_refused_with_a_clear_message(tmp_path: Path) -> None:
-    """file:X.parquet is a usage error that says pyarrow is not part of sealtrail."""
-    built = build_archive(tmp_path, chains=1, segments=1, records=2)
-    proc = sealtrail(tmp_path, "replay", "--archive", built.root, "--keys",
-                     built.keyring_path, "--to", f"file:{tmp_path / 'x.parquet'}")
-    assert proc.returncode == 2 and "pyarrow" in proc.stderr
-
-
 def _tamper_entry(built: Any, chain: int, index: int, position: int) -> int:
     """Change one event of a segment and re-chain it (entry signature now stale); the seq."""
     records = built.read_records(chain, index)

@@ -37,7 +37,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--include-rejections", action="store_true",
                    help="also write rejection entries (only without event filters)")
     p.add_argument("--to", required=True, metavar="DEST",
-                   help="topic:NAME | file:PATH.jsonl | file:PATH.avro | - (JSON lines)")
+                   help="topic:NAME | file:PATH.jsonl | file:PATH.avro | file:PATH.parquet "
+                   "(needs pyarrow) | - (JSON lines)")
     p.add_argument("--continue-on-error", action="store_true",
                    help="list every break and go on with the other chains")
     p.add_argument("--no-signatures", action="store_true",

@@ -169,8 +169,10 @@ def _check_resumable(path: Path, resume_at: int | None) -> None:
 
 
 def open_sink(dest: str, *, bootstrap: str = "", resume_at: int | None = None) -> Sink:
-    """``topic:NAME``, ``file:PATH.jsonl``, ``file:PATH.avro`` or ``-`` (JSON lines on
-    stdout). ``resume_at``: bytes of an output file that a previous run completed."""
+    """``topic:NAME``, ``file:PATH.jsonl``, ``file:PATH.avro``, ``file:PATH.parquet``
+    (needs pyarrow; see sealtrail/replay/_parquet.py) or ``-`` (JSON lines on stdout).
+    ``resume_at``: what ``commit()`` of a previous run returned: bytes of an output file it
+    completed (records of a Parquet output's journal)."""
     if dest == "-":
         return JsonlSink(None, None)
     if dest.startswith("topic:") and dest[6:]:
@@ -187,6 +189,8 @@ def open_sink(dest: str, *, bootstrap: str = "", resume_at: int | None = None) -
         if path.suffix == ".avro":
             return AvroSink(path, resume_at)
         if path.suffix == ".parquet":
-            raise ConfigError("parquet output needs pyarrow, which sealtrail does not install; "
-                              "write .avro or .jsonl")
-    raise ConfigError(f"--to {dest!r}: use topic:NAME, file:PATH.jsonl, file:PATH.avro or -")
+            from sealtrail.replay._parquet import ParquetSink  # needs pyarrow, optional
+
+            return ParquetSink(path, resume_at)
+    raise ConfigError(f"--to {dest!r}: use topic:NAME, file:PATH.jsonl, file:PATH.avro, "
+                      "file:PATH.parquet or -")
