@@ -2,6 +2,13 @@
 from where, which trace. ``AuditClient.emit`` fills these fields from the current
 context when the call does not give them.
 
+The trace id of an event is, first match wins: the ``trace_id`` argument of ``emit()``;
+a ``trace_id`` bound with :func:`bind`; the OpenTelemetry span active when the event is
+emitted (when OpenTelemetry is installed); the trace id the middleware found when the
+request started (the span active then, else the request's W3C ``traceparent`` header).
+So an event links to the trace your tracing backend holds, and a service without
+OpenTelemetry still records its callers' W3C trace context.
+
 asyncio tasks inherit the context by themselves; threads do not, so hand work to a
 thread pool with :func:`submit` (or wrap a callable with :func:`propagate`) when the
 audit context must follow it.
@@ -23,7 +30,11 @@ __all__ = ["RequestContext", "bind", "bind_now", "current", "propagate", "set_ac
 
 T = TypeVar("T")
 
-_TRACEPARENT = re.compile(r"^[0-9a-f]{2}-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}")
+# W3C Trace Context, level 1: version-traceid-parentid-flags, lowercase hex; a version
+# after 00 may add fields after a dash, version 00 may not.
+_TRACEPARENT = re.compile(
+    r"(?P<version>[0-9a-f]{2})-(?P<trace>[0-9a-f]{32})-(?P<parent>[0-9a-f]{16})-[0-9a-f]{2}"
+    r"(?P<rest>-.*)?")
 
 
 @dataclass(frozen=True)
@@ -38,9 +49,14 @@ class RequestContext:
     source_ip: str | None = None
     user_agent: str | None = None
     trace_id: str | None = None
+    """A trace id bound on purpose (``bind(trace_id=...)``): wins over OpenTelemetry."""
     tenant: str | None = None
     session_id: str | None = None
     """Opaque id of the session (never a bearer token or cookie value)."""
+    request_trace_id: str | None = None
+    """The request's trace id as the middleware found it when the request started (the
+    active OpenTelemetry span, else the W3C ``traceparent`` header); used when no
+    ``trace_id`` is bound and no OpenTelemetry span is active at emit time."""
 
 
 _current: contextvars.ContextVar[RequestContext | None] = contextvars.ContextVar(
@@ -48,8 +64,13 @@ _current: contextvars.ContextVar[RequestContext | None] = contextvars.ContextVar
 
 
 def current() -> RequestContext | None:
-    """The request context bound in this task or thread, if any."""
-    return _current.get()
+    """The request context bound in this task or thread, if any, with ``trace_id``
+    resolved as the module says (bound, else active OpenTelemetry span, else the
+    request's)."""
+    ctx = _current.get()
+    if ctx is None or ctx.trace_id is not None or ctx.request_trace_id is None:
+        return ctx
+    return dataclasses.replace(ctx, trace_id=otel_trace_id() or ctx.request_trace_id)
 
 
 @contextmanager
@@ -93,13 +114,17 @@ def submit(executor: Executor, fn: Callable[..., T], *args: Any, **kwargs: Any) 
 
 
 def trace_id_from_traceparent(header: str | None) -> str | None:
-    """The 32-hex trace id of a W3C ``traceparent`` header, None when malformed."""
-    if not header:
+    """The 32-hex trace id of a W3C ``traceparent`` header; None when the header is one a
+    W3C Trace Context receiver must ignore: malformed, upper-case hex, version ff, an
+    all-zero trace or parent id, or version 00 with anything after the flags (which is
+    also what two ``traceparent`` headers joined by a comma look like)."""
+    if not header or len(header) > 512:
         return None
-    m = _TRACEPARENT.match(header.strip().lower()[:55])
-    if not m or m.group(1) == "0" * 32:
+    m = _TRACEPARENT.fullmatch(header.strip(" \t"))
+    if (m is None or m["version"] == "ff" or (m["version"] == "00" and m["rest"])
+            or m["trace"] == "0" * 32 or m["parent"] == "0" * 16):
         return None
-    return m.group(1)
+    return m["trace"]
 
 
 _otel_trace: Any

@@ -43,6 +43,10 @@ def _request_id(supplied: str | None) -> str:
 
 
 def _trace_id(traceparent: str | None) -> str | None:
+    """The request's trace id when it starts: the active OpenTelemetry span's (e.g. the
+    server span of OpenTelemetry's own middleware, outside this one), else the W3C
+    traceparent header's. Bound as ``request_trace_id``: a span active when an event is
+    emitted wins over it (see :mod:`sealtrail.producers.context`)."""
     return context.otel_trace_id() or context.trace_id_from_traceparent(traceparent)
 
 
@@ -90,7 +94,11 @@ class ASGIAuditMiddleware:
             return
         headers: dict[bytes, bytes] = {}
         for key, value in scope.get("headers") or ():
-            headers.setdefault(key.lower(), value)
+            key = key.lower()
+            if key == b"traceparent" and key in headers:  # as a WSGI server joins them
+                headers[key] += b", " + value
+            else:
+                headers.setdefault(key, value)
 
         def header(name: bytes) -> str | None:
             raw = headers.get(name)
@@ -104,7 +112,7 @@ class ASGIAuditMiddleware:
             "request_id": _request_id(header(self.request_id_header)),
             "source_ip": source_ip,
             "user_agent": _bounded(header(b"user-agent")),
-            "trace_id": _trace_id(header(b"traceparent")),
+            "request_trace_id": _trace_id(header(b"traceparent")),
         }
         actor_id = self.actor(scope)
         if actor_id:
@@ -136,7 +144,7 @@ class WSGIAuditMiddleware:
             "request_id": _request_id(environ.get(self.request_id_key)),
             "source_ip": source_ip,
             "user_agent": _bounded(environ.get("HTTP_USER_AGENT")),
-            "trace_id": _trace_id(environ.get("HTTP_TRACEPARENT")),
+            "request_trace_id": _trace_id(environ.get("HTTP_TRACEPARENT")),
         }
         actor_id = self.actor(environ)
         if actor_id:
