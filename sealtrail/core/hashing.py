@@ -34,7 +34,4 @@ MERKLE_NODE_PREFIX = b"\x01"
 
 def sha256(*parts: bytes) -> bytes:
     """SHA-256 of the concatenation of ``parts``."""
-    h = hashlib.sha256()
-    for part in parts:
-        h.update(part)
-    return h.digest()
+    return hashlib.sha256(b"".join(parts)).digest()

@@ -7,6 +7,7 @@ the empty tree hashes to SHA-256(""). Indices are 0-based.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from hashlib import sha256 as _sha256
 
 from sealtrail.core.hashing import HASH_SIZE, MERKLE_LEAF_PREFIX, MERKLE_NODE_PREFIX, sha256
 from sealtrail.errors import IntegrityError
@@ -15,11 +16,11 @@ __all__ = ["inclusion_proof", "leaf_hash", "node_hash", "root", "root_from_inclu
 
 
 def leaf_hash(leaf: bytes) -> bytes:
-    return sha256(MERKLE_LEAF_PREFIX, leaf)
+    return _sha256(MERKLE_LEAF_PREFIX + leaf).digest()
 
 
 def node_hash(left: bytes, right: bytes) -> bytes:
-    return sha256(MERKLE_NODE_PREFIX, left, right)
+    return _sha256(MERKLE_NODE_PREFIX + left + right).digest()
 
 
 def _split(n: int) -> int:
@@ -32,7 +33,8 @@ def _root_of_hashes(hashes: Sequence[bytes]) -> bytes:
     # right and carrying an odd last node up unchanged.
     level = list(hashes)
     while len(level) > 1:
-        nxt = [node_hash(level[i], level[i + 1]) for i in range(0, len(level) - 1, 2)]
+        nxt = [_sha256(MERKLE_NODE_PREFIX + level[i] + level[i + 1]).digest()
+               for i in range(0, len(level) - 1, 2)]
         if len(level) % 2:
             nxt.append(level[-1])
         level = nxt
@@ -43,7 +45,7 @@ def root(leaves: Sequence[bytes]) -> bytes:
     """MTH(D[n]) of the raw leaf inputs."""
     if not leaves:
         return sha256(b"")
-    return _root_of_hashes([leaf_hash(x) for x in leaves])
+    return _root_of_hashes([_sha256(MERKLE_LEAF_PREFIX + x).digest() for x in leaves])
 
 
 def inclusion_proof(leaves: Sequence[bytes], index: int) -> list[bytes]:

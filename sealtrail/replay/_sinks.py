@@ -2,34 +2,26 @@
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from pathlib import Path
 from typing import IO, Any, Protocol
 
+from sealtrail.core.canonical import canonical_json
 from sealtrail.errors import ConfigError, TransportError
 
 
-def _hex(value: object) -> str:
-    if isinstance(value, bytes | bytearray | memoryview):
-        return bytes(value).hex()
-    raise TypeError(f"cannot write a {type(value).__name__} as JSON")
-
-
-_json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=_hex)
-
-
 def record_to_json(record: dict[str, Any]) -> str:
-    """One sealed record as JSON: every field, byte strings as lowercase hex. Its entry body
-    has the same canonical bytes as the Avro record, so the entry hash can be recomputed
-    from this form alone (docs/format.md, "Canonical JSON")."""
-    return _json.encode(record)
+    """One sealed record as JSON: the canonical JSON of the whole record (every field, keys
+    sorted, byte strings as lowercase hex). Its entry body has the same canonical bytes as
+    the Avro record, so the entry hash can be recomputed from this form alone
+    (docs/format.md, "Canonical JSON")."""
+    return canonical_json(record).decode("utf-8")
 
 
 def jsonl_bytes(records: list[dict[str, Any]]) -> bytes:
     """``records`` as JSON lines, UTF-8."""
-    return "".join(_json.encode(r) + "\n" for r in records).encode("utf-8")
+    return b"".join(canonical_json(r) + b"\n" for r in records)
 
 
 class Sink(Protocol):

@@ -4,19 +4,22 @@ any of its records is used, and the sealed topic (read and checked in ``_run``).
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import sealtrail.replay as _pkg  # tunables (CLOCK_SKEW_US) are read from it at call time
+from sealtrail import fast_segments as fast
 from sealtrail import layout
 from sealtrail.archive import ArchiveStore, ObjectMissingError, open_store
 from sealtrail.core import merkle
 from sealtrail.core.chain import ChainHead
 from sealtrail.core.checkpoint import Checkpoint, SignedCheckpoint
-from sealtrail.core.hashing import ZERO_HASH
+from sealtrail.core.hashing import ENTRY_DOMAIN, SIG_ENTRY_DOMAIN, ZERO_HASH
 from sealtrail.core.signing import Keyring
 from sealtrail.errors import DecodeError, IntegrityError
+from sealtrail.fast_segments import Row, transcode_segment
 from sealtrail.replay._filters import Query
 from sealtrail.replay._sinks import jsonl_bytes
 from sealtrail.segments import read_segment
@@ -95,6 +98,10 @@ def check_segment(task: SegmentTask, keyring: Keyring | None = None) -> SegmentR
     if hashlib.sha256(data).digest() != cp.segment_sha256 or len(data) != cp.segment_size:
         return fail("modified", f"segment bytes do not match checkpoint {cp.index}; run "
                     "`sealtrail verify` for the details")
+    if task.jsonl:
+        rows = transcode_segment(data)
+        if rows is not None and _rows_check_out(task, rows, keyring):
+            return _matched_rows(task, rows, result)
     try:
         records = read_segment(data)
     except DecodeError as exc:
@@ -122,6 +129,50 @@ def check_segment(task: SegmentTask, keyring: Keyring | None = None) -> SegmentR
         result.jsonl = jsonl_bytes(matched)
     else:
         result.matched = matched
+    return result
+
+
+def _rows_check_out(task: SegmentTask, rows: list[Row], keyring: Keyring | None) -> bool:
+    """Whether the segment's rows pass every check :func:`check_segment` makes (the same
+    checks as ``check_entries`` and the checkpoint comparisons, on the native path's
+    canonical bytes). False says only "take the reference path", which names the break."""
+    cp = task.checkpoint
+    if len(rows) != cp.size or not rows:
+        return False
+    chain, seq, head = task.chain_id, task.head_seq, task.head_hash
+    epoch, offset = rows[0][fast.EPOCH], rows[0][fast.OFFSET] - 1
+    sha256 = hashlib.sha256
+    for _, body, chain_id, seq_, epoch_, prev_hash, entry_hash, key_id, signature, at, _, \
+            offset_, _ in rows:
+        if (chain_id != chain or seq_ != seq + 1 or epoch_ < epoch or prev_hash != head
+                or offset_ != offset + 1
+                or sha256(ENTRY_DOMAIN + body).digest() != entry_hash):
+            return False
+        if keyring is not None and keyring.verify(key_id, SIG_ENTRY_DOMAIN + entry_hash,
+                                                  signature, at_us=at):
+            return False
+        seq, head, epoch, offset = seq_, entry_hash, epoch_, offset_
+    return (seq == cp.last_seq and head == cp.head_hash
+            and merkle.root([row[fast.ENTRY_HASH] for row in rows]) == cp.merkle_root)
+
+
+def _matched_rows(task: SegmentTask, rows: list[Row], result: SegmentResult) -> SegmentResult:
+    """The result of a checked segment read on the native path: its matching records as
+    JSON lines (each line the canonical JSON of the record, as :func:`jsonl_bytes` writes)."""
+    first, last = rows[0], rows[-1]
+    result.entries = len(rows)
+    result.first_offset, result.last_offset = first[fast.OFFSET], last[fast.OFFSET]
+    result.partition = first[fast.PARTITION]
+    result.first_epoch, result.last_epoch = first[fast.EPOCH], last[fast.EPOCH]
+    query = task.query
+    if query == Query(include_rejections=query.include_rejections):  # no range, no filter
+        lines = [row[fast.RECORD_JSON] for row in rows
+                 if query.include_rejections or row[fast.EVENT] is not None]
+    else:
+        lines = [row[fast.RECORD_JSON] for row in rows
+                 if query.matches(json.loads(row[fast.RECORD_JSON]))]
+    result.count = len(lines)
+    result.jsonl = b"\n".join(lines) + b"\n" if lines else b""
     return result
 
 

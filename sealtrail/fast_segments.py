@@ -1,0 +1,231 @@
+"""Reading a segment straight to canonical JSON, for replay at archive speed.
+
+The reference way to check a segment decodes every record with fastavro and computes its
+canonical bytes in Python (:mod:`sealtrail.segments`, :mod:`sealtrail.core.canonical`).
+This module does the same in one native pass (``sealtrail._canonical_avro``, built from
+``sealtrail/_canonical_avro.c`` when sealtrail is installed): for each record, the
+canonical JSON of the whole record (what replay writes as a JSON line), the canonical
+bytes of its entry body (what ``entry_hash`` covers) and the fields a chain check needs.
+
+It is only an accelerator. :func:`transcode_segment` returns None, never an answer of its
+own, whenever it cannot reproduce the reference exactly: the extension is not built, the
+file is not a plain SealedRecord segment, or a record holds anything the native code does
+not take (floats, invalid UTF-8, duplicate map keys, ...). Callers then take the reference
+path, which names the problem. tests/test_fast_segments.py holds the two to the same bytes.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import zlib
+from typing import Any
+
+from sealtrail.core.canonical import ENTRY_FIELDS
+
+try:
+    from sealtrail import _canonical_avro as native  # type: ignore[attr-defined]
+except ImportError:  # not built (no C compiler at install time): the reference path only
+    native = None
+
+__all__ = ["AVAILABLE", "Row", "transcode_segment"]  # and the Row field indices
+
+log = logging.getLogger(__name__)
+
+AVAILABLE = native is not None
+
+MAGIC = b"Obj\x01"
+SYNC_SIZE = 16
+
+# What a chain check needs of each record, in the order of a row after its two texts.
+# ("event" is None for a rejection, else the index of its union branch.)
+CAPTURED = ("chain_id", "seq", "epoch", "prev_hash", "entry_hash", "key_id", "signature",
+            "ingested_at", "source.partition", "source.offset", "event")
+
+
+# One record of a segment, a plain tuple (made in C; the hot loop unpacks it):
+# (record_json, body, chain_id, seq, epoch, prev_hash, entry_hash, key_id, signature,
+#  ingested_at, partition, offset, event). record_json is the canonical JSON of the whole
+# record, body the canonical bytes of its entry body; the rest are its fields (CAPTURED).
+Row = tuple[bytes, bytes, str, int, int, bytes, bytes, str, bytes, int, int, int, int | None]
+RECORD_JSON, BODY, CHAIN_ID, SEQ, EPOCH, PREV_HASH, ENTRY_HASH, KEY_ID, SIGNATURE, \
+    INGESTED_AT, PARTITION, OFFSET, EVENT = range(13)
+
+
+class Unsupported(Exception):
+    """The schema or file has something the native path does not take."""
+
+
+def transcode_segment(data: bytes) -> list[Row] | None:
+    """The records of segment ``data`` as :data:`Row` tuples, or None when the reference path
+    must be taken (see the module docstring)."""
+    if native is None:
+        return None
+    try:
+        schema, codec, blocks = _container(data)
+        program, seal, captures = _program(schema)
+        rows: list[Row] = []
+        for count, raw in blocks:
+            block = raw if codec == "null" else zlib.decompress(raw, -15)
+            rows.extend(native.transcode(program, block, count, seal, captures))
+        return rows
+    except (Unsupported, ValueError, TypeError, KeyError, IndexError, zlib.error) as exc:
+        log.debug("segment takes the reference path: %s", exc)
+        return None
+
+
+# ---------------------------------------------------------------- the container file
+
+
+def _long(data: bytes, at: int) -> tuple[int, int]:
+    """The zigzag varint at ``at`` and the position after it."""
+    shift = value = 0
+    while True:
+        if at >= len(data) or shift > 63:
+            raise Unsupported("truncated or oversized varint")
+        byte = data[at]
+        at += 1
+        value |= (byte & 0x7F) << shift
+        if not byte & 0x80:
+            return (value >> 1) ^ -(value & 1), at
+        shift += 7
+
+
+def _container(data: bytes) -> tuple[str, str, list[tuple[int, bytes]]]:
+    """The header's schema text and codec, and each block as (record count, bytes)."""
+    if data[:4] != MAGIC:
+        raise Unsupported("not an Avro object container file")
+    meta: dict[str, bytes] = {}
+    at = 4
+    while True:
+        count, at = _long(data, at)
+        if count == 0:
+            break
+        if count < 0:
+            count = -count
+            _size, at = _long(data, at)
+        for _ in range(count):
+            klen, at = _long(data, at)
+            key = data[at:at + klen].decode("utf-8")
+            at += klen
+            vlen, at = _long(data, at)
+            meta[key] = data[at:at + vlen]
+            at += vlen
+    sync = data[at:at + SYNC_SIZE]
+    at += SYNC_SIZE
+    codec = meta.get("avro.codec", b"null").decode()
+    if codec not in ("null", "deflate") or len(sync) != SYNC_SIZE:
+        raise Unsupported(f"codec {codec!r}")
+    blocks = []
+    while at < len(data):
+        count, at = _long(data, at)
+        size, at = _long(data, at)
+        if count < 0 or size < 0 or at + size + SYNC_SIZE > len(data):
+            raise Unsupported("block out of range")
+        blocks.append((count, data[at:at + size]))
+        at += size
+        if data[at:at + SYNC_SIZE] != sync:
+            raise Unsupported("sync marker differs")
+        at += SYNC_SIZE
+    return meta["avro.schema"].decode("utf-8"), codec, blocks
+
+
+# ---------------------------------------------------------------- schema programs
+
+_programs: dict[str, tuple[Any, tuple[int, ...], tuple[tuple[int, ...], ...]]] = {}
+_PRIMITIVE = {"null": "T_NULL", "boolean": "T_BOOL", "int": "T_LONG", "long": "T_LONG",
+              "string": "T_STRING", "bytes": "T_BYTES"}
+
+
+def _program(text: str) -> tuple[Any, tuple[int, ...], tuple[tuple[int, ...], ...]]:
+    """The compiled program of a SealedRecord schema text (cached), the indices of its seal
+    fields and the field paths of :data:`CAPTURED`."""
+    found = _programs.get(text)
+    if found is None:
+        schema = json.loads(text)
+        nodes = _compile(schema)
+        fields = [f["name"] for f in schema["fields"]]
+        if set(fields) != {*ENTRY_FIELDS, "entry_hash", "signature"}:
+            raise Unsupported("not a SealedRecord: fields " + ", ".join(fields))
+        source = [f["name"] for f in _named(schema)["source"]["fields"]]
+        paths = []
+        for name in CAPTURED:
+            top, _, sub = name.partition(".")
+            paths.append((fields.index(top), *((source.index(sub),) if sub else ())))
+        found = (native.compile(nodes), (fields.index("entry_hash"), fields.index("signature")),
+                 tuple(paths))
+        if len(_programs) < 64:
+            _programs[text] = found
+    return found
+
+
+def _named(schema: dict[str, Any]) -> dict[str, Any]:
+    """The top-level record's field types by name (the source field's record, for paths)."""
+    out = {}
+    for field in schema["fields"]:
+        ftype = field["type"]
+        if isinstance(ftype, dict) and ftype.get("type") == "record":
+            out[field["name"]] = ftype
+    if "source" not in out:
+        raise Unsupported("source is not a plain record")
+    return out
+
+
+def _compile(schema: dict[str, Any]) -> list[tuple[Any, ...]]:
+    """The node list of ``schema`` for the native transcoder (node 0 the top record)."""
+    nodes: list[tuple[Any, ...]] = []
+    names: dict[str, int] = {}
+
+    def add(kind: str, *rest: Any) -> int:
+        nodes.append((getattr(native, kind), *rest))
+        return len(nodes) - 1
+
+    def fullname(name: str, namespace: str) -> str:
+        return name if "." in name or not namespace else f"{namespace}.{name}"
+
+    def node(t: Any, namespace: str) -> int:
+        if isinstance(t, str):
+            if t in _PRIMITIVE:
+                return add(_PRIMITIVE[t])
+            if t in ("float", "double"):
+                raise Unsupported("floats have no canonical form")
+            ref = names.get(fullname(t, namespace), names.get(t))
+            if ref is None:
+                raise Unsupported(f"unknown type {t!r}")
+            return ref
+        if isinstance(t, list):
+            at = add("T_UNION", ())
+            nodes[at] = (native.T_UNION, tuple(node(b, namespace) for b in t))
+            return at
+        kind = t["type"]
+        if kind == "array":
+            at = add("T_ARRAY", 0)
+            nodes[at] = (native.T_ARRAY, node(t["items"], namespace))
+            return at
+        if kind == "map":
+            at = add("T_MAP", 0)
+            nodes[at] = (native.T_MAP, node(t["values"], namespace))
+            return at
+        if kind in ("record", "error", "enum", "fixed"):
+            name = fullname(t["name"], t.get("namespace", namespace))
+            inner = name.rpartition(".")[0]
+            if kind == "fixed":
+                names[name] = at = add("T_FIXED", int(t["size"]))
+                return at
+            if kind == "enum":
+                symbols = tuple(json.dumps(s, ensure_ascii=False).encode() for s in t["symbols"])
+                names[name] = at = add("T_ENUM", symbols)
+                return at
+            names[name] = at = add("T_RECORD", (), ())  # placeholder: may refer to itself
+            fields = tuple((json.dumps(f["name"]).encode() + b":", node(f["type"], inner))
+                           for f in t["fields"])
+            order = tuple(sorted(range(len(fields)),
+                                 key=lambda i: t["fields"][i]["name"].encode("utf-8")))
+            nodes[at] = (native.T_RECORD, fields, order)
+            return at
+        return node(kind, namespace)  # {"type": "long", "logicalType": ...} and the like
+
+    if not isinstance(schema, dict) or schema.get("type") != "record":
+        raise Unsupported("the top-level schema is not a record")
+    node(schema, schema.get("namespace", ""))
+    return nodes
