@@ -7,20 +7,33 @@ the empty tree hashes to SHA-256(""). Indices are 0-based.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from hashlib import sha256 as _sha256
 
-from sealtrail.core.hashing import HASH_SIZE, MERKLE_LEAF_PREFIX, MERKLE_NODE_PREFIX, sha256
+from sealtrail.core.hashing import (
+    HASH_SIZE,
+    MERKLE_LEAF_PREFIX,
+    MERKLE_NODE_PREFIX,
+    hasher,
+    sha256,
+)
 from sealtrail.errors import IntegrityError
 
 __all__ = ["inclusion_proof", "leaf_hash", "node_hash", "root", "root_from_inclusion_proof"]
 
 
+_LEAF = hasher(MERKLE_LEAF_PREFIX)
+_NODE = hasher(MERKLE_NODE_PREFIX)
+
+
 def leaf_hash(leaf: bytes) -> bytes:
-    return _sha256(MERKLE_LEAF_PREFIX + leaf).digest()
+    h = _LEAF.copy()
+    h.update(leaf)
+    return h.digest()
 
 
 def node_hash(left: bytes, right: bytes) -> bytes:
-    return _sha256(MERKLE_NODE_PREFIX + left + right).digest()
+    h = _NODE.copy()
+    h.update(left + right)
+    return h.digest()
 
 
 def _split(n: int) -> int:
@@ -33,8 +46,7 @@ def _root_of_hashes(hashes: Sequence[bytes]) -> bytes:
     # right and carrying an odd last node up unchanged.
     level = list(hashes)
     while len(level) > 1:
-        nxt = [_sha256(MERKLE_NODE_PREFIX + level[i] + level[i + 1]).digest()
-               for i in range(0, len(level) - 1, 2)]
+        nxt = [node_hash(level[i], level[i + 1]) for i in range(0, len(level) - 1, 2)]
         if len(level) % 2:
             nxt.append(level[-1])
         level = nxt
@@ -45,7 +57,7 @@ def root(leaves: Sequence[bytes]) -> bytes:
     """MTH(D[n]) of the raw leaf inputs."""
     if not leaves:
         return sha256(b"")
-    return _root_of_hashes([_sha256(MERKLE_LEAF_PREFIX + x).digest() for x in leaves])
+    return _root_of_hashes([leaf_hash(x) for x in leaves])
 
 
 def inclusion_proof(leaves: Sequence[bytes], index: int) -> list[bytes]:

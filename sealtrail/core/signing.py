@@ -99,6 +99,20 @@ class PublicKey:
         return self.not_before <= when_us and (self.not_after is None or when_us <= self.not_after)
 
 
+_LOADED: dict[bytes, Ed25519PublicKey] = {}
+
+
+def _loaded(public_key: bytes) -> Ed25519PublicKey:
+    """The key object for raw ``public_key``, loaded once (loading costs about as much as
+    a verification). Only keyring keys come here, so the cache stays small."""
+    found = _LOADED.get(public_key)
+    if found is None:
+        found = Ed25519PublicKey.from_public_bytes(public_key)
+        if len(_LOADED) < 1024:
+            _LOADED[public_key] = found
+    return found
+
+
 @dataclass(frozen=True)
 class Keyring:
     """The public keys a verifier trusts, by key id. Keys found in an archive are not."""
@@ -117,7 +131,7 @@ class Keyring:
         if not key.valid_at(at_us):
             return f"key {key_id!r} was not valid at {at_us} (outside its validity window)"
         try:
-            Ed25519PublicKey.from_public_bytes(key.public_key).verify(signature, message)
+            _loaded(key.public_key).verify(signature, message)
         except InvalidSignature:
             return f"signature by {key_id!r} is invalid"
         return None

@@ -16,7 +16,7 @@ from sealtrail.archive import ArchiveStore, ObjectMissingError, open_store
 from sealtrail.core import merkle
 from sealtrail.core.chain import ChainHead
 from sealtrail.core.checkpoint import Checkpoint, SignedCheckpoint
-from sealtrail.core.hashing import ENTRY_DOMAIN, SIG_ENTRY_DOMAIN, ZERO_HASH
+from sealtrail.core.hashing import ENTRY_DOMAIN, SIG_ENTRY_DOMAIN, ZERO_HASH, hasher
 from sealtrail.core.signing import Keyring
 from sealtrail.errors import DecodeError, IntegrityError
 from sealtrail.fast_segments import Row, transcode_segment
@@ -141,12 +141,12 @@ def _rows_check_out(task: SegmentTask, rows: list[Row], keyring: Keyring | None)
         return False
     chain, seq, head = task.chain_id, task.head_seq, task.head_hash
     epoch, offset = rows[0][fast.EPOCH], rows[0][fast.OFFSET] - 1
-    sha256 = hashlib.sha256
+    entry = hasher(ENTRY_DOMAIN)
     for _, body, chain_id, seq_, epoch_, prev_hash, entry_hash, key_id, signature, at, _, \
             offset_, _ in rows:
         if (chain_id != chain or seq_ != seq + 1 or epoch_ < epoch or prev_hash != head
                 or offset_ != offset + 1
-                or sha256(ENTRY_DOMAIN + body).digest() != entry_hash):
+                or _digest(entry, body) != entry_hash):
             return False
         if keyring is not None and keyring.verify(key_id, SIG_ENTRY_DOMAIN + entry_hash,
                                                   signature, at_us=at):
@@ -154,6 +154,12 @@ def _rows_check_out(task: SegmentTask, rows: list[Row], keyring: Keyring | None)
         seq, head, epoch, offset = seq_, entry_hash, epoch_, offset_
     return (seq == cp.last_seq and head == cp.head_hash
             and merkle.root([row[fast.ENTRY_HASH] for row in rows]) == cp.merkle_root)
+
+
+def _digest(state: Any, data: bytes) -> bytes:
+    h = state.copy()
+    h.update(data)
+    return h.digest()  # type: ignore[no-any-return]
 
 
 def _matched_rows(task: SegmentTask, rows: list[Row], result: SegmentResult) -> SegmentResult:
