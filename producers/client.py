@@ -26,7 +26,9 @@ from sealtrail.producers.delivery import (  # noqa: F401  (re-exported)
 )
 from sealtrail.producers.envelope import (  # noqa: F401  (re-exported)
     OUTCOMES,
+    UnsupportedSchemaError,
     build_event,
+    compile_encoder,
     encode_event,
     new_event_id,
 )
@@ -98,6 +100,10 @@ class AuditClient:
             "environment": environment,
         }
         self._codec = AvroCodec(schemas.load(schemas.AUDIT_EVENT))
+        try:  # fastavro's bytes, 4x faster; fastavro itself for anything unexpected
+            self._fast_encode: Any = compile_encoder(self._codec.schema)
+        except UnsupportedSchemaError:
+            self._fast_encode = None
         self.schema_id = register_schema(self._codec.schema, topic, registry_url, registry_auth)
         self._header = frame(self.schema_id, b"")
         self._max_event_bytes = max_event_bytes
@@ -213,7 +219,7 @@ class AuditClient:
                               "each process (after the fork), e.g. in a worker init hook")
         try:
             body = encode_event(self._codec, event, strict=strict, checked=checked,
-                                max_bytes=self._max_event_bytes)
+                                max_bytes=self._max_event_bytes, fast=self._fast_encode)
         except EventValidationError:
             self.metrics.reject("invalid")
             raise
