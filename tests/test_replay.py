@@ -191,6 +191,27 @@ def test_workers_give_the_same_output_as_one_process(tmp_path: Path) -> None:
     assert replay_archive(source, Query(), f"file:{one}").ok
     assert replay_archive(source, Query(), f"file:{two}", workers=2).ok
     assert one.read_bytes() == two.read_bytes()
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".sealtrail-replay-")
+                  ) == []  # the workers' files are gone
+
+
+def test_workers_stop_at_the_same_break_and_leave_no_files(tmp_path: Path) -> None:
+    """A break in the middle: two cores write what one process writes, then stop."""
+    from archive_builder import write_object
+
+    built = build_archive(tmp_path, chains=1, segments=5, records=6)
+    chain = built.chain_ids[0]
+    key = f"chains/{chain}/segments/0000000002.avro"
+    write_object(built.root / key, built.store.get(key)[:-1] + b"\x00")
+    source = ArchiveSource(built.store, built.keyring)
+    outputs = []
+    for workers in (1, 2):
+        out = tmp_path / f"{workers}.jsonl"
+        result = replay_archive(source, Query(), f"file:{out}", workers=workers)
+        assert [b.kind for b in result.breaks] == ["modified"]
+        outputs.append(out.read_bytes())
+    assert outputs[0] == outputs[1] and len(outputs[0].splitlines()) == 2 * 6 - 2
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".sealtrail-replay-")]
 
 
 def test_heartbeat_checkpoints_are_followed(tmp_path: Path) -> None:

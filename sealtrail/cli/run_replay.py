@@ -43,8 +43,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                    help="list every break and go on with the other chains")
     p.add_argument("--no-signatures", action="store_true",
                    help="check hashes and links only (checkpoint signatures still checked)")
-    p.add_argument("--workers", type=int, default=1, metavar="N",
-                   help="check archive segments on N cores (0: all)")
+    p.add_argument("--workers", type=int, default=0, metavar="N",
+                   help="check archive segments on N cores (default 0: all of them)")
     p.add_argument("--state", metavar="FILE", help="resume state (default DEST.replay-state."
                    "json for files; none for topics and stdout)")
     p.add_argument("--progress", action="store_true", help="progress on stderr even when it "

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -55,12 +57,15 @@ def replay_archive(
     plans = [source.plan(c, query) for c in chain_ids]
     total = sum(cp.checkpoint.size for p in plans for cp in p.checkpoints[p.first:])
     meter = Progress(progress, total)
-    pool = None
+    pool = spill_dir = None
     if workers > 1:
         import multiprocessing
 
         pool = multiprocessing.get_context("fork").Pool(
             workers, initializer=init_worker, initargs=(source.entry_keyring,))
+        if jsonl:  # workers leave their lines in files here (see check_segment)
+            near = Path(dest[5:]).resolve().parent if dest.startswith("file:") else None
+            spill_dir = tempfile.mkdtemp(prefix=".sealtrail-replay-", dir=near)
     saved_at = time.monotonic()
     try:
         for plan in plans:
@@ -69,7 +74,7 @@ def replay_archive(
             start = max(plan.first, int(pos.get("next_index", 0)))
             last_offset: int | None = pos.get("last_offset")
             last_epoch = int(pos.get("last_epoch", 0))
-            tasks = list(source.tasks(plan, start, query, jsonl))
+            tasks = list(source.tasks(plan, start, query, jsonl, spill_dir))
             if pool is not None:
                 results: Iterator[SegmentResult] = pool.imap(check_segment, tasks)
             else:
@@ -95,7 +100,11 @@ def replay_archive(
                 result.checked += seg.entries
                 if problem is not None:
                     break
-                sink.write(seg.matched, seg.jsonl)
+                if seg.spilled is not None:
+                    assert isinstance(sink, JsonlSink)
+                    sink.write_file(seg.spilled)
+                else:
+                    sink.write(seg.matched, seg.jsonl)
                 result.written += seg.count
                 result.segments += 1
                 last_offset, last_epoch = seg.last_offset, seg.last_epoch
@@ -120,6 +129,8 @@ def replay_archive(
     finally:
         if pool is not None:
             pool.terminate()
+        if spill_dir is not None:
+            shutil.rmtree(spill_dir, ignore_errors=True)
         sink.close()
         meter.update(result.checked, result.written, force=True)
         meter.done()

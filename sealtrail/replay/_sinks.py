@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 from pathlib import Path
 from typing import IO, Any, Protocol
@@ -56,6 +57,25 @@ class JsonlSink:
 
     def write(self, records: list[dict[str, Any]], jsonl: bytes | None = None) -> None:
         self._out.write(jsonl_bytes(records) if jsonl is None else jsonl)
+
+    def write_file(self, path: str) -> None:
+        """Append the contents of file ``path`` (JSON lines a worker wrote), copied by the
+        kernel where it can, then remove it."""
+        self._out.flush()
+        with open(path, "rb") as src:
+            size, done = os.fstat(src.fileno()).st_size, 0
+            try:
+                while done < size:
+                    sent = os.sendfile(self._out.fileno(), src.fileno(), done, size - done)
+                    if not sent:
+                        break
+                    done += sent
+            except OSError:
+                pass  # no sendfile to this output: copy the rest through memory
+            if done < size:
+                src.seek(done)
+                shutil.copyfileobj(src, self._out)
+        os.unlink(path)
 
     def commit(self) -> int:
         self._out.flush()

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -43,6 +45,7 @@ class SegmentTask:
     head_hash: bytes
     query: Query
     jsonl: bool
+    spill_dir: str | None = None  # a worker process leaves its JSON lines in a file here
 
 
 @dataclass
@@ -58,6 +61,7 @@ class SegmentResult:
     partition: int | None
     problem: Break | None
     count: int = 0
+    spilled: str | None = None  # the file holding ``jsonl`` (see SegmentTask.spill_dir)
 
 
 _worker_keyring: Keyring | None = None
@@ -79,7 +83,20 @@ def _store(url: str, endpoint: str | None) -> ArchiveStore:
 
 def check_segment(task: SegmentTask, keyring: Keyring | None = None) -> SegmentResult:
     """Read and check one segment against its (already checked) checkpoint; the records
-    matching the query when everything checks out."""
+    matching the query when everything checks out. With ``task.spill_dir`` the JSON lines
+    go to a file there rather than back through the pool's pipe: a parent that receives
+    them by pickle spends as long on them as the worker spent making them."""
+    result = _check_segment(task, keyring)
+    if task.spill_dir is not None and result.jsonl:
+        fd, path = tempfile.mkstemp(prefix=f"{task.index}-", suffix=".jsonl",
+                                    dir=task.spill_dir)
+        with os.fdopen(fd, "wb") as out:
+            out.write(result.jsonl)
+        result.jsonl, result.spilled = None, path
+    return result
+
+
+def _check_segment(task: SegmentTask, keyring: Keyring | None) -> SegmentResult:
     keyring = keyring if keyring is not None else _worker_keyring
     cp = task.checkpoint
     key = cp.segment_key
@@ -257,8 +274,8 @@ class ArchiveSource:
                 plan.first += 1
         return plan
 
-    def tasks(self, plan: ChainPlan, start: int, query: Query, jsonl: bool
-              ) -> Iterator[SegmentTask]:
+    def tasks(self, plan: ChainPlan, start: int, query: Query, jsonl: bool,
+              spill_dir: str | None = None) -> Iterator[SegmentTask]:
         for index in range(start, len(plan.checkpoints)):
             cp = plan.checkpoints[index].checkpoint
             if not cp.segment_key:
@@ -272,7 +289,7 @@ class ArchiveSource:
             else:
                 head_seq, head_hash = -1, ChainHead.genesis(plan.chain_id).entry_hash
             yield SegmentTask(self.store.url, self.s3_endpoint, plan.chain_id, index, cp,
-                              head_seq, head_hash, query, jsonl)
+                              head_seq, head_hash, query, jsonl, spill_dir)
 
 
 class KafkaSource:
