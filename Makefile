@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 
 .PHONY: demo test soak bench lint typecheck docs system-deps clean venv
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml setup.py sealtrail/_canonical_avro.c
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip setuptools wheel
 	$(BIN)/pip install --quiet -e '.[dev]'
