@@ -17,17 +17,19 @@ moved from elsewhere in the chain (reordered) or cut short (truncated).
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from sealtrail import fast_segments as fast
 from sealtrail import layout
 from sealtrail.archive import ArchiveError, ArchiveStore, ObjectMissingError, iso_z
 from sealtrail.core import merkle
 from sealtrail.core.chain import ChainHead, check_entry
-from sealtrail.core.checkpoint import SignedCheckpoint
-from sealtrail.core.hashing import ZERO_HASH
+from sealtrail.core.checkpoint import Checkpoint, SignedCheckpoint
+from sealtrail.core.hashing import ENTRY_DOMAIN, SIG_ENTRY_DOMAIN, ZERO_HASH, hasher
 from sealtrail.core.signing import Keyring
 from sealtrail.errors import DecodeError, IntegrityError
 from sealtrail.retention import RetentionPolicy, required_retention
@@ -68,7 +70,6 @@ class ChainReport:
     rejections: dict[str, int] = field(default_factory=dict)
     head_seq: int = -1
     head_hash: str = ""
-    first_ingested_at: int | None = None
     last_checkpoint_at: int | None = None
     heartbeats: int = 0
     purged: int = 0  # entries of segments removed after their retention passed
@@ -148,6 +149,45 @@ def check_entries(
         last_offset = offset
         head = head.advance(record)
     return head, last_offset, None
+
+
+def rows_check_out(head: ChainHead, last_offset: int | None, rows: list[fast.Row],
+                   keyring: Keyring | None, cp: Checkpoint) -> bool:
+    """Whether a segment read on the native path (:mod:`sealtrail.fast_segments`) passes
+    what :func:`check_entries` and the checkpoint comparisons check: each entry links,
+    hashes, verifies and continues the raw offsets after ``head`` / ``last_offset``, and
+    the segment holds exactly the checkpoint's entries, Merkle root and head. False only
+    means "take the reference path", which names the break."""
+    if len(rows) != cp.size or not rows:
+        return False
+    chain, seq, prev, epoch = head.chain_id, head.seq, head.entry_hash, head.epoch
+    offset = rows[0][fast.OFFSET] - 1 if last_offset is None else last_offset
+    entry = hasher(ENTRY_DOMAIN)
+    for _, body, chain_id, seq_, epoch_, prev_hash, entry_hash, key_id, signature, at, _, \
+            offset_, _ in rows:
+        digest = entry.copy()
+        digest.update(body)
+        if (chain_id != chain or seq_ != seq + 1 or epoch_ < epoch or prev_hash != prev
+                or offset_ != offset + 1 or digest.digest() != entry_hash):
+            return False
+        if keyring is not None and keyring.verify(key_id, SIG_ENTRY_DOMAIN + entry_hash,
+                                                  signature, at_us=at):
+            return False
+        seq, prev, epoch, offset = seq_, entry_hash, epoch_, offset_
+    return (seq == cp.last_seq and prev == cp.head_hash
+            and merkle.root([row[fast.ENTRY_HASH] for row in rows]) == cp.merkle_root)
+
+
+def _count_native(report: ChainReport, rows: list[fast.Row]) -> None:
+    """Count a native-path segment's entries into ``report`` as the reference path does."""
+    report.entries += len(rows)
+    for row in rows:
+        if row[fast.EVENT] is not None:
+            report.events += 1
+        else:
+            reason = (json.loads(row[fast.RECORD_JSON]).get("rejection") or {}).get(
+                "reason", "UNKNOWN")
+            report.rejections[reason] = report.rejections.get(reason, 0) + 1
 
 
 def verify_chain(
@@ -302,6 +342,19 @@ def verify_chain(
                 message += "; its entries are the checkpointed ones, the file around them differs"
             fail(kind, message, seg, seq)
             break
+        rows = fast.transcode_segment(data)
+        if rows is not None and rows_check_out(head, last_offset, rows, entry_keyring, cp):
+            last = rows[-1]
+            head = ChainHead(chain_id, last[fast.SEQ], last[fast.ENTRY_HASH], last[fast.EPOCH])
+            last_offset = last[fast.OFFSET]
+            _count_native(report, rows)
+            prev_cp_hash = signed.checkpoint_hash
+            report.segments += 1
+            report.last_checkpoint_at = cp.created_at
+            if locks is not None:  # the retention class depends on the events: decode them
+                cls_, until = required_retention(locks, read_segment(data), cp.created_at)
+                protected += [(seg, cls_.name, until), (cp_key, cls_.name, until)]
+            continue
         try:
             records = read_segment(data)
         except DecodeError as exc:

@@ -277,3 +277,24 @@ def test_replay_writes_the_same_bytes_on_the_native_and_the_reference_path(
             monkeypatch.undo()
         assert outputs[0] == outputs[1], query
         assert outputs[0], query
+
+
+# ---------------------------------------------------------------- verify, both paths
+
+from test_verify_tamper import ATTACKS, run_attack, verify_built  # noqa: E402
+
+
+@pytest.mark.parametrize("name", [None, *sorted(ATTACKS)])
+def test_verify_reports_the_same_on_the_native_and_the_reference_path(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str | None) -> None:
+    """The same report, finding for finding and count for count, for an intact archive
+    (rejections included) and for every attack of test_verify_tamper."""
+    if name is None:
+        built = build_archive(tmp_path, chains=2, segments=3, records=20, rejections=(3, 9))
+    else:
+        built, _ = run_attack(name, tmp_path)
+    native_report = verify_built(built).to_json()
+    monkeypatch.setattr(fast_segments, "native", None)
+    assert native_report == verify_built(built).to_json()
+    if name is None:
+        assert native_report["ok"] and all(c["rejections"] for c in native_report["chains"])

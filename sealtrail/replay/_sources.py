@@ -18,14 +18,14 @@ from sealtrail.archive import ArchiveStore, ObjectMissingError, open_store
 from sealtrail.core import merkle
 from sealtrail.core.chain import ChainHead
 from sealtrail.core.checkpoint import Checkpoint, SignedCheckpoint
-from sealtrail.core.hashing import ENTRY_DOMAIN, SIG_ENTRY_DOMAIN, ZERO_HASH, hasher
+from sealtrail.core.hashing import ZERO_HASH
 from sealtrail.core.signing import Keyring
 from sealtrail.errors import DecodeError, IntegrityError
 from sealtrail.fast_segments import Row, transcode_segment
 from sealtrail.replay._filters import Query
 from sealtrail.replay._sinks import jsonl_bytes
 from sealtrail.segments import read_segment
-from sealtrail.verify import Finding, check_entries
+from sealtrail.verify import Finding, check_entries, rows_check_out
 
 # Where the evidence stops checking out; nothing after it in that chain is replayed.
 # The same record verify reports, so both tools name breaks the same way.
@@ -117,7 +117,9 @@ def _check_segment(task: SegmentTask, keyring: Keyring | None) -> SegmentResult:
                     "`sealtrail verify` for the details")
     if task.jsonl:
         rows = transcode_segment(data)
-        if rows is not None and _rows_check_out(task, rows, keyring):
+        if rows is not None and rows_check_out(
+                ChainHead(task.chain_id, task.head_seq, task.head_hash, rows[0][fast.EPOCH]),
+                None, rows, keyring, cp):
             return _matched_rows(task, rows, result)
     try:
         records = read_segment(data)
@@ -147,36 +149,6 @@ def _check_segment(task: SegmentTask, keyring: Keyring | None) -> SegmentResult:
     else:
         result.matched = matched
     return result
-
-
-def _rows_check_out(task: SegmentTask, rows: list[Row], keyring: Keyring | None) -> bool:
-    """Whether the segment's rows pass every check :func:`check_segment` makes (the same
-    checks as ``check_entries`` and the checkpoint comparisons, on the native path's
-    canonical bytes). False says only "take the reference path", which names the break."""
-    cp = task.checkpoint
-    if len(rows) != cp.size or not rows:
-        return False
-    chain, seq, head = task.chain_id, task.head_seq, task.head_hash
-    epoch, offset = rows[0][fast.EPOCH], rows[0][fast.OFFSET] - 1
-    entry = hasher(ENTRY_DOMAIN)
-    for _, body, chain_id, seq_, epoch_, prev_hash, entry_hash, key_id, signature, at, _, \
-            offset_, _ in rows:
-        if (chain_id != chain or seq_ != seq + 1 or epoch_ < epoch or prev_hash != head
-                or offset_ != offset + 1
-                or _digest(entry, body) != entry_hash):
-            return False
-        if keyring is not None and keyring.verify(key_id, SIG_ENTRY_DOMAIN + entry_hash,
-                                                  signature, at_us=at):
-            return False
-        seq, head, epoch, offset = seq_, entry_hash, epoch_, offset_
-    return (seq == cp.last_seq and head == cp.head_hash
-            and merkle.root([row[fast.ENTRY_HASH] for row in rows]) == cp.merkle_root)
-
-
-def _digest(state: Any, data: bytes) -> bytes:
-    h = state.copy()
-    h.update(data)
-    return h.digest()  # type: ignore[no-any-return]
 
 
 def _matched_rows(task: SegmentTask, rows: list[Row], result: SegmentResult) -> SegmentResult:
