@@ -25,7 +25,8 @@ from sealtrail.core.envelope import strip_logical_types
 from sealtrail.segments import read_segment, write_segment
 
 sys.path.insert(0, str(Path(__file__).parent))
-from archive_builder import build_archive, make_event  # noqa: E402
+from archive_builder import build_archive, make_event
+from test_verify_tamper import ATTACKS, run_attack, verify_built
 
 pytestmark = pytest.mark.skipif(
     not fast_segments.AVAILABLE,
@@ -229,7 +230,7 @@ def test_duplicate_map_keys_truncation_and_leftovers_are_refused() -> None:
         native.transcode(prog, dup, 1, (), ())
     good = block_of(schema, [{"m": {"b": 1, "a": 2}}])
     assert native.transcode(prog, good, 1, (), ())[0][0] == b'{"m":{"a":2,"b":1}}'
-    with pytest.raises(ValueError, match="truncated|out of range"):
+    with pytest.raises(ValueError, match=r"truncated|out of range"):
         native.transcode(prog, good[:-2], 1, (), ())
     with pytest.raises(ValueError, match="left over"):
         native.transcode(prog, good + b"\x00", 1, (), ())
@@ -280,8 +281,6 @@ def test_replay_writes_the_same_bytes_on_the_native_and_the_reference_path(
 
 
 # ---------------------------------------------------------------- verify, both paths
-
-from test_verify_tamper import ATTACKS, run_attack, verify_built  # noqa: E402
 
 
 @pytest.mark.parametrize("name", [None, *sorted(ATTACKS)])
