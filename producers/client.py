@@ -48,6 +48,18 @@ __all__ = ["OUTCOMES", "AuditClient", "ClientClosedError", "EmitBackpressureErro
 
 log = logging.getLogger("sealtrail.producer")
 
+_fork_generation = 0
+"""Incremented in every forked child: a client compares it with its own instead of
+calling os.getpid() (a system call) in every emit()."""
+
+
+def _forked() -> None:
+    global _fork_generation
+    _fork_generation += 1
+
+
+os.register_at_fork(after_in_child=_forked)
+
 FULL_POLICIES = ("fail", "block")
 MAX_EVENT_BYTES = 256 * 1024
 
@@ -129,7 +141,7 @@ class AuditClient:
             stall_seconds=stall_seconds, thread_name=f"sealtrail-producer-{service}")
         self._lock = self._delivery.lock
         self._cond = self._delivery.cond
-        self._pid = os.getpid()
+        self._fork_generation = _fork_generation
         self._closed = False
         self._last_full_log = 0.0
         if self._spool.recovered:
@@ -191,15 +203,11 @@ class AuditClient:
         full-spool policy gives up. Never waits on the network.
         """
         try:
-            event, checked = build_event(
-                self._origin, event_type, action, resource_type=resource_type,
-                resource_id=resource_id, actor_id=actor_id, actor_type=actor_type,
-                principal=principal, on_behalf_of=on_behalf_of, session_id=session_id,
-                outcome=outcome, reason=reason, source_ip=source_ip, user_agent=user_agent,
-                request_id=request_id, trace_id=trace_id, tenant=tenant,
-                classification=classification, decision=decision, policy=policy,
-                permissions=permissions, attributes=attributes, event_id=event_id,
-                occurred_at=occurred_at)
+            event, checked = build_event(  # by position: see build_event
+                self._origin, event_type, action, resource_type, resource_id, actor_id,
+                actor_type, principal, on_behalf_of, session_id, outcome, reason, source_ip,
+                user_agent, request_id, trace_id, tenant, classification, decision, policy,
+                permissions, attributes, event_id, occurred_at)
         except EventValidationError:
             self.metrics.reject("invalid")
             raise
@@ -214,7 +222,7 @@ class AuditClient:
         start = time.perf_counter()
         if self._closed:
             raise ClientClosedError("AuditClient is closed; create a new one to emit")
-        if os.getpid() != self._pid:
+        if self._fork_generation != _fork_generation:
             raise ConfigError("this AuditClient was created before a fork; create one in "
                               "each process (after the fork), e.g. in a worker init hook")
         try:
@@ -249,6 +257,7 @@ class AuditClient:
                                        else 0.0)
         self._delivery.waiters += 1
         try:
+            self._delivery.settle()
             while not self._spool.has_room(nbytes):
                 left = deadline - time.monotonic()
                 if left <= 0:
@@ -302,16 +311,19 @@ class AuditClient:
     def pending(self) -> int:
         """Events accepted by emit() and not yet acknowledged by the broker."""
         with self._cond:
+            self._delivery.settle()
             return self._spool.depth
 
     def flush(self, timeout: float = 30.0) -> int:
         """Wait up to ``timeout`` s until every accepted event is acknowledged; returns
         how many remain (they stay in the spool and are sent later)."""
         deadline = time.monotonic() + timeout
+        self._delivery.wake()
         with self._cond:
             self._delivery.waiters += 1
             try:
                 while True:
+                    self._delivery.settle()
                     depth = self._spool.depth
                     left = deadline - time.monotonic()
                     if depth == 0 or left <= 0:

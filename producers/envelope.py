@@ -45,7 +45,6 @@ def build_event(
     origin: Mapping[str, Any],
     event_type: str,
     action: str,
-    *,
     resource_type: str,
     resource_id: str,
     actor_id: str | None,
@@ -70,7 +69,9 @@ def build_event(
 ) -> tuple[dict[str, Any], bool]:
     """The event dict for :meth:`AuditClient.emit`'s arguments, fields not given taken from
     the bound request context, and whether it already passed the envelope checks (when
-    False, :func:`check_event` must run). Raises EventValidationError without an actor."""
+    False, :func:`check_event` must run). Raises EventValidationError without an actor.
+
+    emit() passes the arguments by position: 24 keyword arguments cost about 1 us a call."""
     ctx = _context.current()
     if ctx is not None:
         if actor_id is None:
@@ -121,10 +122,23 @@ def build_event(
     checked = (
         _texts(event["event_id"], action, actor_id, event["actor"]["type"], resource_type,
                resource_id)
-        and type(event_type) is str and EVENT_TYPE.fullmatch(event_type) is not None
+        and type(event_type) is str
+        and (event_type in _good_types or _good_type(event_type))
         and type(occurred_at) is int and MIN_TIME_US <= occurred_at <= MAX_TIME_US
     )
     return event, checked
+
+
+_good_types: set[str] = set()
+"""Event types that matched EVENT_TYPE (a service uses a few; bounded all the same)."""
+
+
+def _good_type(event_type: str) -> bool:
+    if EVENT_TYPE.fullmatch(event_type) is None:
+        return False
+    if len(_good_types) < 4096:
+        _good_types.add(event_type)
+    return True
 
 
 def encode_event(codec: AvroCodec, event: dict[str, Any], *, strict: bool, checked: bool,

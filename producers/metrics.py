@@ -7,10 +7,11 @@ or collect them into your app's registry by passing ``registry=`` to the client.
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections.abc import Iterator
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-from prometheus_client.core import CounterMetricFamily
+from prometheus_client import CollectorRegistry, Counter, Gauge
+from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 
 __all__ = ["ProducerMetrics"]
@@ -44,13 +45,15 @@ class ProducerMetrics:
                                  "Bytes of the local spool on disk.")
         self.queue_depth = gauge("sealtrail_producer_queue_depth",
                                  "Events in librdkafka's in-memory queue.")
-        self.emit_latency = Histogram(
+        self.emit_latency = _Histogram(
             "sealtrail_producer_emit_seconds", "Time emit() spends on the caller's thread.",
-            names, buckets=_LATENCY_BUCKETS, registry=self.registry).labels(**labels)
-        self.delivery_latency = Histogram(
+            labels, _LATENCY_BUCKETS)
+        self.delivery_latency = _Histogram(
             "sealtrail_producer_delivery_seconds",
             "Time from handing an event to librdkafka to the broker's acknowledgement.",
-            names, buckets=_DELIVERY_BUCKETS, registry=self.registry).labels(**labels)
+            labels, _DELIVERY_BUCKETS)
+        self.registry.register(self.emit_latency)
+        self.registry.register(self.delivery_latency)
         self._labels = labels
 
     def reject(self, reason: str) -> None:
@@ -83,3 +86,32 @@ class _Counts(Collector):
                                          labels=list(self._labels))
             family.add_metric(list(self._labels.values()), getattr(self, name))
             yield family
+
+
+class _Histogram(Collector):
+    """A Prometheus histogram whose ``observe`` is a list increment (no lock, no metric
+    objects: prometheus_client's took about 1.5 us, on emit()'s path); exported as a
+    histogram when scraped. Like ``_Counts``, it relies on the interpreter lock."""
+
+    def __init__(self, name: str, doc: str, labels: dict[str, str],
+                 buckets: tuple[float, ...]) -> None:
+        self._name = name
+        self._doc = doc
+        self._labels = labels
+        self._bounds = buckets
+        self._counts = [0] * (len(buckets) + 1)
+        self._sum = 0.0
+
+    def observe(self, value: float) -> None:
+        self._counts[bisect_left(self._bounds, value)] += 1
+        self._sum += value
+
+    def collect(self) -> Iterator[HistogramMetricFamily]:
+        family = HistogramMetricFamily(self._name, self._doc, labels=list(self._labels))
+        counts = list(self._counts)
+        cumulative, total = [], 0
+        for bound, count in zip((*map(str, self._bounds), "+Inf"), counts, strict=True):
+            total += count
+            cumulative.append((bound, float(total)))
+        family.add_metric(list(self._labels.values()), cumulative, self._sum)
+        yield family

@@ -92,3 +92,31 @@ def test_unknown_fsync_policy_is_a_config_error(tmp_path: Path) -> None:
     """A typo in the fsync policy fails at start with the allowed values."""
     with pytest.raises(ConfigError, match="always"):
         Spool(tmp_path, max_bytes=1 << 20, fsync="sometimes")
+
+
+def test_delivery_flags_are_settled_in_bulk(tmp_path: Path) -> None:
+    """A delivery report only sets its record's flag; settle() brings the counts, the
+    delivered prefix and segment deletion up to date, whatever order the flags came in
+    (reports of different partitions interleave)."""
+    spool = Spool(tmp_path, max_bytes=1 << 20, segment_bytes=4096)
+    positions = [spool.append(b"k", f"v{i}".encode().ljust(40, b".")) for i in range(300)]
+    first = positions[0].segment
+    assert len({p.segment.base for p in positions}) > 2
+    for pos in reversed(positions[:150]):
+        if pos.number % 2:
+            pos.segment.acked[pos.number] = 1
+    assert spool.depth == 300  # flags alone change nothing yet
+    newly, freed = spool.settle()
+    assert newly == sum(1 for p in positions[:150] if p.number % 2) and not freed
+    assert first.prefix == 0 and spool.depth == 300 - newly
+    for pos in positions[:150]:
+        pos.segment.acked[pos.number] = 1
+    newly2, freed = spool.settle()
+    assert newly + newly2 == 150 and freed
+    assert first not in spool.segments
+    assert records(spool) == [f"v{i}".encode().ljust(40, b".") for i in range(150, 300)]
+    assert spool.settle() == (0, False)
+    spool.close()
+    again = Spool(tmp_path, max_bytes=1 << 20, segment_bytes=4096)
+    assert again.recovered == 150
+    again.close()
