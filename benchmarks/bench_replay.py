@@ -7,6 +7,11 @@
 * ``replay.hash_eps_all``: the same with segments checked on every core (``workers``).
 * ``replay.sig_eps_1`` / ``replay.sig_eps_all``: full checking, every entry's Ed25519
   signature too, on one core and on every core.
+* ``replay.python_hash_eps_1`` and ``replay.native_vs_python``: the one-process hash run
+  again with the native segment reader switched off (sealtrail.fast_segments), and the
+  ratio of the two (the Python path is what runs without a C compiler).
+* ``verify.hash_eps`` / ``verify.sig_eps``: ``verify_archive`` of the same archive without
+  and with entry signatures (one process).
 
 The archive (``SEALTRAIL_BENCH_REPLAY_EVENTS``, default 100000 events in 2 chains of
 segments of 5000) is built with tests/archive_builder.py, without Kafka.
@@ -28,8 +33,10 @@ def _build(base: Path, events: int) -> Any:
 
     per_segment = 5000
     segments = max(events // (2 * per_segment), 1)
-    return build_archive(base, chains=2, segments=segments, records=per_segment,
-                         rejections=())
+    built = build_archive(base, chains=2, segments=segments, records=per_segment,
+                          rejections=())
+    built.records.clear()  # a real replay process does not hold the archive in memory
+    return built
 
 
 def _one(built: Any, out: Path, *, signatures: bool, workers: int) -> tuple[float, float, int]:
@@ -43,6 +50,33 @@ def _one(built: Any, out: Path, *, signatures: bool, workers: int) -> tuple[floa
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     assert result.ok, result.breaks
     return wall, cpu, result.written
+
+
+def _python_path(built: Any, out: Path, native_eps: Any) -> dict[str, object]:
+    from sealtrail import fast_segments
+
+    saved, fast_segments.native = fast_segments.native, None
+    try:
+        wall, _, n = _one(built, out, signatures=False, workers=1)
+    finally:
+        fast_segments.native = saved
+    if saved is None:
+        return {"replay.native": "not built"}
+    return {"replay.python_hash_eps_1": round(n / wall),
+            "replay.native_vs_python": round(native_eps / (n / wall), 1)}
+
+
+def _verify(built: Any, entries: int) -> dict[str, object]:
+    from sealtrail.verify import verify_archive
+
+    figures: dict[str, object] = {}
+    for name, signatures in (("verify.hash_eps", False), ("verify.sig_eps", True)):
+        started = time.perf_counter()
+        report = verify_archive(built.store, built.keyring, check_signatures=signatures)
+        assert report.ok, report.to_json()
+        figures[name] = round(sum(c.entries for c in report.chains)
+                              / (time.perf_counter() - started))
+    return figures
 
 
 def run() -> dict[str, object]:
@@ -66,6 +100,8 @@ def run() -> dict[str, object]:
         wall, _, n = _one(built, out, signatures=True, workers=cores)
         figures["replay.sig_eps_all"] = round(n / wall)
         figures["replay.target_hash_eps"] = 100_000
+        figures.update(_python_path(built, out, figures["replay.hash_eps_1"]))
+        figures.update(_verify(built, n))
     return figures
 
 
