@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -487,29 +487,64 @@ def verify_archive(
     locks: RetentionPolicy | None = None,
     now_us: int | None = None,
     max_age_seconds: float | None = None,
+    workers: int = 1,
+    reopen: Callable[[], ArchiveStore] | None = None,
 ) -> ArchiveReport:
     """Verify every chain in ``store`` against ``keyring``.
 
     ``locks``: also check every object's Object Lock (mode, retain-until not earlier than
     its class requires under this policy) and the legal holds the hold manifests call for.
     ``now_us``: report each chain's newest checkpoint age; with ``max_age_seconds`` an older
-    newest checkpoint is a *stale* finding (heartbeats keep idle chains fresh)."""
+    newest checkpoint is a *stale* finding (heartbeats keep idle chains fresh).
+    ``workers`` > 1 with ``reopen`` (which opens the same archive again, for a worker
+    process: an S3 client is not shared across a fork): chains are verified in that many
+    processes; the report is the same, in the same order."""
+    chain_ids = layout.chain_ids(store.list(layout.CHAINS))
+    options = {"check_signatures": check_signatures, "locks": locks}
+    pool = None
+    if workers > 1 and reopen is not None and len(chain_ids) > 1:
+        import multiprocessing
+
+        pool = multiprocessing.get_context("fork").Pool(
+            min(workers, len(chain_ids)), initializer=_init_worker,
+            initargs=(reopen, keyring, options))
+        found: Iterator[ChainReport] = pool.imap(_verify_in_worker, chain_ids)
+    else:
+        found = (verify_chain(store, c, keyring, **options) for c in chain_ids)  # type: ignore[arg-type]
     reports = []
-    for chain_id in layout.chain_ids(store.list(layout.CHAINS)):
-        report = verify_chain(store, chain_id, keyring, check_signatures=check_signatures,
-                              locks=locks)
-        if now_us is not None and report.last_checkpoint_at is not None:
-            report.age_seconds = max(0, now_us - report.last_checkpoint_at) / 1e6
-            if max_age_seconds is not None and report.age_seconds > max_age_seconds:
-                report.findings.append(Finding(
-                    "stale", chain_id, f"newest checkpoint is {report.age_seconds:.0f} s old, "
-                    f"more than --max-age {max_age_seconds:g} s: the archiver stopped, or "
-                    "the newest checkpoints were removed", None, report.head_seq + 1))
-        reports.append(report)
-        if progress:
-            progress(report)
+    try:
+        for report in found:
+            if now_us is not None and report.last_checkpoint_at is not None:
+                report.age_seconds = max(0, now_us - report.last_checkpoint_at) / 1e6
+                if max_age_seconds is not None and report.age_seconds > max_age_seconds:
+                    report.findings.append(Finding(
+                        "stale", report.chain_id, f"newest checkpoint is "
+                        f"{report.age_seconds:.0f} s old, more than --max-age "
+                        f"{max_age_seconds:g} s: the archiver stopped, or the newest "
+                        "checkpoints were removed", None, report.head_seq + 1))
+            reports.append(report)
+            if progress:
+                progress(report)
+    finally:
+        if pool is not None:
+            pool.terminate()
     result = ArchiveReport(store.url, reports)
     if locks is not None:
         result.findings = check_holds(store)
         result.locks_checked = sum(2 * c.segments + c.heartbeats for c in reports)
     return result
+
+
+_worker: tuple[ArchiveStore, Keyring, dict[str, Any]] | None = None
+
+
+def _init_worker(reopen: Callable[[], ArchiveStore], keyring: Keyring,
+                 options: dict[str, Any]) -> None:
+    global _worker
+    _worker = (reopen(), keyring, options)
+
+
+def _verify_in_worker(chain_id: str) -> ChainReport:
+    assert _worker is not None, "_init_worker did not run"
+    store, keyring, options = _worker
+    return verify_chain(store, chain_id, keyring, **options)

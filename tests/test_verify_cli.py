@@ -208,3 +208,21 @@ def test_metrics_file_reports_a_pass_then_failures_by_kind(tmp_path: Path) -> No
     kind = expected[0].kind
     assert bad[f'sealtrail_verify_failures{{{archive},kind="{kind}"}}'] == 1
     assert not list(metrics.parent.glob(".sealtrail-verify-*"))  # written atomically
+
+
+def test_workers_give_the_same_report_as_one_process(tmp_path: Path) -> None:
+    """Chains verified in several processes: the same JSON report, in the same order, as
+    one process, for an archive with a broken chain among intact ones."""
+    built, _ = run_attack("flip_byte_middle", tmp_path)
+    reports = []
+    for workers in ("1", "3"):
+        proc = sealtrail(tmp_path, "verify", "--json", "--workers", workers, built.root,
+                         "--keys", built.keyring_path)
+        assert proc.returncode == 1, proc.stdout + proc.stderr
+        report = json.loads(proc.stdout)
+        for chain in report["chains"]:
+            chain.pop("age_seconds")  # measured against the time of each run
+        reports.append(report)
+    assert reports[0] == reports[1]
+    assert [c["ok"] for c in reports[0]["chains"]].count(False) == 1
+    assert len(reports[0]["chains"]) > 1

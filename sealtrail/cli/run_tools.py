@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -37,6 +38,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--metrics-file", metavar="PATH",
                    help="also write the result as Prometheus metrics (verify ok, broken "
                    "chains, failures by kind) for node_exporter's textfile collector")
+    p.add_argument("--workers", type=int, default=0, metavar="N",
+                   help="verify chains in N processes (default 0: one per core)")
     p.add_argument("--completeness", action="store_true",
                    help="also report, per raw partition, the source offsets the chains cover "
                    "and any hole or offset sealed twice (fails when there is one)")
@@ -85,7 +88,9 @@ def _verify(args: argparse.Namespace) -> int:
     report = verify_archive(store, keyring, check_signatures=not args.no_signatures,
                             progress=show, now_us=int(datetime.now(UTC).timestamp() * 1e6),
                             max_age_seconds=args.max_age,
-                            locks=RetentionPolicy.from_settings(settings) if locks else None)
+                            locks=RetentionPolicy.from_settings(settings) if locks else None,
+                            workers=args.workers if args.workers > 0 else (os.cpu_count() or 1),
+                            reopen=lambda: open_archive(settings, url))
     if args.metrics_file:
         from sealtrail.verify_metrics import write_verify_metrics
 
