@@ -318,7 +318,7 @@ class AuditClient:
         """Wait up to ``timeout`` s until every accepted event is acknowledged; returns
         how many remain (they stay in the spool and are sent later)."""
         deadline = time.monotonic() + timeout
-        self._delivery.wake()
+        self._delivery.push(timeout)
         with self._cond:
             self._delivery.waiters += 1
             try:
