@@ -87,6 +87,10 @@ class Delivery:
         }
         self._conf.update(producer_config or {})
         self.producer = self._new_producer()
+        self._sent = 0
+        self._serve_above = min(
+            int(self._conf.get("queue.buffering.max.messages", 100_000)) // 4, 4096)
+        """Reports waiting beyond which emit() serves them itself (a few ms of work)."""
 
         self.lock = threading.Lock()
         self.cond = threading.Condition(self.lock)
@@ -153,6 +157,13 @@ class Delivery:
             self._drain_pos = pos
             self._metrics.counts.spooled += 1
             self._producer_failed(exc)
+            return
+        self._sent += 1
+        if not self._sent & 1023 and len(self.producer) > self._serve_above:
+            # A caller that keeps the interpreter busy starves this thread's polls (each
+            # report needs the interpreter lock): serve the reports here, before the
+            # queue fills up and events go to the spool with a broker that is fine.
+            self.producer.poll(0)
 
     # -- callbacks (librdkafka, on the background thread or inside flush) ----------------
 
