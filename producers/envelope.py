@@ -35,10 +35,11 @@ os.register_at_fork(after_in_child=lambda: _ids.seed(os.urandom(32)))
 def new_event_id() -> str:
     """A random (version 4) UUID. Drawn from a generator seeded from os.urandom and reseeded
     in every forked child: no syscall per event, no shared ids across processes."""
-    x = _ids.getrandbits(128)
-    x = (x & ~(0xF << 76) & ~(0x3 << 62)) | (0x4 << 76) | (0x2 << 62)
-    h = f"{x:032x}"
-    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+    h = f"{_ids.getrandbits(128):032x}"  # version nibble 4, variant bits 10 set below
+    return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{_VARIANT[h[16]]}{h[17:20]}-{h[20:]}"
+
+
+_VARIANT = {d: "89ab"[int(d, 16) & 3] for d in "0123456789abcdef"}
 
 
 def build_event(
@@ -205,9 +206,23 @@ def _varint(n: int) -> bytes:
     return bytes(out)
 
 
+_high_parts: dict[int, bytes] = {}
+
+
 def _long(n: int) -> bytes:
-    """An Avro long (zig-zag, then varint); the caller checks the range."""
-    return _varint((n << 1) ^ (n >> 63))
+    """An Avro long (zig-zag, then varint); the caller checks the range.
+
+    A timestamp in microseconds takes 8 bytes; all but the first 3 change about once a
+    second, so they are kept (a few at a time) instead of computed again."""
+    z = (n << 1) ^ (n >> 63)
+    if z < 0x200000:
+        return _varint(z)
+    high = _high_parts.get(z >> 21)
+    if high is None:
+        if len(_high_parts) >= 64:
+            _high_parts.clear()
+        high = _high_parts[z >> 21] = _varint(z >> 21)
+    return bytes((z & 0x7F | 0x80, z >> 7 & 0x7F | 0x80, z >> 14 & 0x7F | 0x80)) + high
 
 
 _LENGTHS = tuple(_varint(n << 1) for n in range(4096))
