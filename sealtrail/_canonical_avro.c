@@ -586,7 +586,11 @@ static int compile_node(Program *prog, Node *nd, PyObject *spec) {
         if (size != 2)
             break;
         nd->count = PyLong_AsSsize_t(PyTuple_GET_ITEM(spec, 1));
-        return nd->count < 0 ? -1 : 0;
+        if (nd->count >= 0)
+            return 0;
+        if (!PyErr_Occurred())
+            PyErr_SetString(PyExc_ValueError, "a fixed size is not negative");
+        return -1;
     case T_ENUM:
         if (size != 2 || !PyTuple_Check(PyTuple_GET_ITEM(spec, 1)))
             break;

@@ -21,7 +21,10 @@ import logging
 import zlib
 from typing import Any
 
+import fastavro
+
 from sealtrail.core.canonical import ENTRY_FIELDS
+from sealtrail.segments import check_schema
 
 try:
     from sealtrail import _canonical_avro as native  # type: ignore[attr-defined]
@@ -69,7 +72,7 @@ def transcode_segment(data: bytes) -> list[Row] | None:
             block = raw if codec == "null" else zlib.decompress(raw, -15)
             rows.extend(native.transcode(program, block, count, seal, captures))
         return rows
-    except (Unsupported, ValueError, TypeError, KeyError, IndexError, zlib.error) as exc:
+    except Exception as exc:  # whatever it is, the reference path reads (or names) it
         log.debug("segment takes the reference path: %s", exc)
         return None
 
@@ -91,6 +94,13 @@ def _long(data: bytes, at: int) -> tuple[int, int]:
         shift += 7
 
 
+def _skip(data: bytes, at: int, length: int) -> int:
+    """The position ``length`` bytes on from ``at``, which must stay inside ``data``."""
+    if not 0 <= length <= len(data) - at:
+        raise Unsupported("length out of range")
+    return at + length
+
+
 def _container(data: bytes) -> tuple[str, str, list[tuple[int, bytes]]]:
     """The header's schema text and codec, and each block as (record count, bytes)."""
     if data[:4] != MAGIC:
@@ -106,11 +116,9 @@ def _container(data: bytes) -> tuple[str, str, list[tuple[int, bytes]]]:
             _size, at = _long(data, at)
         for _ in range(count):
             klen, at = _long(data, at)
-            key = data[at:at + klen].decode("utf-8")
-            at += klen
+            key, at = data[at:at + klen].decode("utf-8"), _skip(data, at, klen)
             vlen, at = _long(data, at)
-            meta[key] = data[at:at + vlen]
-            at += vlen
+            meta[key], at = data[at:at + vlen], _skip(data, at, vlen)
     sync = data[at:at + SYNC_SIZE]
     at += SYNC_SIZE
     codec = meta.get("avro.codec", b"null").decode()
@@ -143,6 +151,11 @@ def _program(text: str) -> tuple[Any, tuple[int, ...], tuple[tuple[int, ...], ..
     found = _programs.get(text)
     if found is None:
         schema = json.loads(text)
+        try:  # what the reference reader accepts as a segment's schema, and nothing else
+            fastavro.parse_schema(schema, _write_hint=False)
+            check_schema(schema)
+        except Exception as exc:
+            raise Unsupported(f"schema refused: {exc}") from None
         nodes = _compile(schema)
         fields = [f["name"] for f in schema["fields"]]
         if set(fields) != {*ENTRY_FIELDS, "entry_hash", "signature"}:
@@ -169,6 +182,11 @@ def _named(schema: dict[str, Any]) -> dict[str, Any]:
     if "source" not in out:
         raise Unsupported("source is not a plain record")
     return out
+
+
+def _json_text(name: str) -> bytes:
+    """A field name or symbol as a canonical JSON string (Python's json is the reference)."""
+    return json.dumps(name, ensure_ascii=False).encode("utf-8")
 
 
 def _compile(schema: dict[str, Any]) -> list[tuple[Any, ...]]:
@@ -213,11 +231,11 @@ def _compile(schema: dict[str, Any]) -> list[tuple[Any, ...]]:
                 names[name] = at = add("T_FIXED", int(t["size"]))
                 return at
             if kind == "enum":
-                symbols = tuple(json.dumps(s, ensure_ascii=False).encode() for s in t["symbols"])
+                symbols = tuple(_json_text(s) for s in t["symbols"])
                 names[name] = at = add("T_ENUM", symbols)
                 return at
             names[name] = at = add("T_RECORD", (), ())  # placeholder: may refer to itself
-            fields = tuple((json.dumps(f["name"]).encode() + b":", node(f["type"], inner))
+            fields = tuple((_json_text(f["name"]) + b":", node(f["type"], inner))
                            for f in t["fields"])
             order = tuple(sorted(range(len(fields)),
                                  key=lambda i: t["fields"][i]["name"].encode("utf-8")))

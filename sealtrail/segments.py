@@ -12,7 +12,7 @@ from sealtrail import schemas
 from sealtrail.core.envelope import strip_logical_types
 from sealtrail.errors import DecodeError
 
-__all__ = ["read_segment", "write_segment"]
+__all__ = ["check_schema", "read_segment", "write_segment"]
 
 _DEFAULT = strip_logical_types(schemas.sealed_record())
 
@@ -36,7 +36,7 @@ def read_segment(data: bytes) -> list[dict[str, Any]]:
     written). DecodeError when the bytes are not a segment."""
     try:
         reader = fastavro.reader(io.BytesIO(data))
-        _check_schema(reader.writer_schema)
+        check_schema(reader.writer_schema)
         return list(reader)  # type: ignore[arg-type]
     except DecodeError:
         raise
@@ -49,7 +49,7 @@ _FIXED = {f["name"]: strip_logical_types(f["type"]) for f in _DEFAULT["fields"]
           if f["name"] not in ("event", "rejection", "redaction", "source")}
 
 
-def _check_schema(schema: Any) -> None:
+def check_schema(schema: Any) -> None:
     """DecodeError unless the file's schema is a SealedRecord with the fixed fields."""
     if not isinstance(schema, dict) or schema.get("type") != "record":
         raise DecodeError("segment schema is not a record")
