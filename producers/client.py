@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from prometheus_client import CollectorRegistry
+from sealtrail.producers.avro_encoder import UnsupportedSchemaError, compile_encoder
 from sealtrail.producers.delivery import (  # noqa: F401  (re-exported)
     DRAIN_BATCH,
     STALL_SECONDS,
@@ -26,9 +27,7 @@ from sealtrail.producers.delivery import (  # noqa: F401  (re-exported)
 )
 from sealtrail.producers.envelope import (  # noqa: F401  (re-exported)
     OUTCOMES,
-    UnsupportedSchemaError,
     build_event,
-    compile_encoder,
     encode_event,
     new_event_id,
 )

@@ -10,11 +10,8 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from sealtrail.producers.envelope import (
-    UnsupportedSchemaError,
-    compile_encoder,
-    encode_event,
-)
+from sealtrail.producers.avro_encoder import UnsupportedSchemaError, compile_encoder
+from sealtrail.producers.envelope import encode_event
 
 from sealtrail import schemas
 from sealtrail.core.avro import AvroCodec
