@@ -1,4 +1,4 @@
-"""Reading a segment straight to canonical JSON, for replay at archive speed.
+"""Reading a segment straight to canonical JSON, for replay and verify at archive speed.
 
 The reference way to check a segment decodes every record with fastavro and computes its
 canonical bytes in Python (:mod:`sealtrail.segments`, :mod:`sealtrail.core.canonical`).
