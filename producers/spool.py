@@ -41,6 +41,7 @@ from sealtrail.producers.spool_files import (
     write_ack,
 )
 
+from sealtrail.durable import fsync_dir
 from sealtrail.errors import ConfigError
 
 __all__ = ["FSYNC_POLICIES", "Position", "Spool", "fsync_close", "open_slot"]
@@ -249,11 +250,7 @@ class Spool:
         """fsync the directory after segments were created or deleted."""
         if self._dir_dirty and self.fsync != "never":
             self._dir_dirty = False
-            dfd = os.open(self.directory, os.O_RDONLY)
-            try:
-                os.fsync(dfd)
-            finally:
-                os.close(dfd)
+            fsync_dir(self.directory)
 
     def sync(self) -> None:
         """fsync appended data and the directory, persist delivery prefixes."""

@@ -31,6 +31,7 @@ from typing import Any
 
 from sealtrail.core.redaction import HmacPseudonymizer
 from sealtrail.core.signing import Ed25519Signer, Keyring, PublicKey
+from sealtrail.durable import fsync_dir
 from sealtrail.errors import ConfigError, KeyMaterialError
 
 __all__ = [
@@ -89,15 +90,7 @@ def write_private(path: Path, doc: dict[str, Any], *, replace: bool = False) -> 
                 raise ConfigError(f"{path} already exists; not overwriting a key") from None
     finally:
         tmp.unlink(missing_ok=True)
-    _fsync_dir(path.parent)
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    fsync_dir(path.parent)
 
 
 def read_private(path: Path) -> dict[str, Any]:

@@ -41,6 +41,7 @@ from sealtrail.archive._errors import (
     ObjectMissingError,
     RetentionError,
 )
+from sealtrail.durable import fsync_dir
 
 __all__ = ["NOT_ENFORCED_NOTE", "LocalStore"]
 
@@ -50,14 +51,6 @@ NOT_ENFORCED_NOTE = (
 )
 _META_DIR = "_retention"
 _FILE_MODE = 0o644
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _make_dirs(path: Path) -> None:
@@ -70,7 +63,7 @@ def _make_dirs(path: Path) -> None:
     for d in reversed(missing):
         with contextlib.suppress(FileExistsError):
             d.mkdir()
-        _fsync_dir(d.parent)
+        fsync_dir(d.parent)
 
 
 def _write_temp(directory: Path, data: bytes) -> Path:
@@ -156,7 +149,7 @@ class LocalStore:
             _make_dirs(path.parent)
             tmp = _write_temp(path.parent, data)
             os.replace(tmp, path)
-            _fsync_dir(path.parent)
+            fsync_dir(path.parent)
         except OSError as exc:
             raise ArchiveError(f"cannot write retention record {path} for {key!r}: {exc}") from exc
 
@@ -205,7 +198,7 @@ class LocalStore:
                 with contextlib.suppress(OSError):
                     tmp.unlink()
             try:
-                _fsync_dir(path.parent)
+                fsync_dir(path.parent)
             except OSError as exc:
                 raise ArchiveError(f"cannot fsync directory of {key!r}: {exc}") from exc
 
@@ -304,9 +297,9 @@ class LocalStore:
             sidecar = self._sidecar(key)
             try:
                 path.unlink()
-                _fsync_dir(path.parent)
+                fsync_dir(path.parent)
                 sidecar.unlink(missing_ok=True)
-                _fsync_dir(sidecar.parent)
+                fsync_dir(sidecar.parent)
             except OSError as exc:
                 raise ArchiveError(f"cannot delete {key!r} under {self.root}: {exc}") from exc
 

@@ -38,6 +38,7 @@ import os
 from pathlib import Path
 from typing import IO, Any
 
+from sealtrail.durable import fsync_dir
 from sealtrail.errors import ConfigError
 
 __all__ = ["JOURNAL_SUFFIX", "ROW_GROUP_ROWS", "ParquetSink", "arrow_schema", "arrow_type"]
@@ -131,14 +132,6 @@ def arrow_schema(avro_schema: dict[str, Any] | None = None) -> Any:
     })
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 class ParquetSink:
     """A Parquet file of SealedRecords, through a resumable journal (see the module)."""
 
@@ -171,7 +164,7 @@ class ParquetSink:
         self._out = open(self._journal_path, "wb")  # noqa: SIM115 - closed in close()
         self._out.write(self._schema.serialize().to_pybytes())
         self._durable()
-        _fsync_dir(self._journal_path.parent)
+        fsync_dir(self._journal_path.parent)
 
     def _cut_journal(self, resume_at: int) -> None:
         """Keep the first ``resume_at`` records of the journal, drop what follows."""
@@ -235,7 +228,7 @@ class ParquetSink:
             out.flush()
             os.fsync(out.fileno())
         os.replace(tmp, self._journal_path)
-        _fsync_dir(self._journal_path.parent)
+        fsync_dir(self._journal_path.parent)
         self._out = open(self._journal_path, "r+b")  # noqa: SIM115
         self._out.seek(0, os.SEEK_END)
         self._rows = resume_at
@@ -302,5 +295,5 @@ class ParquetSink:
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
         os.replace(tmp, self._path)
-        _fsync_dir(self._path.parent)
+        fsync_dir(self._path.parent)
         self._journal_path.unlink()
