@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sealtrail.durable import fsync_dir
 from sealtrail.errors import ConfigError
 from sealtrail.replay._filters import Query
 from sealtrail.replay._sinks import Sink
@@ -29,9 +30,15 @@ class ReplayState:
         return (self.source, self.query, self.dest) == (other.source, other.query, other.dest)
 
     def save(self, path: Path) -> None:
+        """Replace the state file atomically and durably: after a crash it holds either
+        this state or the one before, never a torn file."""
         tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps(asdict(self), sort_keys=True))
+        with open(tmp, "w") as out:
+            out.write(json.dumps(asdict(self), sort_keys=True))
+            out.flush()
+            os.fsync(out.fileno())
         os.replace(tmp, path)
+        fsync_dir(path.parent)
 
     @classmethod
     def load(cls, path: Path) -> ReplayState | None:
