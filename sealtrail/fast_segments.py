@@ -31,11 +31,14 @@ try:
 except ImportError:  # not built (no C compiler at install time): the reference path only
     native = None
 
-__all__ = ["AVAILABLE", "Row", "transcode_segment"]  # and the Row field indices
+__all__ = ["AVAILABLE", "NOT_BUILT", "Row", "transcode_segment"]  # and the Row field indices
 
 log = logging.getLogger(__name__)
 
 AVAILABLE = native is not None
+NOT_BUILT = ("the native segment reader (sealtrail._canonical_avro) is not built, so segments "
+             "are read on the Python path, about 7x slower; reinstall sealtrail where a C "
+             "compiler and the Python headers are present")
 
 MAGIC = b"Obj\x01"
 SYNC_SIZE = 16

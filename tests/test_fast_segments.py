@@ -315,3 +315,24 @@ def test_damaged_segment_files_never_hang_or_answer_differently(data: st.DataObj
     if rows is not None:
         assert [r[fast_segments.RECORD_JSON] for r in rows] == [
             canonical_json(r) for r in read_segment(damaged)]
+
+
+def test_without_the_extension_the_commands_say_so_and_still_work(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """No C compiler at install time: verify and replay work on the Python path and say
+    once that they are slower, and why."""
+    from sealtrail.cli.main import main
+
+    built = build_archive(tmp_path, chains=1, segments=2, records=5)
+    monkeypatch.setattr(fast_segments, "native", None)
+    monkeypatch.setattr(fast_segments, "AVAILABLE", False)
+    monkeypatch.setenv("SEALTRAIL_HOME", str(tmp_path / ".sealtrail"))
+    assert main(["verify", str(built.root), "--keys", str(built.keyring_path)]) == 0
+    out = capsys.readouterr().out
+    assert "not built" in out and "VERIFIED" in out
+    dest = tmp_path / "out.jsonl"
+    assert main(["replay", "--source", "archive", "--archive", str(built.root), "--keys",
+                 str(built.keyring_path), "--to", f"file:{dest}"]) == 0
+    assert "not built" in capsys.readouterr().err
+    assert len(dest.read_text().splitlines()) == 2 * 5 - 2  # rejections (1, 6) left out

@@ -68,6 +68,10 @@ def _verify(args: argparse.Namespace) -> int:
         print(f"sealtrail: {exc}", file=sys.stderr)
         return 2
     store = open_archive(settings, url)
+    from sealtrail.fast_segments import AVAILABLE, NOT_BUILT
+
+    if not AVAILABLE and not args.json:
+        print(f"note: {NOT_BUILT}")
 
     def show(report: ChainReport) -> None:
         if args.json:
