@@ -178,16 +178,15 @@ def rows_check_out(head: ChainHead, last_offset: int | None, rows: list[fast.Row
             and merkle.root([row[fast.ENTRY_HASH] for row in rows]) == cp.merkle_root)
 
 
-def _count_native(report: ChainReport, rows: list[fast.Row]) -> None:
-    """Count a native-path segment's entries into ``report`` as the reference path does."""
-    report.entries += len(rows)
-    for row in rows:
-        if row[fast.EVENT] is not None:
-            report.events += 1
-        else:
-            reason = (json.loads(row[fast.RECORD_JSON]).get("rejection") or {}).get(
-                "reason", "UNKNOWN")
-            report.rejections[reason] = report.rejections.get(reason, 0) + 1
+def _count(report: ChainReport, rejection: dict[str, Any] | None) -> None:
+    """Count one checked entry into ``report``: an event (``rejection`` None) or a
+    rejection, by its reason."""
+    report.entries += 1
+    if rejection is None:
+        report.events += 1
+    else:
+        reason = rejection.get("reason", "UNKNOWN")
+        report.rejections[reason] = report.rejections.get(reason, 0) + 1
 
 
 def verify_chain(
@@ -343,50 +342,45 @@ def verify_chain(
             fail(kind, message, seg, seq)
             break
         rows = fast.transcode_segment(data)
+        records: list[dict[str, Any]] | None = None
         if rows is not None and rows_check_out(head, last_offset, rows, entry_keyring, cp):
             last = rows[-1]
             head = ChainHead(chain_id, last[fast.SEQ], last[fast.ENTRY_HASH], last[fast.EPOCH])
             last_offset = last[fast.OFFSET]
-            _count_native(report, rows)
-            prev_cp_hash = signed.checkpoint_hash
-            report.segments += 1
-            report.last_checkpoint_at = cp.created_at
-            if locks is not None:  # the retention class depends on the events: decode them
-                cls_, until = required_retention(locks, read_segment(data), cp.created_at)
-                protected += [(seg, cls_.name, until), (cp_key, cls_.name, until)]
-            continue
-        try:
-            records = read_segment(data)
-        except DecodeError as exc:
-            fail("malformed", str(exc), seg, cp.first_seq)
-            break
-        if len(records) != cp.size:
-            fail("truncated", f"segment holds {len(records)} entries, checkpoint {index} "
-                 f"covers {cp.size}", seg, cp.first_seq + min(len(records), cp.size))
-            break
-        head, last_offset, broken = check_entries(head, last_offset, records, entry_keyring)
-        for record in records[: head.seq - cp.first_seq + 1]:  # the entries that checked out
-            report.entries += 1
-            if record["kind"] == "EVENT":
-                report.events += 1
-            else:
-                reason = (record.get("rejection") or {}).get("reason", "UNKNOWN")
-                report.rejections[reason] = report.rejections.get(reason, 0) + 1
-        if broken is not None:
-            fail(broken.kind, broken.message, seg, broken.seq)
-            break
-        if merkle.root([r["entry_hash"] for r in records]) != cp.merkle_root:
-            fail("modified", f"Merkle root of the segment differs from checkpoint {index}",
-                 seg, cp.first_seq)
-            break
-        if head.entry_hash != cp.head_hash or head.seq != cp.last_seq:
-            fail("modified", f"chain head differs from checkpoint {index}", seg, cp.last_seq)
-            break
+            for row in rows:  # a rejection's reason is read from its JSON (they are rare)
+                _count(report, None if row[fast.EVENT] is not None
+                       else json.loads(row[fast.RECORD_JSON]).get("rejection") or {})
+        else:  # the reference path, which also names what does not check out
+            try:
+                records = read_segment(data)
+            except DecodeError as exc:
+                fail("malformed", str(exc), seg, cp.first_seq)
+                break
+            if len(records) != cp.size:
+                fail("truncated", f"segment holds {len(records)} entries, checkpoint {index} "
+                     f"covers {cp.size}", seg, cp.first_seq + min(len(records), cp.size))
+                break
+            head, last_offset, broken = check_entries(head, last_offset, records, entry_keyring)
+            for record in records[: head.seq - cp.first_seq + 1]:  # those that checked out
+                _count(report, None if record["kind"] == "EVENT"
+                       else record.get("rejection") or {})
+            if broken is not None:
+                fail(broken.kind, broken.message, seg, broken.seq)
+                break
+            if merkle.root([r["entry_hash"] for r in records]) != cp.merkle_root:
+                fail("modified", f"Merkle root of the segment differs from checkpoint {index}",
+                     seg, cp.first_seq)
+                break
+            if head.entry_hash != cp.head_hash or head.seq != cp.last_seq:
+                fail("modified", f"chain head differs from checkpoint {index}", seg,
+                     cp.last_seq)
+                break
         prev_cp_hash = signed.checkpoint_hash
         report.segments += 1
         report.last_checkpoint_at = cp.created_at
-        if locks is not None:
-            cls_, until = required_retention(locks, records, cp.created_at)
+        if locks is not None:  # the retention class depends on the events: decode them
+            cls_, until = required_retention(
+                locks, read_segment(data) if records is None else records, cp.created_at)
             protected += [(seg, cls_.name, until), (cp_key, cls_.name, until)]
     else:
         for extra in sorted(segments - referenced):
