@@ -63,9 +63,8 @@ def replay_archive(
 
         pool = multiprocessing.get_context("fork").Pool(
             workers, initializer=init_worker, initargs=(source.entry_keyring,))
-        if jsonl:  # workers leave their lines in files here (see check_segment)
-            near = Path(dest[5:]).resolve().parent if dest.startswith("file:") else None
-            spill_dir = tempfile.mkdtemp(prefix=".sealtrail-replay-", dir=near)
+        if isinstance(sink, JsonlSink):  # workers leave their lines here (check_segment)
+            spill_dir = tempfile.mkdtemp(prefix=".sealtrail-replay-", dir=sink.directory)
     saved_at = time.monotonic()
     try:
         for plan in plans:

@@ -45,6 +45,8 @@ class JsonlSink:
     def __init__(self, path: Path | None, resume_at: int | None) -> None:
         self.description = f"file:{path}" if path else "-"
         self._path = path
+        # where the output lives (None for stdout): helper files go beside it
+        self.directory = path.resolve().parent if path else None
         self._out: IO[bytes]
         if path is None:
             self._out = sys.stdout.buffer
