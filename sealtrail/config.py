@@ -38,7 +38,12 @@ class Settings:
     sealed_topic: str = "audit.sealed"
     """Topic the sealer writes sealed records to; raw partition p is sealed into p."""
     dlq_topic: str = "audit.dlq"
-    """Raw bytes of rejected records, with the reason in headers."""
+    """Rejected raw records, encrypted under dlq.key (they never went through the redaction
+    policy); reason and coordinates in headers. Read with `sealtrail dlq read`; grant the
+    topic to no one but the sealer (write) and the operators who triage (docs/operations.md)."""
+    dlq_retention_hours: float = 72.0
+    """Retention (retention.ms) of the DLQ topic when sealtrail creates it: short, since it
+    holds raw personal data (encrypted); long enough to triage a rejection."""
     partitions: int = 3
     """Partitions of the raw and sealed topics when sealtrail creates them."""
     archive_url: str = ""
@@ -119,6 +124,10 @@ class Settings:
     """Search index: a SQLite file path or postgresql://...; empty means <home>/index.sqlite."""
     indexer_group: str = "sealtrail-indexer"
     """Consumer group of the indexer (sealed topic -> search index)."""
+    custody_required: bool = False
+    """Tools that hand out audit data (search, export, replay, report, dlq read) first record
+    their chain-of-custody event and refuse (exit 2, nothing written) when it cannot be
+    recorded. Off: they warn and go on."""
 
     def __post_init__(self) -> None:
         if self.retention_mode not in ("COMPLIANCE", "GOVERNANCE"):
@@ -126,6 +135,8 @@ class Settings:
         for name in ("partitions", "max_event_bytes", "segment_max_records", "retention_days"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1")
+        if not 0 < self.dlq_retention_hours <= 24 * 365:
+            raise ConfigError("dlq_retention_hours must be > 0 and at most a year")
 
     @property
     def archive(self) -> str:
@@ -168,8 +179,19 @@ class Settings:
         return s
 
 
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off", "")
+
+
 def _coerce(name: str, kind: Any, raw: Any) -> Any:
     try:
+        if kind in (bool, "bool"):
+            if isinstance(raw, bool):
+                return raw
+            text = str(raw).strip().lower()
+            if text in _TRUE or text in _FALSE:
+                return text in _TRUE
+            raise ValueError(raw)
         if kind in (int, "int"):
             return int(raw)
         if kind in (float, "float"):

@@ -173,7 +173,7 @@ def test_valid_records_pass_validation() -> None:
         ({"occurred_at": True}, "occurred_at", "expected long, got bool"),
         ({"occurred_at": 2**63}, "occurred_at", "does not fit in an Avro long"),
         ({"occurred_at": -(2**63) - 1}, "occurred_at", "does not fit in an Avro long"),
-        ({"outcome": "MAYBE"}, "outcome", "'MAYBE' is not one of"),
+        ({"outcome": "MAYBE"}, "outcome", "is not one of .* \\(got str of 5 characters"),
         ({"actor": {"id": 1, "type": "user"}}, "actor.id", "expected string, got int"),
         ({"actor": {"type": "user"}}, "actor.id", "is required and missing"),
         ({"actor": "alice"}, "actor", "expected a Actor record"),
