@@ -114,8 +114,9 @@ class Settings:
     """How often the monitor reads consumer lag and the archive's checkpoints."""
     retention_classes: str = "pci_dss=365d,hipaa=6y,sox=7y"
     """Retention classes as name=duration (Nd days, Ny calendar years), comma-separated."""
-    retention_map: str = ""
-    """Event-type globs to classes, e.g. "payment.*=pci_dss,phi.*=hipaa"; longest match wins."""
+    retention_map: str = "classification:PHI=hipaa,classification:PCI=pci_dss"
+    """Event-type globs and classification:NAME entries to classes, e.g.
+    "payment.*=pci_dss,phi.*=hipaa,classification:PHI=hipaa"; the longest matching class wins."""
     retention_default_class: str = "default"
     """Class of unmapped events and rejections; if not in retention_classes, retention_days."""
     heartbeat_seconds: float = 300.0
