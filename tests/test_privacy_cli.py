@@ -203,3 +203,28 @@ def test_rotated_dlq_keys_still_read_older_letters(tmp_path: Path) -> None:
     new = new_cipher.seal(b"k", b"v2", **where)
     keys = DlqKeys(tmp_path / "keys")
     assert keys.open(old, headers).value == b"v1" and keys.open(new, headers).value == b"v2"
+
+
+def test_replay_outputs_are_0600_and_custody_required_writes_nothing(tmp_path: Path) -> None:
+    """Replays to JSON lines, Avro and Parquet create their outputs, journals and state
+    files 0600; with custody_required and no broker, replay refuses before writing."""
+    from archive_builder import build_archive
+
+    built = build_archive(tmp_path)
+    settings = _offline(tmp_path, archive_url=str(built.root))
+    keyring = tmp_path / "keys" / "public.json"
+    outputs = []
+    for name in ("r.jsonl", "r.avro", "r.parquet"):
+        out = tmp_path / "out" / name
+        out.parent.mkdir(exist_ok=True)
+        proc = cli(tmp_path, settings, "replay", "--to", f"file:{out}", "--keys", keyring)
+        assert proc.returncode == 0, proc.stderr
+        outputs += [out, *out.parent.glob(name + ".*")]
+    assert len(outputs) >= 6  # outputs and their state files
+    assert {str(p): oct(stat.S_IMODE(p.stat().st_mode)) for p in outputs} == {
+        str(p): "0o600" for p in outputs}
+    required = _offline(tmp_path, archive_url=str(built.root), custody_required=True)
+    refused = tmp_path / "out" / "refused.jsonl"
+    proc = cli(tmp_path, required, "replay", "--to", f"file:{refused}", "--keys", keyring)
+    assert proc.returncode == 2
+    assert "custody_required is set" in proc.stderr and not refused.exists()

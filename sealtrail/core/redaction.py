@@ -72,6 +72,7 @@ UNNAMED_ATTRIBUTE = "attributes.*"
 """The label of an attribute no rule names by its path, in ``redaction.fields``."""
 _MAX_PLANS = 1024
 _MAX_KEYS = 512  # per plan: attribute keys whose decision is remembered
+_MAX_PSEUDONYMS = 4096
 _DOC_KEYS = {"id", "version", "rules", "unknown_attributes", "subject_field"}
 
 Transform = Callable[[str, Mapping[str, Any]], tuple[str | None, str]]
@@ -95,19 +96,31 @@ class FieldEncryptor(Protocol):
 
 
 class HmacPseudonymizer:
-    """``hmac:<key id>:<first 128 bits of HMAC-SHA-256(key, UTF-8(value)) in hex>``."""
+    """``hmac:<key id>:<first 128 bits of HMAC-SHA-256(key, UTF-8(value)) in hex>``.
 
-    __slots__ = ("_key", "key_id")
+    The keyed state is computed once (each value only copies it), and the pseudonyms of
+    recent values are remembered (the same actors and addresses recur)."""
+
+    __slots__ = ("_base", "_recent", "key_id")
 
     def __init__(self, key: bytes, key_id: str) -> None:
         if not key:
             raise PolicyError("an HMAC pseudonymisation key must not be empty")
-        self._key = key
+        self._base = hmac.new(key, digestmod=hashlib.sha256)
+        self._recent: dict[str, str] = {}
         self.key_id = key_id
 
     def pseudonym(self, value: str) -> str:
-        digest = hmac.new(self._key, value.encode("utf-8"), hashlib.sha256).hexdigest()
-        return f"hmac:{self.key_id}:{digest[:32]}"
+        found = self._recent.get(value)
+        if found is not None:
+            return found
+        mac = self._base.copy()
+        mac.update(value.encode("utf-8"))
+        found = f"hmac:{self.key_id}:{mac.hexdigest()[:32]}"
+        if len(self._recent) >= _MAX_PSEUDONYMS:
+            self._recent.clear()
+        self._recent[value] = found
+        return found
 
     def __repr__(self) -> str:
         return f"HmacPseudonymizer(key_id={self.key_id!r})"
