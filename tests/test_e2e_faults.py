@@ -151,7 +151,7 @@ def test_bad_input_becomes_sealed_rejections_and_the_sealer_stays_up(
     assert reasons == ["UNDECODABLE", "UNDECODABLE", "UNKNOWN_SCHEMA", "INVALID", "INVALID",
                        "OVERSIZE", "UNDECODABLE", "DUPLICATE", "UNDECODABLE"]
     details = [r["rejection"]["detail"] for r in records if r["kind"] == "REJECTION"]
-    assert "magic byte 1" in details[1]
+    assert "not the magic byte 0" in details[1]
     assert "987654" in details[2]
     assert "event_type" in details[4]
     assert "was sealed as seq" in details[7] and first not in details[7]

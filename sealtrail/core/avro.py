@@ -40,7 +40,9 @@ def unframe(data: bytes) -> tuple[int, memoryview]:
         raise DecodeError(f"message of {len(data)} bytes is shorter than the 5-byte header")
     magic, schema_id = _HEADER.unpack_from(data)
     if magic != MAGIC:
-        raise DecodeError(f"unknown magic byte {magic} (expected {MAGIC}: Confluent wire format)")
+        # The byte itself is not quoted: it is the first byte of whatever was sent.
+        raise DecodeError(f"the first byte is not the magic byte {MAGIC} of the Confluent "
+                          "wire format")
     return schema_id, memoryview(data)[_HEADER.size :]
 
 
