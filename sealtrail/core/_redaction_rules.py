@@ -19,6 +19,7 @@ __all__ = [
     "DETECT_ACTIONS",
     "PROTECTED",
     "Rule",
+    "check_reachable",
     "check_rule",
     "rule_from",
     "string_paths",
@@ -289,3 +290,22 @@ def rule_from(i: int, raw: Any) -> Rule:
         ipv4_prefix=raw.get("ipv4_prefix", 24), ipv6_prefix=raw.get("ipv6_prefix", 48),
         not_ip=raw.get("not_ip", "drop"),
     )
+
+
+def check_reachable(where: str, rule: Rule, earlier: list[Rule]) -> None:
+    """A rule that an earlier all-event-types rule always pre-empts could never apply."""
+    for j, prev in enumerate(earlier):
+        if prev.event_types or prev.detect is not None or rule.detect is not None:
+            continue
+        covered = False
+        if rule.path and prev.path:
+            covered = (prev.attribute_key == rule.attribute_key if rule.is_attribute
+                       and prev.is_attribute else prev.path == rule.path)
+        elif rule.is_attribute and prev.key_pattern is not None:
+            covered = re.search(prev.key_pattern, rule.path[len(ATTR_PREFIX):],
+                                re.IGNORECASE) is not None
+        if covered:
+            raise PolicyError(
+                f"{where}: never applies: rule {j + 1} ({prev.selector}) already covers this "
+                "for all event types (the first matching rule wins; put rules limited to "
+                "event types, and exceptions, first)")

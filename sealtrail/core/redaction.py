@@ -31,7 +31,6 @@ import hashlib
 import hmac
 import re
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any, Protocol
 
 from sealtrail.core._redaction_actions import (
@@ -41,12 +40,24 @@ from sealtrail.core._redaction_actions import (
     mask_ip,
     mask_spans,
 )
+from sealtrail.core._redaction_plan import (
+    UNNAMED_ATTRIBUTE,
+    Compiled,
+    Decision,
+    Detection,
+    FieldStep,
+    Plan,
+    Transform,
+    lookup,
+    split_path,
+)
 from sealtrail.core._redaction_rules import (
     ACTIONS,
     ATTR_PREFIX,
     ATTRIBUTES,
     DEFAULT_DETECT_PATHS,
     Rule,
+    check_reachable,
     check_rule,
     rule_from,
     string_paths,
@@ -68,15 +79,10 @@ __all__ = [
 ENC_PREFIX = "enc:v1:"
 """Prefix of a field value the encrypt action produced: ``enc:v1:<key id>:<base64>``."""
 DEFAULT_SUBJECT = "actor.id"
-UNNAMED_ATTRIBUTE = "attributes.*"
-"""The label of an attribute no rule names by its path, in ``redaction.fields``."""
 _MAX_PLANS = 1024
-_MAX_KEYS = 512  # per plan: attribute keys whose decision is remembered
 _MAX_PSEUDONYMS = 4096
 _DOC_KEYS = {"id", "version", "rules", "unknown_attributes", "subject_field"}
 
-Transform = Callable[[str, Mapping[str, Any]], tuple[str | None, str]]
-"""value, subjects -> (new value or None to delete, the action actually applied)."""
 
 
 class Pseudonymizer(Protocol):
@@ -135,102 +141,6 @@ def count_actions(fields: Sequence[str]) -> dict[str, int]:
     return counts
 
 
-def _split(path: str) -> tuple[tuple[str, ...], str]:
-    """(parent keys, last key); an attribute key may itself contain dots."""
-    if path.startswith(ATTR_PREFIX):
-        return (ATTRIBUTES,), path[len(ATTR_PREFIX):]
-    *parents, last = path.split(".")
-    return tuple(parents), last
-
-
-def _lookup(event: Mapping[str, Any], path: str) -> Any:
-    parents, last = _split(path)
-    node: Any = event
-    for part in (*parents, last):
-        node = node.get(part) if isinstance(node, dict) else None
-    return node
-
-
-@dataclass(frozen=True)
-class _Compiled:
-    """A rule with its transform built, and its attribute-key matcher if any."""
-
-    index: int
-    rule: Rule
-    transform: Transform | None  # None: keep
-    key_regex: re.Pattern[str] | None
-    detect: Callable[[str], str | None] | None
-
-
-@dataclass(frozen=True)
-class _FieldStep:
-    index: int  # of the rule, to report in rule order
-    parents: tuple[str, ...]
-    key: str
-    label: str
-    transform: Transform
-
-
-@dataclass(frozen=True)
-class _Decision:
-    """What happens to one attribute key under one plan."""
-
-    label: str
-    transform: Transform | None  # None: kept as sent (detectors still look at it)
-    index: int  # of the rule deciding (after every rule when none does)
-
-
-@dataclass(frozen=True)
-class _Detection:
-    """The detectors looking at one field: (find-and-mask, whether the rule drops)."""
-
-    label: str
-    detectors: tuple[tuple[Callable[[str], str | None], bool], ...]
-    nullable: bool
-
-
-class _Plan:
-    """The rules for one event type, chosen once."""
-
-    def __init__(self, fields: tuple[_FieldStep, ...], exact: dict[str, _Compiled],
-                 patterns: tuple[_Compiled, ...], unknown: _Decision,
-                 detect_fields: tuple[tuple[tuple[str, ...], str, _Detection], ...],
-                 detect_attributes: tuple[_Compiled, ...], subjects: tuple[str, ...]) -> None:
-        self.fields = fields
-        self._exact = exact
-        self._patterns = patterns
-        self._unknown = unknown
-        self.detect_fields = detect_fields
-        self.detect_attributes = detect_attributes
-        self.subjects = subjects
-        self._decisions: dict[str, _Decision] = {}
-
-    def decide(self, key: str) -> _Decision:
-        """The decision for attribute ``key``: the first rule (document order) naming it
-        by path, in any case, or finding it by key pattern; else unknown_attributes."""
-        found = self._decisions.get(key)
-        if found is not None:
-            return found
-        best = self._exact.get(key.casefold())
-        for compiled in self._patterns:
-            if best is not None and compiled.index > best.index:
-                break
-            assert compiled.key_regex is not None
-            if compiled.key_regex.search(key):
-                best = compiled
-                break
-        if best is None:
-            decision = self._unknown
-        else:
-            named = best.rule.is_attribute
-            decision = _Decision(best.rule.path if named else UNNAMED_ATTRIBUTE,
-                                 best.transform, best.index)
-        if len(self._decisions) >= _MAX_KEYS:
-            self._decisions.clear()
-        self._decisions[key] = decision
-        return decision
-
-
 class Policy:
     """A validated, compiled redaction policy: call it on each decoded event."""
 
@@ -273,7 +183,7 @@ class Policy:
                        can_encrypt=encryptor is not None)
             if rule.action == "encrypt" and rule.subject is None:
                 rule = dataclasses.replace(rule, subject=subject_field)
-            _check_reachable(where, rule, checked)
+            check_reachable(where, rule, checked)
             checked.append(rule)
         self.policy_id = policy_id
         self.version = version
@@ -283,7 +193,7 @@ class Policy:
         self._observer = observer
         self._compiled = tuple(self._compile(i, r) for i, r in enumerate(self.rules))
         self._drop = self._transform_for(Rule("attributes.*", "drop"), nullable=True)
-        self._plans: dict[str, _Plan] = {}
+        self._plans: dict[str, Plan] = {}
 
     @classmethod
     def from_document(
@@ -324,18 +234,18 @@ class Policy:
 
     # -- compiling -------------------------------------------------------------------
 
-    def _compile(self, index: int, rule: Rule) -> _Compiled:
+    def _compile(self, index: int, rule: Rule) -> Compiled:
         regex = re.compile(rule.key_pattern, re.IGNORECASE) if rule.key_pattern else None
         if rule.detect is not None:
             detector = DETECTORS[rule.detect]
             masker = mask_spans(detector, rule.mask_char, rule.keep_last)
-            return _Compiled(index, rule, None, None, masker)
+            return Compiled(index, rule, None, None, masker)
         transform = None
         if rule.action != "keep":
             nullable = (rule.is_attribute or rule.key_pattern is not None
                         or self._paths.get(rule.path, False))
             transform = self._transform_for(rule, nullable)
-        return _Compiled(index, rule, transform, regex, None)
+        return Compiled(index, rule, transform, regex, None)
 
     def _transform_for(self, rule: Rule, nullable: bool) -> Transform:
         action = rule.action
@@ -379,12 +289,12 @@ class Policy:
 
         return encrypt_step
 
-    def _plan(self, event_type: str) -> _Plan:
+    def _plan(self, event_type: str) -> Plan:
         seen: set[str] = set()
-        steps: list[_FieldStep] = []
-        exact: dict[str, _Compiled] = {}
-        patterns: list[_Compiled] = []
-        detectors: list[_Compiled] = []
+        steps: list[FieldStep] = []
+        exact: dict[str, Compiled] = {}
+        patterns: list[Compiled] = []
+        detectors: list[Compiled] = []
         subjects: set[str] = set()
         for compiled in self._compiled:
             rule = compiled.rule
@@ -401,27 +311,27 @@ class Policy:
             elif rule.path not in seen:
                 seen.add(rule.path)
                 if compiled.transform is not None:
-                    parents, key = _split(rule.path)
-                    steps.append(_FieldStep(compiled.index, parents, key, rule.path,
+                    parents, key = split_path(rule.path)
+                    steps.append(FieldStep(compiled.index, parents, key, rule.path,
                                             compiled.transform))
-        unknown = _Decision(UNNAMED_ATTRIBUTE,
+        unknown = Decision(UNNAMED_ATTRIBUTE,
                             self._drop if self.unknown_attributes == "drop" else None,
                             len(self._compiled))
         detect_fields = self._detect_fields(detectors, seen)
         detect_attributes = tuple(c for c in detectors
                                   if "attributes.*" in (c.rule.paths or DEFAULT_DETECT_PATHS))
-        plan = _Plan(tuple(steps), exact, tuple(patterns), unknown, detect_fields,
+        plan = Plan(tuple(steps), exact, tuple(patterns), unknown, detect_fields,
                      detect_attributes, tuple(sorted(subjects)))
         if len(self._plans) >= _MAX_PLANS:
             self._plans.clear()
         self._plans[event_type] = plan
         return plan
 
-    def _detect_fields(self, detectors: list[_Compiled], transformed: set[str]
-                       ) -> tuple[tuple[tuple[str, ...], str, _Detection], ...]:
+    def _detect_fields(self, detectors: list[Compiled], transformed: set[str]
+                       ) -> tuple[tuple[tuple[str, ...], str, Detection], ...]:
         """Per field path (not attributes) that no rule for this event type changed: the
         detectors looking at it."""
-        by_path: dict[str, list[_Compiled]] = {}
+        by_path: dict[str, list[Compiled]] = {}
         for compiled in detectors:
             for path in compiled.rule.paths or DEFAULT_DETECT_PATHS:
                 if path != "attributes.*" and path not in transformed:
@@ -430,7 +340,7 @@ class Policy:
         for path, found in by_path.items():
             pairs = tuple((c.detect, c.rule.action == "drop") for c in found
                           if c.detect is not None)
-            out.append((*_split(path), _Detection(path, pairs, self._paths[path])))
+            out.append((*split_path(path), Detection(path, pairs, self._paths[path])))
         return tuple(out)
 
     # -- applying ----------------------------------------------------------------------
@@ -443,7 +353,7 @@ class Policy:
         fields."""
         event_type = event["event_type"]
         plan = self._plans.get(event_type) or self._plan(event_type)
-        subjects = {p: _lookup(event, p) for p in plan.subjects} if plan.subjects else {}
+        subjects = {p: lookup(event, p) for p in plan.subjects} if plan.subjects else {}
         changed: list[tuple[int, str]] = []
         for step in plan.fields:
             parent: Any = event
@@ -470,7 +380,7 @@ class Policy:
     apply = __call__
 
     @staticmethod
-    def _attributes(plan: _Plan, attributes: dict[str, str], subjects: Mapping[str, Any],
+    def _attributes(plan: Plan, attributes: dict[str, str], subjects: Mapping[str, Any],
                     changed: list[tuple[int, str]]) -> None:
         """Apply each attribute's decision; its entries join ``changed`` in rule order."""
         decide, detectors = plan.decide, plan.detect_attributes
@@ -503,7 +413,7 @@ class Policy:
 
     @staticmethod
     def _detect_field(event: dict[str, Any], parents: tuple[str, ...], key: str,
-                      detection: _Detection, changed: list[str]) -> None:
+                      detection: Detection, changed: list[str]) -> None:
         parent: Any = event
         for part in parents:
             parent = parent.get(part) if isinstance(parent, dict) else None
@@ -526,22 +436,3 @@ class Policy:
 
 def _first(entry: tuple[int, str]) -> int:
     return entry[0]
-
-
-def _check_reachable(where: str, rule: Rule, earlier: list[Rule]) -> None:
-    """A rule that an earlier all-event-types rule always pre-empts could never apply."""
-    for j, prev in enumerate(earlier):
-        if prev.event_types or prev.detect is not None or rule.detect is not None:
-            continue
-        covered = False
-        if rule.path and prev.path:
-            covered = (prev.attribute_key == rule.attribute_key if rule.is_attribute
-                       and prev.is_attribute else prev.path == rule.path)
-        elif rule.is_attribute and prev.key_pattern is not None:
-            covered = re.search(prev.key_pattern, rule.path[len(ATTR_PREFIX):],
-                                re.IGNORECASE) is not None
-        if covered:
-            raise PolicyError(
-                f"{where}: never applies: rule {j + 1} ({prev.selector}) already covers this "
-                "for all event types (the first matching rule wins; put rules limited to "
-                "event types, and exceptions, first)")
