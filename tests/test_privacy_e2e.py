@@ -26,6 +26,7 @@ from sealtrail import schemas
 from sealtrail.config import Settings
 from sealtrail.core.avro import AvroCodec, frame
 from sealtrail.dev import free_port
+from sealtrail.search import open_index
 
 IPV6 = "2001:db8:1234:5678::1"
 CARD = "4111-1111-1111-1111"
@@ -215,6 +216,11 @@ def test_canaries_reach_no_sink(settings: Settings, stages: list[Stage], tmp_pat
                alive=lambda: all(s.alive() for s in stages))
     run("replay", "replay", "--source", "archive", "--include-rejections",
         "--to", f"file:{out / 'replay.jsonl'}", "--keys", keyring)
+    # the indexer's own path too: the sealed topic into a second index
+    run("index run", "index", "run", "--index", out / "from-kafka.sqlite", "--idle-exit", "5")
+    kafka_index = open_index(str(out / "from-kafka.sqlite"))
+    assert kafka_index.coverage().events >= 10 + 6
+    kafka_index.close()
     records = [json.loads(x) for x in (out / "replay.jsonl").read_text().splitlines()]
     custody = [r["event"] for r in records
                if r["kind"] == "EVENT" and r["event"]["event_type"] == "audit.access"]
@@ -244,5 +250,5 @@ def test_canaries_reach_no_sink(settings: Settings, stages: list[Stage], tmp_pat
     assert found == [], found
     outputs_created = [p for p in out.rglob("*") if p.is_file()]
     assert {p.name for p in outputs_created} >= {"bundle.zip", "report.html", "replay.jsonl",
-                                                 "index.sqlite"}
+                                                 "index.sqlite", "from-kafka.sqlite"}
     assert private_modes(outputs_created) == {}
