@@ -28,7 +28,6 @@ dead letters gets that file (``sealtrail dlq read``), nothing else. Retired DLQ 
 from __future__ import annotations
 
 import base64
-import contextlib
 import os
 import secrets
 import struct
@@ -87,8 +86,15 @@ class DlqCipher:
         """The cipher of ``keys_dir/dlq.key``; the key is created (0600) when missing."""
         path = keys_dir / DLQ_KEY
         if not path.exists():
-            with contextlib.suppress(ConfigError):  # created meanwhile by another process
+            try:
                 write_private(path, _new_doc())
+            except ConfigError:  # created meanwhile by another process
+                pass
+            except OSError as exc:  # a read-only keys directory (a mounted secret)
+                raise ConfigError(
+                    f"no {DLQ_KEY} in {keys_dir}, and it cannot be created there "
+                    f"({exc.strerror}): run `sealtrail keys init` where the keys are kept "
+                    "(it adds the missing key) and deploy the keys directory again") from None
         return cls(*_key_of(path))
 
     def seal(self, key: bytes | None, value: bytes | None, *, topic: str, partition: int,

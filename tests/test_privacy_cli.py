@@ -228,3 +228,12 @@ def test_replay_outputs_are_0600_and_custody_required_writes_nothing(tmp_path: P
     proc = cli(tmp_path, required, "replay", "--to", f"file:{refused}", "--keys", keyring)
     assert proc.returncode == 2
     assert "custody_required is set" in proc.stderr and not refused.exists()
+
+
+def test_a_keys_directory_that_cannot_take_dlq_key_is_a_clear_error(tmp_path: Path) -> None:
+    """A sealer whose keys directory cannot take the new dlq.key (read-only, or as here
+    not a directory at all) says what to do instead of failing with a traceback."""
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("")
+    with pytest.raises(ConfigError, match=r"no dlq\.key in .* sealtrail keys init"):
+        DlqCipher.for_keys(blocker / "keys")
