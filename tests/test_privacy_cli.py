@@ -235,5 +235,5 @@ def test_a_keys_directory_that_cannot_take_dlq_key_is_a_clear_error(tmp_path: Pa
     not a directory at all) says what to do instead of failing with a traceback."""
     blocker = tmp_path / "not-a-directory"
     blocker.write_text("")
-    with pytest.raises(ConfigError, match=r"no dlq\.key in .* sealtrail keys init"):
+    with pytest.raises(ConfigError, match=r"no dlq\.key in .*`sealtrail keys init`"):
         DlqCipher.for_keys(blocker / "keys")
