@@ -8,13 +8,21 @@
   committed offsets cover all N (the sealer joined the group before, on an empty topic,
   so start-up and group join are not counted).
 * ``sealer.vs_floor``: eps / floor_eps (target >= 0.8).
+* ``sealer.sign_floor_eps``: what the hardware allows: Ed25519 signatures of 32-byte
+  digests (with the entry signature's domain prefix, as the sealer signs them) per second
+  on one core, with the same library, measured before and after the end-to-end run like
+  the floor. The sealer signs once per entry, so it can never be faster than this.
+* ``sealer.vs_sign``: eps / sign_floor_eps (target >= 0.5 with one signature per entry);
+  ``sealer.floor_vs_sign``: floor_eps / sign_floor_eps, the same for the per-record work
+  alone (what is left once Kafka is taken away).
 * ``sealer.scale_2``: two sealer processes on the same number of partitions, divided by
   one process. The machine has 2 cores, and the broker and this script share them.
 * ``sealer.rss_start_mb`` / ``sealer.rss_end_mb``: resident set of the one-process run
   after it joined and after it sealed N events. ``SEALTRAIL_BENCH_RSS_EVENTS=1000000``
   adds a separate long run (``sealer.long_*``) that reports the RSS every 100k events.
 
-N is ``SEALTRAIL_BENCH_SEALER_EVENTS`` (default 40000).
+N is ``SEALTRAIL_BENCH_SEALER_EVENTS`` (default 40000). ``SEALTRAIL_BENCH_SEALER_SCALE=0``
+skips the two-process run (a quicker look at the one-process figures).
 """
 
 from __future__ import annotations
@@ -101,6 +109,22 @@ def _floor(settings: Settings, values: list[bytes]) -> float:
     for offset, value in enumerate(values):
         sealer.seal_value(state, value, "bench", 0, offset)
     return len(values) / (time.perf_counter() - start)
+
+
+def _sign_floor(n: int = 10_000) -> float:
+    """Ed25519 signatures per second of what the sealer signs for each entry (the entry
+    domain and a 32-byte digest), with a fresh key of the library the sealer uses."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from sealtrail.core.hashing import SIG_ENTRY_DOMAIN, sha256
+
+    sign = Ed25519PrivateKey.generate().sign
+    messages = [SIG_ENTRY_DOMAIN + sha256(i.to_bytes(8, "big")) for i in range(n)]
+    sign(messages[0])
+    start = time.perf_counter()
+    for message in messages:
+        sign(message)
+    return n / (time.perf_counter() - start)
 
 
 def _cpu_s(pid: int) -> float:
@@ -204,6 +228,20 @@ class _Run:
         self._probe.close()
 
 
+def _scale_2(base: Settings, home: Path, broker_pid: int, values: list[bytes],
+             eps: float) -> dict[str, object]:
+    """Two sealer processes on the same partitions, against one (``eps``)."""
+    two = _Run(base, home, 2, broker_pid)
+    try:
+        two.wait_assigned()
+        eps2, _ = two.seal(values)
+    finally:
+        two.close()
+    return {"sealer.eps_2": round(eps2), "sealer.scale_2": round(eps2 / eps, 3),
+            "sealer.cpu_per_s_2": round(two.cpu_share, 2),
+            "sealer.broker_cpu_per_s_2": round(two.broker_share, 2)}
+
+
 def run() -> dict[str, object]:
     n = int(os.environ.get("SEALTRAIL_BENCH_SEALER_EVENTS", "40000"))
     long_n = int(os.environ.get("SEALTRAIL_BENCH_RSS_EVENTS", "0"))
@@ -216,6 +254,7 @@ def run() -> dict[str, object]:
                             raw_topic=f"raw-{uuid.uuid4().hex[:8]}")
             init_keys(base.keys)
             values = _events(base, n)
+            sign_before = _sign_floor()
             floor_before = _floor(base, values[:10_000])
 
             one = _Run(base, home, 1, stack.broker_pid)
@@ -226,24 +265,20 @@ def run() -> dict[str, object]:
                 one.close()
             # The floor before and after the run: the machine is shared, so its speed drifts.
             floor = (floor_before + _floor(base, values[:10_000])) / 2
+            sign_floor = (sign_before + _sign_floor()) / 2
+            figures["sealer.sign_floor_eps"] = round(sign_floor)
             figures["sealer.floor_eps"] = round(floor)
             figures["sealer.eps"] = round(eps)
+            figures["sealer.vs_sign"] = round(eps / sign_floor, 3)
+            figures["sealer.floor_vs_sign"] = round(floor / sign_floor, 3)
             figures["sealer.cpu_per_s"] = round(one.cpu_share, 2)
             figures["sealer.broker_cpu_per_s"] = round(one.broker_share, 2)
             figures["sealer.vs_floor"] = round(eps / floor, 3)
             figures["sealer.rss_start_mb"] = round(rss[0], 1)
             figures["sealer.rss_end_mb"] = round(rss[-1], 1)
 
-            two = _Run(base, home, 2, stack.broker_pid)
-            try:
-                two.wait_assigned()
-                eps2, _ = two.seal(values)
-            finally:
-                two.close()
-            figures["sealer.eps_2"] = round(eps2)
-            figures["sealer.scale_2"] = round(eps2 / eps, 3)
-            figures["sealer.cpu_per_s_2"] = round(two.cpu_share, 2)
-            figures["sealer.broker_cpu_per_s_2"] = round(two.broker_share, 2)
+            if os.environ.get("SEALTRAIL_BENCH_SEALER_SCALE", "1") != "0":
+                figures.update(_scale_2(base, home, stack.broker_pid, values, eps))
 
             if long_n:
                 long = _Run(base, home, 1, stack.broker_pid)
