@@ -222,7 +222,10 @@ class Sealer:
         state.next_source_offset = offset + 1
         if rejected is None:
             state.remember(record["event"]["event_id"], record["seq"], self.settings.dedupe_window)
-        return frame(self._sealed_schema_id, self._sealed.encode(_tagged(record))), record, rejected
+        body = self._sealed.encode_native(record)
+        if body is None:  # not built, or a value only fastavro takes: its bytes, its errors
+            body = self._sealed.encode(_tagged(record))
+        return frame(self._sealed_schema_id, body), record, rejected
 
     def _seal_partition(self, partition: int, msgs: list[Message]) -> None:
         """Seal ``msgs`` (all of one raw partition) in one transaction.

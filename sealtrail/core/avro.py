@@ -1,6 +1,10 @@
 """Avro encoding in the Confluent wire format: magic byte 0, a 4-byte big-endian
 schema id, then the Avro binary body. Schemas are used without logical types
 (timestamps stay integers; see envelope.strip_logical_types).
+
+fastavro is the reference. Where the native codec is built, records go through programs
+compiled once per schema (and per pair of writer and reader schemas) first, and through
+fastavro whenever a program cannot give exactly fastavro's answer (avro_program.py).
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from typing import Any
 import fastavro
 from fastavro.read import SchemaResolutionError
 
+from sealtrail.core.avro_program import NativeDecoder, NativeEncoder, decoder_for, encoder_for
 from sealtrail.core.envelope import strip_logical_types
 from sealtrail.errors import DecodeError, EventValidationError
 
@@ -48,9 +53,13 @@ class AvroCodec:
 
     def __init__(self, schema: dict[str, Any]) -> None:
         self.schema = schema
-        self.parsed = fastavro.parse_schema(strip_logical_types(schema))  # parsed once: hinted
+        self.plain = strip_logical_types(schema)
+        self.parsed = fastavro.parse_schema(self.plain)  # parsed once: hinted
         self.name = str(schema.get("name", "?"))
         self._records = _record_paths(schema, ())
+        self._encoder: NativeEncoder | None = encoder_for(self.plain)
+        # Native decoders by writer codec (compiled on first use; None: fastavro only).
+        self._decoders: dict[AvroCodec, NativeDecoder | None] = {}
 
     def validate(self, record: dict[str, Any]) -> None:
         """Raise EventValidationError naming the first field that does not fit the schema.
@@ -78,14 +87,40 @@ class AvroCodec:
                     return ".".join((*path, sorted(extra)[0])), f"is not a field of {record_name}"
         return None
 
-    def encode(self, record: dict[str, Any]) -> bytes:
+    def encode(self, record: Any) -> bytes:
+        """The Avro binary of ``record``: fastavro's bytes (and errors)."""
+        if self._encoder is not None:
+            body = self._encoder(record)
+            if body is not None:
+                return body
         buf = io.BytesIO()
         fastavro.schemaless_writer(buf, self.parsed, record)
         return buf.getvalue()
 
+    def encode_native(self, record: Any) -> bytes | None:
+        """The Avro binary of ``record`` from the native encoder, or None where only
+        fastavro can write it (then :meth:`encode` does, the way the caller prefers)."""
+        return None if self._encoder is None else self._encoder(record)
+
+    def _decoder(self, writer: AvroCodec) -> NativeDecoder | None:
+        try:
+            return self._decoders[writer]
+        except KeyError:
+            pass
+        if len(self._decoders) >= 256:
+            self._decoders.clear()
+        found = self._decoders[writer] = decoder_for(
+            writer.plain, self.plain, resolving=writer.parsed != self.parsed)
+        return found
+
     def decode(self, body: bytes | memoryview, writer: AvroCodec | None = None) -> Any:
         """Decode ``body`` written with ``writer`` (this schema when None), resolved to this
         schema; DecodeError when the bytes do not parse."""
+        decoder = self._decoder(writer or self)
+        if decoder is not None:
+            found = decoder(body)
+            if found is not None and found[1] == len(body):
+                return found[0]
         buf = io.BytesIO(body)
         try:
             record = fastavro.schemaless_reader(buf, (writer or self).parsed, self.parsed)

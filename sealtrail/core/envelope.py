@@ -20,10 +20,18 @@ MIN_TIME_US = -62_135_596_800_000_000
 MAX_TIME_US = 253_402_300_799_999_999
 
 
-def _required_text(event: Mapping[str, Any], path: str) -> None:
+# The fields that must hold a non-empty string, each with its path split once.
+_REQUIRED_TEXT = tuple((path, tuple(path.split("."))) for path in (
+    "event_id", "action", "actor.id", "actor.type", "origin.service", "origin.instance",
+    "resource.type", "resource.id"))
+
+
+def _required_text(event: Mapping[str, Any], path: str, parts: tuple[str, ...]) -> None:
     value: Any = event
-    for part in path.split("."):
-        value = value.get(part) if isinstance(value, Mapping) else None
+    for part in parts:
+        # (a dict is a Mapping: the exact type is checked first, as isinstance against an
+        # abstract class costs more than the rest of the check)
+        value = value.get(part) if type(value) is dict or isinstance(value, Mapping) else None
     if not isinstance(value, str) or not value.strip():
         raise EventValidationError(path, "must be a non-empty string")
     if len(value) > MAX_ID:
@@ -33,9 +41,8 @@ def _required_text(event: Mapping[str, Any], path: str) -> None:
 def check_event(event: Mapping[str, Any]) -> None:
     """Raise EventValidationError (naming the field) unless ``event`` meets the envelope
     rules: non-empty ids, a dotted lower-case event type, a plausible timestamp."""
-    for path in ("event_id", "action", "actor.id", "actor.type", "origin.service",
-                 "origin.instance", "resource.type", "resource.id"):
-        _required_text(event, path)
+    for path, parts in _REQUIRED_TEXT:
+        _required_text(event, path, parts)
     event_type = event.get("event_type")
     if not isinstance(event_type, str) or not EVENT_TYPE.fullmatch(event_type):
         raise EventValidationError(
