@@ -23,7 +23,9 @@ from typing import Any
 
 import fastavro
 
+from sealtrail.core.avro import AvroCodec
 from sealtrail.core.canonical import ENTRY_FIELDS
+from sealtrail.core.envelope import strip_logical_types
 from sealtrail.segments import check_schema
 
 try:
@@ -31,7 +33,8 @@ try:
 except ImportError:  # not built (no C compiler at install time): the reference path only
     native = None
 
-__all__ = ["AVAILABLE", "NOT_BUILT", "Row", "transcode_segment"]  # and the Row field indices
+__all__ = ["AVAILABLE", "NOT_BUILT", "Row", "decode_segment", "transcode_segment"]
+# (and the Row field indices)
 
 log = logging.getLogger(__name__)
 
@@ -71,13 +74,62 @@ def transcode_segment(data: bytes) -> list[Row] | None:
         schema, codec, blocks = _container(data)
         program, seal, captures = _program(schema)
         rows: list[Row] = []
-        for count, raw in blocks:
-            block = raw if codec == "null" else zlib.decompress(raw, -15)
+        for count, block in _inflated(data, codec, blocks):
             rows.extend(native.transcode(program, block, count, seal, captures))
         return rows
     except Exception as exc:  # whatever it is, the reference path reads (or names) it
         log.debug("segment takes the reference path: %s", exc)
         return None
+
+
+_codecs: dict[str, AvroCodec | None] = {}
+# The blocks of the last segment read, inflated: a segment that is checked (transcoded) and
+# then decoded is inflated once. Keyed by the identity of the segment's bytes object.
+_last: tuple[bytes, list[tuple[int, bytes]]] | None = None
+
+
+def _inflated(data: bytes, codec: str, blocks: list[tuple[int, bytes]]
+              ) -> list[tuple[int, bytes]]:
+    global _last
+    if _last is not None and _last[0] is data:
+        return _last[1]
+    found = blocks if codec == "null" else [(n, zlib.decompress(raw, -15)) for n, raw in blocks]
+    _last = (data, found)
+    return found
+
+
+def decode_segment(data: bytes) -> list[dict[str, Any]] | None:
+    """The records of segment ``data`` as :func:`sealtrail.segments.read_segment` gives them
+    (dicts, decoded with the file's own schema), through the native Avro codec
+    (sealtrail.core.avro_program), or None when the reference path must be taken: the same
+    conditions as :func:`transcode_segment`, and a schema with logical types (which
+    fastavro turns into other Python types)."""
+    try:
+        schema, codec, blocks = _container(data)
+        _program(schema)  # what the reference accepts as a segment's schema, and nothing else
+        decoder = _decoder(schema)
+        if decoder is None:
+            return None
+        records: list[dict[str, Any]] = []
+        for count, block in _inflated(data, codec, blocks):
+            found = decoder.decode_block(block, count)
+            if found is None:
+                return None
+            records.extend(found)
+        return records
+    except Exception as exc:  # whatever it is, the reference path reads (or names) it
+        log.debug("segment takes the reference path: %s", exc)
+        return None
+
+
+def _decoder(text: str) -> AvroCodec | None:
+    if text not in _codecs:
+        schema = json.loads(text)
+        found = AvroCodec(schema) if strip_logical_types(schema) == schema else None
+        if len(_codecs) >= 64:
+            _codecs.clear()
+        _codecs[text] = found
+    return _codecs[text]
 
 
 # ---------------------------------------------------------------- the container file

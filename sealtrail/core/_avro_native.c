@@ -655,12 +655,47 @@ static PyObject *decode(PyObject *self, PyObject *args) {
     return result;
 }
 
+/* decode_many(program, data, count) -> [value, ...]: ``count`` values back to back that
+ * fill ``data`` exactly (the records of an Avro container block). */
+static PyObject *decode_many(PyObject *self, PyObject *args) {
+    PyObject *capsule;
+    Py_buffer data;
+    Py_ssize_t count;
+    if (!PyArg_ParseTuple(args, "Oy*n", &capsule, &data, &count))
+        return NULL;
+    Program *prog = program_of(capsule);
+    PyObject *list = NULL;
+    /* every value takes a byte at least, unless the type takes none */
+    if (prog != NULL && count >= 0 && (count <= data.len || prog->nodes[0].empty)
+            && count <= PY_SSIZE_T_MAX / 2)
+        list = PyList_New(count);
+    In in = {data.buf, (const unsigned char *)data.buf + data.len};
+    for (Py_ssize_t i = 0; list != NULL && i < count; i++) {
+        PyObject *v = dec(&prog->nodes[0], &in, prog->deepcopy, 0);
+        if (v == NULL)
+            Py_CLEAR(list);
+        else
+            PyList_SET_ITEM(list, i, v);
+    }
+    if (list != NULL && in.p != in.end)
+        Py_CLEAR(list);
+    PyBuffer_Release(&data);
+    if (list == NULL && prog != NULL) {
+        PyErr_Clear();
+        PyErr_SetString(PyExc_ValueError, "not decoded natively: fastavro decides");
+    }
+    return list;
+}
+
 static PyMethodDef methods[] = {
     {"compile", compile, METH_VARARGS, "compile(nodes, deepcopy) -> program"},
     {"encode", encode, METH_VARARGS,
      "encode(program, value) -> bytes; ValueError when fastavro must decide."},
     {"decode", decode, METH_VARARGS,
      "decode(program, data) -> (value, bytes used); ValueError when fastavro must decide."},
+    {"decode_many", decode_many, METH_VARARGS,
+     "decode_many(program, data, count) -> [value, ...] filling data exactly; ValueError "
+     "when fastavro must decide."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -113,6 +113,12 @@ class AvroCodec:
             writer.plain, self.plain, resolving=writer.parsed != self.parsed)
         return found
 
+    def decode_block(self, block: bytes | memoryview, count: int) -> list[Any] | None:
+        """The ``count`` records of this schema that fill ``block`` (an Avro container
+        block), decoded natively, or None (then fastavro's container reader decides)."""
+        decoder = self._decoder(self)
+        return None if decoder is None else decoder.many(block, count)
+
     def decode(self, body: bytes | memoryview, writer: AvroCodec | None = None) -> Any:
         """Decode ``body`` written with ``writer`` (this schema when None), resolved to this
         schema; DecodeError when the bytes do not parse."""

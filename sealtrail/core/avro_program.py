@@ -80,6 +80,15 @@ class NativeDecoder:
             return None
         return found
 
+    def many(self, data: bytes | memoryview, count: int) -> list[Any] | None:
+        """``count`` values written back to back that fill ``data`` exactly (the records
+        of an Avro container block), or None."""
+        try:
+            found: list[Any] = native.decode_many(self._program, data, count)
+        except ValueError:
+            return None
+        return found
+
 
 def encoder_for(schema: Any) -> NativeEncoder | None:
     """The native encoder of ``schema`` (logical types already stripped), or None when the
