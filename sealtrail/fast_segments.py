@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import logging
-import zlib
 from typing import Any
 
 import fastavro
@@ -26,7 +25,7 @@ import fastavro
 from sealtrail.core.avro import AvroCodec
 from sealtrail.core.canonical import ENTRY_FIELDS
 from sealtrail.core.envelope import strip_logical_types
-from sealtrail.segments import check_schema
+from sealtrail.segments import Container, check_schema, open_container
 
 try:
     from sealtrail import _canonical_avro as native  # type: ignore[attr-defined]
@@ -42,9 +41,6 @@ AVAILABLE = native is not None
 NOT_BUILT = ("the native segment reader (sealtrail._canonical_avro) is not built, so segments "
              "are read on the Python path, about 7x slower; reinstall sealtrail where a C "
              "compiler and the Python headers are present")
-
-MAGIC = b"Obj\x01"
-SYNC_SIZE = 16
 
 # What a chain check needs of each record, in the order of a row after its two texts.
 # ("event" is None for a rejection, else the index of its union branch.)
@@ -71,10 +67,10 @@ def transcode_segment(data: bytes) -> list[Row] | None:
     if native is None:
         return None
     try:
-        schema, codec, blocks = _container(data)
-        program, seal, captures = _program(schema)
+        container = _opened(data)  # the bounded parser of the reference path
+        program, seal, captures = _program(container.schema_text)
         rows: list[Row] = []
-        for count, block in _inflated(data, codec, blocks):
+        for count, block in container.blocks:
             rows.extend(native.transcode(program, block, count, seal, captures))
         return rows
     except Exception as exc:  # whatever it is, the reference path reads (or names) it
@@ -83,19 +79,18 @@ def transcode_segment(data: bytes) -> list[Row] | None:
 
 
 _codecs: dict[str, AvroCodec | None] = {}
-# The blocks of the last segment read, inflated: a segment that is checked (transcoded) and
-# then decoded is inflated once. Keyed by the identity of the segment's bytes object.
-_last: tuple[bytes, list[tuple[int, bytes]]] | None = None
+# The last segment opened: a segment that is checked (transcoded) and then decoded is
+# parsed and inflated once. Keyed by the identity of the segment's bytes object.
+_last: tuple[bytes, Container] | None = None
 
 
-def _inflated(data: bytes, codec: str, blocks: list[tuple[int, bytes]]
-              ) -> list[tuple[int, bytes]]:
+def _opened(data: bytes) -> Container:
     global _last
     if _last is not None and _last[0] is data:
         return _last[1]
-    found = blocks if codec == "null" else [(n, zlib.decompress(raw, -15)) for n, raw in blocks]
-    _last = (data, found)
-    return found
+    container = open_container(data)
+    _last = (data, container)
+    return container
 
 
 def decode_segment(data: bytes) -> list[dict[str, Any]] | None:
@@ -105,13 +100,13 @@ def decode_segment(data: bytes) -> list[dict[str, Any]] | None:
     conditions as :func:`transcode_segment`, and a schema with logical types (which
     fastavro turns into other Python types)."""
     try:
-        schema, codec, blocks = _container(data)
-        _program(schema)  # what the reference accepts as a segment's schema, and nothing else
-        decoder = _decoder(schema)
+        container = _opened(data)
+        _program(container.schema_text)  # what the reference accepts, and nothing else
+        decoder = _decoder(container.schema_text)
         if decoder is None:
             return None
         records: list[dict[str, Any]] = []
-        for count, block in _inflated(data, codec, blocks):
+        for count, block in container.blocks:
             found = decoder.decode_block(block, count)
             if found is None:
                 return None
@@ -130,69 +125,6 @@ def _decoder(text: str) -> AvroCodec | None:
             _codecs.clear()
         _codecs[text] = found
     return _codecs[text]
-
-
-# ---------------------------------------------------------------- the container file
-
-
-def _long(data: bytes, at: int) -> tuple[int, int]:
-    """The zigzag varint at ``at`` and the position after it."""
-    shift = value = 0
-    while True:
-        if at >= len(data) or shift > 63:
-            raise Unsupported("truncated or oversized varint")
-        byte = data[at]
-        at += 1
-        value |= (byte & 0x7F) << shift
-        if not byte & 0x80:
-            return (value >> 1) ^ -(value & 1), at
-        shift += 7
-
-
-def _skip(data: bytes, at: int, length: int) -> int:
-    """The position ``length`` bytes on from ``at``, which must stay inside ``data``."""
-    if not 0 <= length <= len(data) - at:
-        raise Unsupported("length out of range")
-    return at + length
-
-
-def _container(data: bytes) -> tuple[str, str, list[tuple[int, bytes]]]:
-    """The header's schema text and codec, and each block as (record count, bytes)."""
-    if data[:4] != MAGIC:
-        raise Unsupported("not an Avro object container file")
-    meta: dict[str, bytes] = {}
-    at = 4
-    while True:
-        count, at = _long(data, at)
-        if count == 0:
-            break
-        if count < 0:
-            count = -count
-            _size, at = _long(data, at)
-        for _ in range(count):
-            klen, at = _long(data, at)
-            key, at = data[at:at + klen].decode("utf-8"), _skip(data, at, klen)
-            vlen, at = _long(data, at)
-            meta[key], at = data[at:at + vlen], _skip(data, at, vlen)
-    sync = data[at:at + SYNC_SIZE]
-    at += SYNC_SIZE
-    codec = meta.get("avro.codec", b"null").decode()
-    if codec not in ("null", "deflate") or len(sync) != SYNC_SIZE:
-        raise Unsupported(f"codec {codec!r}")
-    blocks = []
-    while at < len(data):
-        count, at = _long(data, at)
-        size, at = _long(data, at)
-        if count < 0 or size < 0 or at + size + SYNC_SIZE > len(data):
-            raise Unsupported("block out of range")
-        blocks.append((count, data[at:at + size]))
-        at += size
-        if data[at:at + SYNC_SIZE] != sync:
-            raise Unsupported("sync marker differs")
-        at += SYNC_SIZE
-    return meta["avro.schema"].decode("utf-8"), codec, blocks
-
-
 # ---------------------------------------------------------------- schema programs
 
 _programs: dict[str, tuple[Any, tuple[int, ...], tuple[tuple[int, ...], ...]]] = {}
