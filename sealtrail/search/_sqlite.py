@@ -80,6 +80,7 @@ class SqliteIndex:
         db = self._db
         db.execute("BEGIN IMMEDIATE")  # no other writer between reading the last rowid and
         try:                            # indexing the rows after it
+            db.execute(_NO_TRIGGER)  # (an older version writing the file may have made it)
             last = db.execute(_LAST_ROWID).fetchone()[0]
             added = db.executemany(_INSERT, [astuple(r) for r in rows]).rowcount
             if added > 0:
@@ -156,6 +157,7 @@ class SqliteBulk:
         db = self._db
         db.execute("PRAGMA synchronous=OFF")
         db.execute("BEGIN IMMEDIATE")
+        db.execute(_NO_TRIGGER)
         self._last = db.execute(_LAST_ROWID).fetchone()[0]
         if self._last == 0:  # empty: index everything once at the end
             found = db.execute("SELECT name, sql FROM sqlite_master WHERE type = 'index' "
