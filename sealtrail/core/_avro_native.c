@@ -666,8 +666,8 @@ static PyObject *decode_many(PyObject *self, PyObject *args) {
     Program *prog = program_of(capsule);
     PyObject *list = NULL;
     /* every value takes a byte at least, unless the type takes none */
-    if (prog != NULL && count >= 0 && (count <= data.len || prog->nodes[0].empty)
-            && count <= PY_SSIZE_T_MAX / 2)
+    if (prog != NULL && count >= 0
+            && (count <= data.len || (prog->nodes[0].empty && count <= MAX_EMPTY_ITEMS)))
         list = PyList_New(count);
     In in = {data.buf, (const unsigned char *)data.buf + data.len};
     for (Py_ssize_t i = 0; list != NULL && i < count; i++) {
