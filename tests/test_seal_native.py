@@ -92,8 +92,11 @@ def _seal_all(settings: Settings, values: list[bytes | None]) -> list[bytes]:
                     policy=load_policy(settings.policy_file, hmac_key, hmac_id),
                     registry=registry_client(settings.registry_url), clock=lambda: 42)
     state = ChainState(ChainHead.genesis("raw.0.native"), 0)
-    return [sealer.seal_value(state, value, "raw", 0, offset)[0]
-            for offset, value in enumerate(values)]
+    try:
+        return [sealer.seal_value(state, value, "raw", 0, offset)[0]
+                for offset, value in enumerate(values)]
+    finally:
+        sealer._consumer.close()  # (run() is never called: nothing else closes it)
 
 
 def test_native_and_reference_paths_seal_the_same_bytes(

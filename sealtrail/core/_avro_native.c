@@ -450,8 +450,18 @@ static PyObject *encode(PyObject *self, PyObject *args) {
     Program *prog = program_of(capsule);
     if (prog == NULL)
         return NULL;
+    /* A dict lookup can run a key's __eq__ (a hash collision), and with it another thread
+     * that encodes: the shared buffer is in use, so that one goes to fastavro. */
+    static int busy;
+    if (busy) {
+        PyErr_SetString(PyExc_ValueError, "not encoded natively: encoder busy");
+        return NULL;
+    }
+    busy = 1;
     out.len = 0;
-    if (enc(&prog->nodes[0], v, &out, 0) < 0) {
+    int rc = enc(&prog->nodes[0], v, &out, 0);
+    busy = 0;
+    if (rc < 0) {
         PyErr_Clear();
         PyErr_SetString(PyExc_ValueError, "not encoded natively: fastavro decides");
         return NULL;
