@@ -6,7 +6,8 @@ STAMP := $(VENV)/.installed
 
 .PHONY: demo test soak bench lint typecheck docs system-deps clean venv
 
-$(STAMP): pyproject.toml setup.py sealtrail/_canonical_avro.c
+$(STAMP): pyproject.toml setup.py sealtrail/_canonical_avro.c sealtrail/core/_avro_native.c \
+		sealtrail/core/_canonical_native.c
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip setuptools wheel
 	$(BIN)/pip install --quiet -e '.[dev]'

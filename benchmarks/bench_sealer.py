@@ -2,19 +2,32 @@
 
 * ``sealer.floor_eps``: one core doing exactly the sealer's per-record work on the same
   framed AuditEvents, with no Kafka: decode (RawDecoder), validate, dedupe, redact,
-  canonical bytes, SHA-256, Ed25519 sign, encode the sealed record (``Sealer.seal_value``).
+  canonical bytes, SHA-256, Ed25519 sign, encode the sealed record (``Sealer.seal_value``,
+  with the signer and policy objects ``sealtrail seal`` uses).
 * ``sealer.eps``: one ``sealtrail seal`` process sealing N events through the embedded
   broker (Tansu), measured from the first raw record produced until the sealer group's
   committed offsets cover all N (the sealer joined the group before, on an empty topic,
   so start-up and group join are not counted).
 * ``sealer.vs_floor``: eps / floor_eps (target >= 0.8).
+* ``sealer.sign_floor_eps``: what the hardware allows: Ed25519 signatures of 32-byte
+  digests (with the entry signature's domain prefix, as the sealer signs them) per second
+  on one core, with the same library. Both floors are measured in alternating slices
+  (2,500 events or signatures each, 4 of each before and 4 after the end-to-end run), so
+  their ratio holds on a busy machine. The sealer signs once per entry, so it can never
+  be faster than this.
+* ``sealer.vs_sign``: eps / sign_floor_eps (target >= 0.5 with one signature per entry);
+  ``sealer.floor_vs_sign``: floor_eps / sign_floor_eps, the same for the per-record work
+  alone (what is left once Kafka is taken away); ``sealer.vs_sign_cpu``: the sealer's
+  events per CPU-second it used (librdkafka's threads included) / sign_floor_eps, the
+  figure that does not depend on how much of a core other processes left it.
 * ``sealer.scale_2``: two sealer processes on the same number of partitions, divided by
   one process. The machine has 2 cores, and the broker and this script share them.
 * ``sealer.rss_start_mb`` / ``sealer.rss_end_mb``: resident set of the one-process run
   after it joined and after it sealed N events. ``SEALTRAIL_BENCH_RSS_EVENTS=1000000``
   adds a separate long run (``sealer.long_*``) that reports the RSS every 100k events.
 
-N is ``SEALTRAIL_BENCH_SEALER_EVENTS`` (default 40000).
+N is ``SEALTRAIL_BENCH_SEALER_EVENTS`` (default 40000). ``SEALTRAIL_BENCH_SEALER_SCALE=0``
+skips the two-process run (a quicker look at the one-process figures).
 """
 
 from __future__ import annotations
@@ -30,6 +43,7 @@ from pathlib import Path
 from typing import Any
 
 from confluent_kafka import Consumer, Producer, TopicPartition
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sealtrail.pipeline import Sealer
 from sealtrail.pipeline.recovery import ChainState
 
@@ -37,9 +51,10 @@ from sealtrail import dev
 from sealtrail.config import Settings
 from sealtrail.core.avro import AvroCodec, frame
 from sealtrail.core.chain import ChainHead
+from sealtrail.core.hashing import SIG_ENTRY_DOMAIN, sha256
 from sealtrail.kafka_admin import ensure_topics
-from sealtrail.keys import init_keys, load_hmac_key, load_signer
-from sealtrail.policy import load_policy
+from sealtrail.keys import ReloadingSigner, init_keys
+from sealtrail.policy import RedactionMetrics, policy_for_sealer
 from sealtrail.registry_client import registry_client
 
 PARTITIONS = 4
@@ -89,18 +104,56 @@ _TEMPLATE: dict[str, Any] = {
 }
 
 
-def _floor(settings: Settings, values: list[bytes]) -> float:
-    keys = settings.keys
-    hmac_key, hmac_id = load_hmac_key(keys)
-    sealer = Sealer(settings, signer=load_signer(keys),
-                    policy=load_policy(settings.policy_file, hmac_key, hmac_id),
-                    registry=registry_client(settings.registry_url))
-    state = ChainState(ChainHead.genesis("bench.0.floor"), 0)
-    sealer.seal_value(state, values[0], "bench", 0, 0)  # warm the schema cache
-    start = time.perf_counter()
-    for offset, value in enumerate(values):
-        sealer.seal_value(state, value, "bench", 0, offset)
-    return len(values) / (time.perf_counter() - start)
+class _Floors:
+    """The two per-core floors, per CPU-second of the measuring thread (not wall time: other
+    processes on a shared machine take the core away at random), measured in alternating
+    slices so that both see the same machine (whose speed per CPU-second still drifts,
+    e.g. with what runs on the other hyperthread of the core).
+
+    * the sealer's: ``Sealer.seal_value`` on the framed events, built as ``sealtrail seal``
+      builds it (the reloading signer, the policy with its reloading pseudonymizer and
+      redaction metrics), no Kafka;
+    * signing's: Ed25519 signatures of what the sealer signs for each entry (the entry
+      domain and a 32-byte digest), with a fresh key of the library the sealer uses."""
+
+    def __init__(self, settings: Settings, values: list[bytes]) -> None:
+        self._sealer = Sealer(settings, signer=ReloadingSigner(settings.keys),
+                              policy=policy_for_sealer(settings, RedactionMetrics()),
+                              registry=registry_client(settings.registry_url))
+        self._values = values
+        self._sign = Ed25519PrivateKey.generate().sign
+        self._messages = [SIG_ENTRY_DOMAIN + sha256(i.to_bytes(8, "big"))
+                          for i in range(len(values))]
+        self._chains = 0
+        self.seal_s = self.sign_s = 0.0
+        self.sealed = self.signed = 0
+
+    def measure(self, rounds: int = 4) -> None:
+        """``rounds`` slices of each, alternating, each over all the values."""
+        for _ in range(rounds):
+            self._chains += 1
+            state = ChainState(ChainHead.genesis(f"bench.0.floor{self._chains}"), 0)
+            seal_value = self._sealer.seal_value
+            seal_value(state, self._values[0], "bench", 0, 0)  # warm the schema cache
+            start = time.thread_time()
+            for offset, value in enumerate(self._values, 1):
+                seal_value(state, value, "bench", 0, offset)
+            self.seal_s += time.thread_time() - start
+            self.sealed += len(self._values)
+            sign = self._sign
+            start = time.thread_time()
+            for message in self._messages:
+                sign(message)
+            self.sign_s += time.thread_time() - start
+            self.signed += len(self._messages)
+
+    @property
+    def floor_eps(self) -> float:
+        return self.sealed / self.seal_s
+
+    @property
+    def sign_eps(self) -> float:
+        return self.signed / self.sign_s
 
 
 def _cpu_s(pid: int) -> float:
@@ -204,6 +257,20 @@ class _Run:
         self._probe.close()
 
 
+def _scale_2(base: Settings, home: Path, broker_pid: int, values: list[bytes],
+             eps: float) -> dict[str, object]:
+    """Two sealer processes on the same partitions, against one (``eps``)."""
+    two = _Run(base, home, 2, broker_pid)
+    try:
+        two.wait_assigned()
+        eps2, _ = two.seal(values)
+    finally:
+        two.close()
+    return {"sealer.eps_2": round(eps2), "sealer.scale_2": round(eps2 / eps, 3),
+            "sealer.cpu_per_s_2": round(two.cpu_share, 2),
+            "sealer.broker_cpu_per_s_2": round(two.broker_share, 2)}
+
+
 def run() -> dict[str, object]:
     n = int(os.environ.get("SEALTRAIL_BENCH_SEALER_EVENTS", "40000"))
     long_n = int(os.environ.get("SEALTRAIL_BENCH_RSS_EVENTS", "0"))
@@ -216,7 +283,8 @@ def run() -> dict[str, object]:
                             raw_topic=f"raw-{uuid.uuid4().hex[:8]}")
             init_keys(base.keys)
             values = _events(base, n)
-            floor_before = _floor(base, values[:10_000])
+            floors = _Floors(base, values[:2_500])
+            floors.measure()
 
             one = _Run(base, home, 1, stack.broker_pid)
             try:
@@ -224,26 +292,25 @@ def run() -> dict[str, object]:
                 eps, rss = one.seal(values)
             finally:
                 one.close()
-            # The floor before and after the run: the machine is shared, so its speed drifts.
-            floor = (floor_before + _floor(base, values[:10_000])) / 2
+            # The floors before and after the run: the machine is shared, so its speed drifts.
+            floors.measure()
+            floor, sign_floor = floors.floor_eps, floors.sign_eps
+            figures["sealer.sign_floor_eps"] = round(sign_floor)
             figures["sealer.floor_eps"] = round(floor)
             figures["sealer.eps"] = round(eps)
+            figures["sealer.vs_sign"] = round(eps / sign_floor, 3)
+            figures["sealer.floor_vs_sign"] = round(floor / sign_floor, 3)
             figures["sealer.cpu_per_s"] = round(one.cpu_share, 2)
             figures["sealer.broker_cpu_per_s"] = round(one.broker_share, 2)
             figures["sealer.vs_floor"] = round(eps / floor, 3)
+            # The same per CPU-second the sealer process got (its librdkafka threads
+            # included): what it would do with a core of its own on a busy machine.
+            figures["sealer.vs_sign_cpu"] = round(eps / one.cpu_share / sign_floor, 3)
             figures["sealer.rss_start_mb"] = round(rss[0], 1)
             figures["sealer.rss_end_mb"] = round(rss[-1], 1)
 
-            two = _Run(base, home, 2, stack.broker_pid)
-            try:
-                two.wait_assigned()
-                eps2, _ = two.seal(values)
-            finally:
-                two.close()
-            figures["sealer.eps_2"] = round(eps2)
-            figures["sealer.scale_2"] = round(eps2 / eps, 3)
-            figures["sealer.cpu_per_s_2"] = round(two.cpu_share, 2)
-            figures["sealer.broker_cpu_per_s_2"] = round(two.broker_share, 2)
+            if os.environ.get("SEALTRAIL_BENCH_SEALER_SCALE", "1") != "0":
+                figures.update(_scale_2(base, home, stack.broker_pid, values, eps))
 
             if long_n:
                 long = _Run(base, home, 1, stack.broker_pid)

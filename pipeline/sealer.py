@@ -240,7 +240,10 @@ class Sealer:
                                      "raw_sha256": sha256(raw), "raw_size": len(raw)}
             rejected = outcome
         record = seal(state.head, unsealed, self._signer)
-        framed = frame(self._sealed_schema_id, self._sealed.encode(_tagged(record)))
+        body = self._sealed.encode_native(record)
+        if body is None:  # not built, or a value only fastavro takes: its bytes, its errors
+            body = self._sealed.encode(_tagged(record))
+        framed = frame(self._sealed_schema_id, body)
         state.head = state.head.advance(record)
         state.next_source_offset = offset + 1
         if rejected is None:

@@ -22,15 +22,18 @@ from typing import Any
 
 import fastavro
 
+from sealtrail.core.avro import AvroCodec
 from sealtrail.core.canonical import ENTRY_FIELDS
-from sealtrail.segments import check_schema, open_container
+from sealtrail.core.envelope import strip_logical_types
+from sealtrail.segments import Container, check_schema, open_container
 
 try:
     from sealtrail import _canonical_avro as native  # type: ignore[attr-defined]
 except ImportError:  # not built (no C compiler at install time): the reference path only
     native = None
 
-__all__ = ["AVAILABLE", "NOT_BUILT", "Row", "transcode_segment"]  # and the Row field indices
+__all__ = ["AVAILABLE", "NOT_BUILT", "Row", "decode_segment", "transcode_segment"]
+# (and the Row field indices)
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +67,7 @@ def transcode_segment(data: bytes) -> list[Row] | None:
     if native is None:
         return None
     try:
-        container = open_container(data)  # the bounded parser of the reference path
+        container = _opened(data)  # the bounded parser of the reference path
         program, seal, captures = _program(container.schema_text)
         rows: list[Row] = []
         for count, block in container.blocks:
@@ -75,6 +78,53 @@ def transcode_segment(data: bytes) -> list[Row] | None:
         return None
 
 
+_codecs: dict[str, AvroCodec | None] = {}
+# The last segment opened: a segment that is checked (transcoded) and then decoded is
+# parsed and inflated once. Keyed by the identity of the segment's bytes object.
+_last: tuple[bytes, Container] | None = None
+
+
+def _opened(data: bytes) -> Container:
+    global _last
+    if _last is not None and _last[0] is data:
+        return _last[1]
+    container = open_container(data)
+    _last = (data, container)
+    return container
+
+
+def decode_segment(data: bytes) -> list[dict[str, Any]] | None:
+    """The records of segment ``data`` as :func:`sealtrail.segments.read_segment` gives them
+    (dicts, decoded with the file's own schema), through the native Avro codec
+    (sealtrail.core.avro_program), or None when the reference path must be taken: the same
+    conditions as :func:`transcode_segment`, and a schema with logical types (which
+    fastavro turns into other Python types)."""
+    try:
+        container = _opened(data)
+        _program(container.schema_text)  # what the reference accepts, and nothing else
+        decoder = _decoder(container.schema_text)
+        if decoder is None:
+            return None
+        records: list[dict[str, Any]] = []
+        for count, block in container.blocks:
+            found = decoder.decode_block(block, count)
+            if found is None:
+                return None
+            records.extend(found)
+        return records
+    except Exception as exc:  # whatever it is, the reference path reads (or names) it
+        log.debug("segment takes the reference path: %s", exc)
+        return None
+
+
+def _decoder(text: str) -> AvroCodec | None:
+    if text not in _codecs:
+        schema = json.loads(text)
+        found = AvroCodec(schema) if strip_logical_types(schema) == schema else None
+        if len(_codecs) >= 64:
+            _codecs.clear()
+        _codecs[text] = found
+    return _codecs[text]
 # ---------------------------------------------------------------- schema programs
 
 _programs: dict[str, tuple[Any, tuple[int, ...], tuple[tuple[int, ...], ...]]] = {}

@@ -169,3 +169,65 @@ def _only_logical_removed(original: Any, stripped: Any) -> bool:
 def test_strip_logical_types_removes_only_logical_types(schema: Any) -> None:
     """strip_logical_types removes the logicalType keys and nothing else."""
     assert _only_logical_removed(schema, strip_logical_types(schema))
+
+
+# -- the compiled rules agree with the rule-by-rule check ------------------------------------
+
+
+class _Text(str):
+    pass
+
+
+class _Record(dict):  # type: ignore[type-arg]
+    pass
+
+
+_ODD = [_MISSING, None, "", " ", "\u3000", "\u00a0x", "x", "a" * MAX_ID, "a" * (MAX_ID + 1),
+        _Text("x"), 7, True, b"x", ["x"], {"x": 1}, _Record(id="x", type="t"),
+        "auth.login", "Auth.Login", "auth.login\n", "a.b.c", "a", MIN_TIME_US, MAX_TIME_US,
+        MAX_TIME_US + 1, 1.0, 2**70]
+_PATHS = [*REQUIRED_TEXT, "event_type", "occurred_at", "actor", "origin", "resource"]
+
+
+@settings(max_examples=500, deadline=None)
+@given(changes=st.lists(st.tuples(st.sampled_from(_PATHS), st.sampled_from(_ODD)),
+                        max_size=4),
+       as_record=st.booleans())
+def test_compiled_rules_agree_with_each_rule(changes: list[tuple[str, Any]],
+                                             as_record: bool) -> None:
+    """The generated straight-line check passes an event exactly when every rule does."""
+    from sealtrail.core.envelope import _check_each_rule, _meets_rules
+
+    event: Any = _event()
+    for path, value in changes:
+        event = _with_event(event, path, value if value is _MISSING else copy.deepcopy(value))
+    if as_record:
+        event = _Record(event)
+    try:
+        _check_each_rule(event)
+        passes = True
+    except EventValidationError:
+        passes = False
+    subclassed = as_record or any(isinstance(v, _Text | _Record) for _, v in changes)
+    if _meets_rules(event):
+        assert passes
+    elif not subclassed:  # only a subclass makes it doubt an event that meets the rules
+        assert not passes
+    if passes:
+        check_event(event)
+    else:
+        with pytest.raises(EventValidationError):
+            check_event(event)
+
+
+def _with_event(event: dict[str, Any], path: str, value: Any) -> dict[str, Any]:
+    *parents, last = path.split(".")
+    node: Any = event
+    for part in parents:
+        node = node.get(part) if isinstance(node, dict) else None
+    if isinstance(node, dict):
+        if value is _MISSING:
+            node.pop(last, None)
+        else:
+            node[last] = value
+    return event

@@ -1,6 +1,10 @@
 """Avro encoding in the Confluent wire format: magic byte 0, a 4-byte big-endian
 schema id, then the Avro binary body. Schemas are used without logical types
 (timestamps stay integers; see envelope.strip_logical_types).
+
+fastavro is the reference. Where the native codec is built, records go through programs
+compiled once per schema (and per pair of writer and reader schemas) first, and through
+fastavro whenever a program cannot give exactly fastavro's answer (avro_program.py).
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import fastavro
 from fastavro.read import SchemaResolutionError
 
 from sealtrail.core.avro_bounds import DecodeLimits, Guard, shape
+from sealtrail.core.avro_program import NativeDecoder, NativeEncoder, decoder_for, encoder_for
 from sealtrail.core.disclosure import character_classes
 from sealtrail.core.envelope import strip_logical_types
 from sealtrail.errors import DecodeError, EventValidationError
@@ -60,11 +65,15 @@ class AvroCodec:
         # The shape before fastavro sees the schema (it recurses on nesting), the guard after
         # (which then only meets valid names).
         linear = shape(schema, limits).linear if limits is not None else True
-        self.parsed = fastavro.parse_schema(strip_logical_types(schema))  # parsed once: hinted
+        self.plain = strip_logical_types(schema)
+        self.parsed = fastavro.parse_schema(self.plain)  # parsed once: hinted
         if limits is not None and not linear:
-            self._guard = Guard(strip_logical_types(schema), limits)
+            self._guard = Guard(self.plain, limits)
         self.name = str(schema.get("name", "?"))
         self._records = _record_paths(schema, ())
+        self._encoder: NativeEncoder | None = encoder_for(self.plain)
+        # Native decoders by writer codec (compiled on first use; None: fastavro only).
+        self._decoders: dict[AvroCodec, NativeDecoder | None] = {}
 
     def validate(self, record: dict[str, Any]) -> None:
         """Raise EventValidationError naming the first field that does not fit the schema.
@@ -92,10 +101,37 @@ class AvroCodec:
                     return ".".join((*path, sorted(extra)[0])), f"is not a field of {record_name}"
         return None
 
-    def encode(self, record: dict[str, Any]) -> bytes:
+    def encode(self, record: Any) -> bytes:
+        """The Avro binary of ``record``: fastavro's bytes (and errors)."""
+        if self._encoder is not None:
+            body = self._encoder(record)
+            if body is not None:
+                return body
         buf = io.BytesIO()
         fastavro.schemaless_writer(buf, self.parsed, record)
         return buf.getvalue()
+
+    def encode_native(self, record: Any) -> bytes | None:
+        """The Avro binary of ``record`` from the native encoder, or None where only
+        fastavro can write it (then :meth:`encode` does, the way the caller prefers)."""
+        return None if self._encoder is None else self._encoder(record)
+
+    def _decoder(self, writer: AvroCodec) -> NativeDecoder | None:
+        try:
+            return self._decoders[writer]
+        except KeyError:
+            pass
+        if len(self._decoders) >= 256:
+            self._decoders.clear()
+        found = self._decoders[writer] = decoder_for(
+            writer.plain, self.plain, resolving=writer.parsed != self.parsed)
+        return found
+
+    def decode_block(self, block: bytes | memoryview, count: int) -> list[Any] | None:
+        """The ``count`` records of this schema that fill ``block`` (an Avro container
+        block), decoded natively, or None (then fastavro's container reader decides)."""
+        decoder = self._decoder(self)
+        return None if decoder is None else decoder.many(block, count)
 
     def decode(self, body: bytes | memoryview, writer: AvroCodec | None = None) -> Any:
         """Decode ``body`` written with ``writer`` (this schema when None), resolved to this
@@ -104,6 +140,11 @@ class AvroCodec:
         guard = (writer or self)._guard
         if guard is not None:
             guard.check(body)
+        decoder = self._decoder(writer or self)
+        if decoder is not None:
+            found = decoder(body)
+            if found is not None and found[1] == len(body):
+                return found[0]
         buf = io.BytesIO(body)
         try:
             record = fastavro.schemaless_reader(buf, (writer or self).parsed, self.parsed)

@@ -21,7 +21,7 @@ from sealtrail.core.checkpoint import Checkpoint, SignedCheckpoint
 from sealtrail.core.hashing import ZERO_HASH
 from sealtrail.core.signing import Keyring
 from sealtrail.errors import DecodeError, IntegrityError
-from sealtrail.fast_segments import Row, transcode_segment
+from sealtrail.fast_segments import Row, decode_segment, transcode_segment
 from sealtrail.replay._filters import Query
 from sealtrail.replay._sinks import jsonl_bytes
 from sealtrail.segments import read_segment
@@ -115,12 +115,15 @@ def _check_segment(task: SegmentTask, keyring: Keyring | None) -> SegmentResult:
     if hashlib.sha256(data).digest() != cp.segment_sha256 or len(data) != cp.segment_size:
         return fail("modified", f"segment bytes do not match checkpoint {cp.index}; run "
                     "`sealtrail verify` for the details")
-    if task.jsonl:
-        rows = transcode_segment(data)
-        if rows is not None and rows_check_out(
-                ChainHead(task.chain_id, task.head_seq, task.head_hash, rows[0][fast.EPOCH]),
-                None, rows, keyring, cp):
+    rows = transcode_segment(data)
+    if rows is not None and rows_check_out(
+            ChainHead(task.chain_id, task.head_seq, task.head_hash, rows[0][fast.EPOCH]),
+            None, rows, keyring, cp):
+        if task.jsonl:
             return _matched_rows(task, rows, result)
+        records = decode_segment(data)  # checked on the native path: the records as dicts
+        if records is not None and len(records) == len(rows):
+            return _matched_records(task, rows, records, result)
     try:
         records = read_segment(data)
     except DecodeError as exc:
@@ -168,6 +171,25 @@ def _matched_rows(task: SegmentTask, rows: list[Row], result: SegmentResult) -> 
                  if query.matches(json.loads(row[fast.RECORD_JSON]))]
     result.count = len(lines)
     result.jsonl = b"\n".join(lines) + b"\n" if lines else b""
+    return result
+
+
+def _matched_records(task: SegmentTask, rows: list[Row], records: list[dict[str, Any]],
+                     result: SegmentResult) -> SegmentResult:
+    """The result of a segment checked on the native path (``rows``), with its matching
+    records as dicts (``records``, the same segment decoded natively)."""
+    first, last = rows[0], rows[-1]
+    result.entries = len(rows)
+    result.first_offset, result.last_offset = first[fast.OFFSET], last[fast.OFFSET]
+    result.partition = first[fast.PARTITION]
+    result.first_epoch, result.last_epoch = first[fast.EPOCH], last[fast.EPOCH]
+    query = task.query
+    if query == Query(include_rejections=query.include_rejections):  # no range, no filter
+        result.matched = [r for r in records
+                          if query.include_rejections or r["event"] is not None]
+    else:
+        result.matched = [r for r in records if query.matches(r)]
+    result.count = len(result.matched)
     return result
 
 
