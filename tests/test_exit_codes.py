@@ -18,10 +18,15 @@ from archive_builder import keyring_of, signer, write_keyring
 
 from sealtrail.cli.main import main
 
-RSS = ("import resource, sys\n"
+# The peak RSS of this process's own memory (VmHWM): getrusage's ru_maxrss would also count
+# the parent's memory, which Linux carries over through fork/vfork and exec, so a test run
+# late in a large pytest session would measure pytest.
+RSS = ("import re, sys\n"
        "from sealtrail.cli.main import main\n"
        "code = main(sys.argv[1:])\n"
-       "print('maxrss_kb', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)\n"
+       "with open('/proc/self/status') as f:\n"
+       "    hwm = re.search(r'VmHWM:\\s+(\\d+)', f.read()).group(1)\n"
+       "print('maxrss_kb', hwm, file=sys.stderr)\n"
        "sys.exit(code)\n")
 
 
