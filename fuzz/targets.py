@@ -54,11 +54,13 @@ def keyring() -> Keyring:
 
 #: Writer schemas registered for the raw topic, in order (ids 1.. on a fresh registry):
 #: the AuditEvent, the AuditEvent with an array<null> (the poison shape), a recursive
-#: record, and maps of arrays of empty records.
+#: record, and maps of arrays of empty records. AuditEvent v2, pinned: the corpus files are
+#: bytes written with these schemas, whatever the newest version (the reader) is.
+EVENT_VERSION = 2
 WRITERS: tuple[dict[str, Any], ...] = (
-    schemas.load(schemas.AUDIT_EVENT),
-    {**schemas.load(schemas.AUDIT_EVENT), "fields": [
-        *schemas.load(schemas.AUDIT_EVENT)["fields"],
+    schemas.load(schemas.AUDIT_EVENT, EVENT_VERSION),
+    {**schemas.load(schemas.AUDIT_EVENT, EVENT_VERSION), "fields": [
+        *schemas.load(schemas.AUDIT_EVENT, EVENT_VERSION)["fields"],
         {"name": "pad", "type": {"type": "array", "items": "null"}, "default": []}]},
     {"type": "record", "name": "AuditEvent", "namespace": "io.sealtrail", "fields": [
         {"name": "event_id", "type": "string"},
@@ -88,8 +90,11 @@ class _SealerRig:
                     for i, w in enumerate(WRITERS)]
         settings = Settings(bootstrap="127.0.0.1:1", registry_url=self.server.url,
                             raw_topic="raw", sealed_topic="sealed")
+        from sealtrail.pipeline.dlq import DlqCipher
+
         self.sealer = Sealer(settings, signer=signer(),
-                             policy=load_policy(None, b"k" * 32, "k1"), registry=client)
+                             policy=load_policy(None, b"k" * 32, "k1"), registry=client,
+                             dlq=DlqCipher("dlq-fuzz", bytes(32)))
         self.sealer._consumer.close()  # seal_value does no Kafka I/O
         self.sealed = AvroCodec(schemas.sealed_record())
         self.valid = AvroCodec(WRITERS[0]).encode(_event())
@@ -106,7 +111,7 @@ def _event() -> dict[str, Any]:
         "resource": {"type": "t", "id": "1"}, "outcome": "SUCCESS", "reason": None,
         "authorization": {"decision": "ALLOW", "policy": "p", "permissions": ["a"]},
         "tenant": None, "classification": "INTERNAL", "attributes": {"email": "a@b.c"}}
-    for field in schemas.load(schemas.AUDIT_EVENT)["fields"]:
+    for field in schemas.load(schemas.AUDIT_EVENT, EVENT_VERSION)["fields"]:
         event.setdefault(field["name"], field.get("default"))
     return event
 
