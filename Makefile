@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test soak bench lint typecheck docs system-deps clean venv
+.PHONY: demo test soak bench fuzz lint typecheck docs system-deps clean venv
 
 $(STAMP): pyproject.toml setup.py sealtrail/_canonical_avro.c sealtrail/core/_avro_native.c \
 		sealtrail/core/_canonical_native.c
@@ -50,6 +50,14 @@ soak: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks
 
+# Fuzz every target for FUZZ_SECONDS each (atheris where it installs, hypothesis otherwise;
+# the native reader under ASan and UBSan); findings go to .fuzz/findings/. docs/fuzzing.md.
+FUZZ_SECONDS ?= 60
+fuzz: $(STAMP)
+	@$(BIN)/pip install --quiet -e '.[fuzz]' 2>/dev/null \
+	  || echo "atheris does not install here: fuzzing with hypothesis byte strategies"
+	PYTHONPATH=. $(BIN)/python -m fuzz --seconds $(FUZZ_SECONDS)
+
 lint: $(STAMP)
 	$(BIN)/ruff check .
 
@@ -60,4 +68,4 @@ docs: $(STAMP)
 	$(BIN)/python -m sealtrail.config_doc
 
 clean:
-	rm -rf $(VENV) .sealtrail .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .sealtrail .pytest_cache .mypy_cache .ruff_cache .fuzz

@@ -9,6 +9,7 @@ was not yet written (idempotent retries).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import threading
@@ -32,6 +33,7 @@ from sealtrail.core.hashing import ZERO_HASH
 from sealtrail.core.signing import Signer
 from sealtrail.errors import DecodeError
 from sealtrail.retention import RetentionPolicy
+from sealtrail.runtime.kafka_faults import is_fatal, usable
 from sealtrail.schema_cache import WriterSchemas
 from sealtrail.segments import read_segment, write_segment
 
@@ -254,14 +256,33 @@ class Archiver:
         self.on_flush: Callable[[float], None] | None = None
         self._stop = threading.Event()
         self._assigned_chains: list[str] | None = None
-        self._consumer = Consumer({
-            "bootstrap.servers": settings.bootstrap,
-            "group.id": settings.archiver_group,
-            "session.timeout.ms": settings.session_timeout_ms,
+        self._consumer = self._new_consumer()
+
+    def _new_consumer(self) -> Consumer:
+        return Consumer({
+            "bootstrap.servers": self.settings.bootstrap,
+            "group.id": self.settings.archiver_group,
+            "session.timeout.ms": self.settings.session_timeout_ms,
             "enable.auto.commit": False,
             "auto.offset.reset": "earliest",
             "isolation.level": "read_committed",
         })
+
+    def _subscribe(self) -> None:
+        self._consumer.subscribe([self.settings.sealed_topic], on_assign=self._on_assign,
+                                 on_revoke=self._on_assign)
+
+    def _replace_consumer(self, exc: BaseException) -> None:
+        """After a fatal consumer error (e.g. a static member id taken over): a new consumer
+        joins the group. What is buffered stays; records delivered again are skipped, since
+        the archive and the buffer say how far each chain is."""
+        log.warning("consumer: fatal error (%s); joining the group again with a new consumer",
+                    exc)
+        with contextlib.suppress(Exception):
+            self._consumer.close()
+        self._consumer = self._new_consumer()
+        self._assigned_chains = None
+        self._subscribe()
 
     def _due(self) -> bool:
         if not self.writer.buffered:
@@ -279,21 +300,28 @@ class Archiver:
         try:
             self._consumer.commit(asynchronous=False)
         except KafkaException as exc:
-            if exc.args[0].code() != KafkaError._NO_OFFSET:
-                raise
+            if is_fatal(exc):
+                self._replace_consumer(exc)
+            elif exc.args[0].code() != KafkaError._NO_OFFSET:
+                # e.g. a rebalance under way: the next flush commits; what is delivered again
+                # meanwhile is already archived and skipped
+                log.warning("commit after a flush failed, retried at the next flush: %s", exc)
 
     def run(self) -> None:
         """Archive until :meth:`stop`; flushes what is buffered before returning."""
-        self._consumer.subscribe([self.settings.sealed_topic], on_assign=self._on_assign,
-                                 on_revoke=self._on_assign)
+        self._subscribe()
         try:
             while not self._stop.is_set():
-                for msg in self._consumer.consume(1000, 0.2):
-                    err = msg.error()
-                    if err is not None:
-                        if err.code() != KafkaError._PARTITION_EOF:
-                            log.warning("consumer: %s", err)
-                        continue
+                try:
+                    batch, fatal = usable(self._consumer.consume(1000, 0.2), log)
+                except KafkaException as exc:
+                    batch, fatal = [], exc
+                if fatal is not None:
+                    if is_fatal(fatal):
+                        self._replace_consumer(fatal)
+                    else:
+                        log.warning("consumer: %s", fatal)
+                for msg in batch:
                     try:
                         record, codec = self._writers.decode(msg.value())
                     except DecodeError as exc:

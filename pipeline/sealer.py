@@ -20,6 +20,7 @@ Exactly-once rests on three things:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import threading
@@ -44,6 +45,7 @@ from sealtrail.core.hashing import sha256
 from sealtrail.core.redaction import Policy
 from sealtrail.core.signing import Signer
 from sealtrail.errors import DecodeError, TransportError
+from sealtrail.runtime.kafka_faults import Retakes, is_fatal, usable
 from sealtrail.schema_cache import WriterSchemas
 
 __all__ = ["Sealer"]
@@ -105,17 +107,8 @@ class Sealer:
             "bootstrap.servers": settings.bootstrap,
             "session.timeout.ms": settings.session_timeout_ms,
         }
-        self._consumer = Consumer({
-            **self._base,
-            "group.id": settings.sealer_group,
-            "enable.auto.commit": False,
-            "auto.offset.reset": "earliest",
-            "isolation.level": "read_committed",
-            "partition.assignment.strategy": "range",
-            # Small fetches per partition, so that one consume() call holds records of
-            # several partitions and they progress together.
-            "max.partition.fetch.bytes": 128 * 1024,
-        })
+        self._consumer = self._new_consumer()
+        self._retakes = Retakes(settings.session_timeout_ms / 1000)
         self._chains: dict[int, ChainState] = {}
         self._producers: dict[int, Producer] = {}
         self._own_end: dict[int, int] = {}  # per partition: end of our last checked write
@@ -128,6 +121,19 @@ class Sealer:
         #: Called with (records, seconds) when a batch's transaction has committed: the
         #: time from taking the batch to its records being visible downstream.
         self.on_batch: Callable[[int, float], None] | None = None
+
+    def _new_consumer(self) -> Consumer:
+        return Consumer({
+            **self._base,
+            "group.id": self.settings.sealer_group,
+            "enable.auto.commit": False,
+            "auto.offset.reset": "earliest",
+            "isolation.level": "read_committed",
+            "partition.assignment.strategy": "range",
+            # Small fetches per partition, so that one consume() call holds records of
+            # several partitions and they progress together.
+            "max.partition.fetch.bytes": 128 * 1024,
+        })
 
     # -- partition ownership ---------------------------------------------------------
 
@@ -177,12 +183,45 @@ class Sealer:
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         for tp in partitions:
-            tp.offset = self._take(tp.partition).next_source_offset
+            self._retakes.clear(tp.partition)
+            try:
+                tp.offset = self._take(tp.partition).next_source_offset
+            except Exception as exc:  # a broker or registry that does not answer yet
+                self._drop(tp.partition, exc, "could not take it over")
         consumer.assign(partitions)
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         for tp in partitions:
+            self._retakes.clear(tp.partition)
             self._release(tp.partition)
+
+    def _drop(self, partition: int, exc: BaseException, what: str) -> None:
+        """Forget the partition's producer and chain after ``exc`` (a fatal Kafka error, or
+        a failure to take the partition or recover its chain); take it again later, if the
+        group still gives it to us (sealtrail.runtime.kafka_faults)."""
+        log.warning("partition %d: %s (%s: %s); dropping its producer, taking it again in "
+                    "%.0f s if it is still ours", partition, what, type(exc).__name__, exc,
+                    self.settings.session_timeout_ms / 1000)
+        self._await_commit(partition, quiet=True)
+        self._chains.pop(partition, None)
+        self._producers.pop(partition, None)  # unusable after a fatal error: never flushed
+        self._retakes.mark(partition)
+
+    def _retake(self, partition: int) -> None:
+        """Take a dropped partition again once it is due and still assigned to us, and send
+        the consumer back to the chain's recovered offset."""
+        if not self._retakes.due(partition):
+            return
+        if partition not in {tp.partition for tp in self._consumer.assignment()}:
+            self._retakes.clear(partition)  # it moved to another sealer meanwhile
+            return
+        self._retakes.clear(partition)
+        try:
+            state = self._take(partition)
+            self._consumer.seek(
+                TopicPartition(self.settings.raw_topic, partition, state.next_source_offset))
+        except Exception as exc:
+            self._drop(partition, exc, "could not take it over again")
 
     # -- sealing ---------------------------------------------------------------------
 
@@ -399,10 +438,11 @@ class Sealer:
         try:
             producer.abort_transaction(10)
         except KafkaException as exc:
-            if exc.args[0].fatal():
+            if is_fatal(exc):
                 # Fenced by a newer owner of the partition (or a broker-side fatal error):
-                # this process must not write again. Exit; the group moves on without it.
-                raise
+                # this producer must not write again; take the partition again later.
+                self._drop(partition, exc, "abort_transaction failed fatally")
+                return
             log.warning("partition %d: abort_transaction: %s", partition, exc)
         state = self._recover(partition)
         if state.check_from is not None:  # skip our own aborted attempt when checking again
@@ -412,30 +452,22 @@ class Sealer:
             TopicPartition(self.settings.raw_topic, partition, state.next_source_offset))
 
     def run(self) -> None:
-        """Seal until :meth:`stop` is called. Transient failures are retried."""
-        self._consumer.subscribe(
-            [self.settings.raw_topic], on_assign=self._on_assign, on_revoke=self._on_revoke
-        )
-        backoff = 0.5
+        """Seal until :meth:`stop` is called. Transient failures are retried; a fatal Kafka
+        error drops the client concerned and makes a new one
+        (sealtrail.runtime.kafka_faults)."""
+        self._subscribe()
+        self._backoff = 0.5
         try:
             while not self._stop.is_set():
                 by_partition: dict[int, list[Message]] = {}
-                for m in self._consumer.consume(BATCH, 0.2):
-                    err = m.error()
-                    if err is None:
-                        by_partition.setdefault(m.partition(), []).append(m)
-                    elif err.code() != KafkaError._PARTITION_EOF:
-                        log.warning("consumer: %s", err)
+                for m in self._consume():
+                    by_partition.setdefault(m.partition(), []).append(m)
+                for partition in self._retakes.partitions():
+                    self._retake(partition)
                 for partition, msgs in by_partition.items():
-                    try:
-                        self._seal_partition(partition, msgs)
-                        backoff = 0.5
-                    except (KafkaException, TransportError, LostRace) as exc:
-                        log.warning("partition %d: batch not sealed, retrying: %s",
-                                    partition, exc)
-                        time.sleep(backoff)
-                        backoff = min(backoff * 2, 10.0)
-                        self._rewind(partition)
+                    if self._retakes.pending(partition):
+                        continue  # read again from the recovered offset once retaken
+                    self._seal_or_rewind(partition, msgs)
         finally:
             for partition in list(self._commits):
                 self._await_commit(partition, quiet=True)
@@ -443,6 +475,57 @@ class Sealer:
             for partition in list(self._producers):
                 self._release(partition)
             self._committer.shutdown()
+
+    def _subscribe(self) -> None:
+        self._consumer.subscribe(
+            [self.settings.raw_topic], on_assign=self._on_assign, on_revoke=self._on_revoke
+        )
+
+    def _consume(self) -> list[Message]:
+        """The next batch of raw records. A fatal consumer error (e.g. a static member id
+        taken over) replaces the consumer: every partition is released and the new consumer
+        joins the group afresh."""
+        try:
+            records, fatal = usable(self._consumer.consume(BATCH, 0.2), log)
+        except KafkaException as exc:
+            records, fatal = [], exc
+        if fatal is None:
+            return records
+        if not is_fatal(fatal):
+            log.warning("consumer: %s", fatal)
+            return []
+        log.warning("consumer: fatal error (%s); releasing every partition and joining the "
+                    "group again with a new consumer", fatal)
+        for partition in list(self._producers):
+            self._release(partition)
+        self._retakes = Retakes(self.settings.session_timeout_ms / 1000)
+        with contextlib.suppress(Exception):
+            self._consumer.close()
+        self._consumer = self._new_consumer()
+        self._subscribe()
+        return []
+
+    def _seal_or_rewind(self, partition: int, msgs: list[Message]) -> None:
+        """Seal one partition's batch; on failure retry from the chain's committed head,
+        or drop the producer when the failure is fatal. Nothing here stops the loop."""
+        try:
+            self._seal_partition(partition, msgs)
+            self._backoff = 0.5
+            return
+        except Exception as exc:
+            if is_fatal(exc):
+                self._drop(partition, exc, "fatal Kafka error")
+                return
+            expected = isinstance(exc, KafkaException | TransportError | LostRace)
+            (log.warning if expected else log.error)(
+                "partition %d: batch not sealed, retrying: %s: %s", partition,
+                type(exc).__name__, exc if expected else "(unexpected)")
+        time.sleep(self._backoff)
+        self._backoff = min(self._backoff * 2, 10.0)
+        try:
+            self._rewind(partition)
+        except Exception as exc:
+            self._drop(partition, exc, "could not recover the chain")
 
     def stop(self) -> None:
         self._stop.set()

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import signal
 import socket
@@ -16,8 +17,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from sealtrail.errors import ConfigError, TransportError
+from sealtrail.runtime.processes import ProcessIdentity, stop_if_same
 
 __all__ = ["Stack", "free_port", "running_stack", "start_stack", "stop_stack", "wait_for_port"]
+
+log = logging.getLogger("sealtrail.dev")
 
 
 @dataclass(frozen=True)
@@ -75,13 +79,30 @@ def state_file(home: Path) -> Path:
     return home / "dev" / "stack.json"
 
 
-def running_stack(home: Path) -> Stack | None:
-    """The stack recorded in ``home`` if its processes are alive."""
+_STACK_FIELDS = ("bootstrap", "registry", "broker_pid", "registry_pid", "home")
+
+
+def _recorded(home: Path) -> tuple[Stack, list[ProcessIdentity | None]] | None:
+    """The stack recorded in ``home`` and the identities of the processes it started
+    (None for one recorded without, e.g. by an older sealtrail)."""
     try:
-        stack = Stack(**json.loads(state_file(home).read_text()))
-    except (OSError, ValueError, TypeError):
+        doc = json.loads(state_file(home).read_text())
+        stack = Stack(**{name: doc[name] for name in _STACK_FIELDS})
+    except (OSError, ValueError, TypeError, KeyError):
         return None
-    if _alive(stack.broker_pid) and _alive(stack.registry_pid):
+    found = doc.get("processes") if isinstance(doc, dict) else None
+    found = found if isinstance(found, dict) else {}
+    return stack, [ProcessIdentity.from_json(found.get(name)) for name in ("registry", "broker")]
+
+
+def running_stack(home: Path) -> Stack | None:
+    """The stack recorded in ``home`` if the very processes it started are running (not
+    merely processes that have their ids now)."""
+    recorded = _recorded(home)
+    if recorded is None:
+        return None
+    stack, identities = recorded
+    if all(i is not None and i.why_not_same() is None for i in identities):
         return stack
     return None
 
@@ -114,7 +135,13 @@ def start_stack(home: Path, *, broker_port: int = 0, registry_port: int = 0) -> 
         raise
     stack = Stack(f"127.0.0.1:{broker_port}", f"http://127.0.0.1:{registry_port}",
                   broker.pid, registry.pid, str(home))
-    state_file(home).write_text(json.dumps(stack.to_json(), indent=2) + "\n")
+    # Who they are (start time, command line), so that `dev down` signals them and nothing
+    # else: read once they listen, i.e. after their exec.
+    processes = {name: identity.to_json() for name, proc in (("broker", broker),
+                                                             ("registry", registry))
+                 if (identity := ProcessIdentity.of(proc.pid)) is not None}
+    state_file(home).write_text(
+        json.dumps({**stack.to_json(), "processes": processes}, indent=2) + "\n")
     return stack
 
 
@@ -138,12 +165,18 @@ def stop_pid(pid: int, timeout: float = 10.0) -> None:
 
 
 def stop_stack(home: Path) -> bool:
-    """Stop the stack recorded in ``home``; False when none was recorded."""
-    try:
-        stack = Stack(**json.loads(state_file(home).read_text()))
-    except (OSError, ValueError, TypeError):
+    """Stop the stack recorded in ``home``; False when none was recorded. A process is
+    signalled only when it is provably the one the stack started (same boot, start time and
+    command line: sealtrail.runtime.processes); others are left alone, with a warning."""
+    recorded = _recorded(home)
+    if recorded is None:
         return False
-    stop_pid(stack.registry_pid)
-    stop_pid(stack.broker_pid)
+    stack, identities = recorded
+    for pid, identity in zip((stack.registry_pid, stack.broker_pid), identities, strict=True):
+        why = ("its start time and command line were not recorded" if identity is None
+               else stop_if_same(identity))
+        if why is not None:
+            log.warning("not signalling process %d recorded in %s: %s", pid,
+                        state_file(home), why)
     state_file(home).unlink(missing_ok=True)
     return True

@@ -64,3 +64,44 @@ def test_demo_twice_keeps_old_and_new_chains_apart_and_verifies(tmp_path: Path) 
     assert verify.returncode == 0, verify.stdout
     assert "VERIFIED: 6 chains" in verify.stdout
     assert not (tmp_path / ".sealtrail" / "dev" / "stack.json").exists()  # demo cleaned up
+
+
+def _stack_json(home: Path, pid: int, processes: dict[str, object] | None) -> None:
+    doc: dict[str, object] = {"bootstrap": "127.0.0.1:1", "registry": "http://127.0.0.1:1",
+                              "broker_pid": pid, "registry_pid": pid, "home": str(home)}
+    if processes is not None:
+        doc["processes"] = processes
+    (home / "dev").mkdir(parents=True, exist_ok=True)
+    (home / "dev" / "stack.json").write_text(json.dumps(doc))
+
+
+def test_dev_down_signals_only_processes_it_can_prove_it_started(tmp_path: Path) -> None:
+    """stack.json naming a live process that the stack did not start (as after a reboot or
+    PID reuse): with no identity recorded, with another start time, or with another command
+    line, `dev down` leaves it running and says why; `dev status` does not call it running
+    either (issue 13)."""
+    from sealtrail.runtime.processes import ProcessIdentity
+
+    bystander = subprocess.Popen(["sleep", "60"])
+    try:
+        real = ProcessIdentity.of(bystander.pid)
+        assert real is not None
+        home = tmp_path / ".sealtrail"
+        reused = {**real.to_json(), "start_ticks": real.start_ticks - 1}
+        other_command = {**real.to_json(), "cmdline": ["tansu", "broker"]}
+        for processes in (None, {"broker": reused, "registry": reused},
+                          {"broker": other_command, "registry": other_command}):
+            _stack_json(home, bystander.pid, processes)
+            assert run(["dev", "status"], tmp_path).returncode == 2  # not running
+            down = run(["dev", "down"], tmp_path)
+            assert down.returncode == 0, down.stderr
+            assert f"not signalling process {bystander.pid}" in down.stderr
+            assert bystander.poll() is None, "dev down killed a process it did not start"
+            assert not (home / "dev" / "stack.json").exists()
+        # Recorded as it is, the process is signalled: proof that the check is what spared it.
+        _stack_json(home, bystander.pid, {"broker": real.to_json(), "registry": real.to_json()})
+        assert run(["dev", "down"], tmp_path).returncode == 0
+        assert bystander.wait(10) is not None
+    finally:
+        bystander.kill()
+        bystander.wait()

@@ -133,3 +133,26 @@ def test_guard_messages_never_quote_the_data() -> None:
     with pytest.raises(LimitError) as info:
         Guard(schema, LIMITS).check(body)
     assert secret not in str(info.value)
+
+
+def test_a_block_whose_stated_size_lies_is_refused() -> None:
+    """A field the reader does not have is skipped by its blocks' stated sizes; a size that
+    is not the items' size would send the decoder somewhere the walk never checked (there,
+    a block claiming 2^61 empty records hangs fastavro given these bytes: found by fuzzing).
+    Refused."""
+    writer = {"type": "record", "name": "R", "fields": [
+        {"name": "m", "type": {"type": "map", "values": {"type": "array", "items": {
+            "type": "record", "name": "E", "fields": []}}}},
+        {"name": "s", "type": "string"}]}
+    reader = AvroCodec({"type": "record", "name": "R", "fields": [
+        {"name": "s", "type": "string"}]})
+    # The walk: one map entry, an array block of 3 empty records (stated size 3), the ends
+    # of the array and the map, then s, a string whose bytes are a block header claiming
+    # 2^61 empty records. A decoder skipping m jumps 3 bytes from the size: onto that header.
+    hidden = zigzag(2**61)
+    lying = (zigzag(1) + b"\x02k" + zigzag(-3) + zigzag(3) + b"\x00" + b"\x00"
+             + zigzag(len(hidden)) + hidden)
+    with pytest.raises(DecodeError, match="states"):
+        reader.decode(lying, AvroCodec(writer, LIMITS))
+    honest = zigzag(1) + b"\x02k" + zigzag(-3) + zigzag(0) + b"\x00" + b"\x00" + b"\x02s"
+    assert reader.decode(honest, AvroCodec(writer, LIMITS)) == {"s": "s"}

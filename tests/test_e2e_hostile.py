@@ -115,7 +115,12 @@ def test_issue_records_never_stop_a_real_sealer_even_across_restarts(
     assert sealer.stop() == 0 and archiver.stop() == 0
     no_traceback(*stages)
     archived = archived_records(store)
-    assert len(archived) == len(records)
+    report = verify(settings)
+    assert report.ok, [str(f) for c in report.chains for f in c.findings]
+    assert len(archived) == len(records), (
+        Counter(r["chain_id"] for r in archived),
+        Counter(r["source"]["offset"] for r in archived).most_common(3),
+        [(c.chain_id, c.entries) for c in report.chains])
     reasons = Counter((r["rejection"]["reason"], r["source"]["schema_id"]) for r in archived)
     assert reasons == {("UNKNOWN_SCHEMA", 2**32 - 1): 30 * settings.partitions,
                        ("LIMIT", ids.pad): 30 * settings.partitions}
@@ -125,7 +130,7 @@ def test_issue_records_never_stop_a_real_sealer_even_across_restarts(
 
 
 def _hostile_run(settings: Settings, stages: list[Stage], tmp_path: Path, per_partition: int,
-                 valid: int) -> None:
+                 valid: int, big: int = 900_000) -> None:
     ids = register(settings)
     sealer = Stage(settings, "seal", tmp_path / "seal.log")
     archiver = Stage(settings, "archive", tmp_path / "archive.log")
@@ -134,7 +139,7 @@ def _hostile_run(settings: Settings, stages: list[Stage], tmp_path: Path, per_pa
     expected: dict[bytes, str | None] = {}
     values: list[tuple[int, bytes | None]] = []
     for p in range(settings.partitions):
-        for label, value in hostile_values(rng, ids, per_partition):
+        for label, value in hostile_values(rng, ids, per_partition, big=big):
             values.append((p, value))
             if label in EXPECTED_REASON:
                 expected[hashlib.sha256(value or b"").digest()] = EXPECTED_REASON[label]
@@ -179,5 +184,61 @@ def test_hostile_traffic_on_every_partition(
 def test_hostile_traffic_at_volume(
     settings: Settings, stages: list[Stage], tmp_path: Path
 ) -> None:
-    """The same with thousands of hostile records per partition and 5,000 valid events."""
-    _hostile_run(settings, stages, tmp_path, per_partition=3000, valid=5000)
+    """The same with thousands of hostile records per partition and 5,000 valid events (the
+    large values just over max_event_bytes, so the embedded broker's memory stays small)."""
+    _hostile_run(settings, stages, tmp_path, per_partition=2000, valid=5000,
+                 big=settings.max_event_bytes + 1)
+
+
+def _exit_code(settings: Settings, *args: str | Path) -> int:
+    return subprocess.run(
+        [sys.executable, "-m", "sealtrail.cli.main", *map(str, args)], capture_output=True,
+        timeout=120, env={**os.environ, **settings.to_env()}).returncode
+
+
+def test_acceptance_check_of_issue_13(
+    settings: Settings, stages: list[Stage], tmp_path: Path
+) -> None:
+    """The issue's acceptance check, as written: with the pipeline up, several hundred
+    garbage records of every shape (the two quoted records included) on every raw
+    partition, then 300 valid events through AuditClient. The sealer is still running, all
+    300 are archived, verify and verify --completeness exit 0; verify-note on a missing
+    file, verify-proof on deeply nested JSON and verify-export on a bundle whose
+    manifest.json is a list each exit 2."""
+    import zipfile
+
+    ids = register(settings)
+    sealer = Stage(settings, "seal", tmp_path / "seal.log")
+    archiver = Stage(settings, "archive", tmp_path / "archive.log")
+    stages += [sealer, archiver]
+    rng = random.Random(1313)
+    garbage = [(p, value) for p in range(settings.partitions)
+               for _, value in hostile_values(rng, ids, 150)]
+    assert len(garbage) >= 300
+    assert sum(v == SCHEMA_ID_RECORD for _, v in garbage) >= settings.partitions
+    produce(settings, garbage)
+    valid = emit_valid(settings, tmp_path, 300)
+    store = store_of(settings)
+    wait_until(lambda: archived_count(store) >= len(garbage) + 300, 300, "archive",
+               alive=lambda: sealer.alive() and archiver.alive())
+    assert sealer.alive()
+    events = {r["event"]["event_id"] for r in archived_records(store) if r["kind"] == "EVENT"}
+    assert set(valid) <= events
+    keys = settings.keys / PUBLIC_KEYRING
+    assert _exit_code(settings, "verify", settings.archive, "--keys", keys) == 0
+    assert _exit_code(settings, "verify", settings.archive, "--keys", keys,
+                      "--completeness") == 0
+    from sealtrail.keys import load_keyring
+
+    key_id = next(iter(load_keyring(keys).keys))
+    assert _exit_code(settings, "verify-note", tmp_path / "missing.note", "--keys", keys,
+                      "--key-id", key_id) == 2
+    nested = tmp_path / "nested.json"
+    nested.write_bytes(b"[" * 500_000 + b"]" * 500_000)
+    assert _exit_code(settings, "verify-proof", nested, "--keys", keys) == 2
+    bundle = tmp_path / "bundle.zip"
+    with zipfile.ZipFile(bundle, "w") as z:
+        z.writestr("manifest.json", "[]")
+    assert _exit_code(settings, "verify-export", bundle, "--keys", keys) == 2
+    assert sealer.stop() == 0 and archiver.stop() == 0
+    no_traceback(sealer, archiver)

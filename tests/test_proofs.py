@@ -189,3 +189,15 @@ def test_cli_export_and_verify_note(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     assert "VERIFIED" in capsys.readouterr().out
     out.write_bytes(out.read_bytes().replace(b"\n1\n", b"\n2\n"))
     assert main(["verify-note", str(out), "--keys", keys, "--key-id", local.key_id]) == 1
+
+
+@pytest.mark.parametrize("body", [
+    "o\n" + "1" * 5000 + "\nAAAA\n",  # more digits than int() takes: was a ValueError
+    "o\n\u0661\u0662\nAAAA\n",  # digits, but not ASCII ones
+    "o\n1\n" + "A" * 42 + "\u012b=\n",  # base64 with a non-ASCII letter: was a ValueError
+])
+def test_checkpoint_note_bodies_that_are_not_are_refused(body: str) -> None:
+    from sealtrail.core.note import parse_checkpoint_body
+
+    with pytest.raises(IntegrityError):
+        parse_checkpoint_body(body.encode())

@@ -27,6 +27,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--auth-env", metavar="VAR", default=None,
                    help="require credentials held in environment variable VAR: user:password "
                    "(basic auth) or 'Bearer TOKEN' (kept out of the command line and logs)")
+    p.add_argument("--max-connections", type=int, default=64, metavar="N",
+                   help="connections served at once; more are answered 503 (default 64)")
+    p.add_argument("--request-deadline", type=float, default=30.0, metavar="SECONDS",
+                   help="time a connection has for one whole request before it is cut "
+                   "(default 30)")
     p.set_defaults(func=_registry)
 
     dev_p = sub.add_parser("dev", help="start or stop the embedded stack in the background",
@@ -60,7 +65,10 @@ def _registry(args: argparse.Namespace) -> int:
         if not credentials:
             raise ConfigError(f"environment variable {args.auth_env} is empty or unset; it "
                               "must hold user:password or 'Bearer TOKEN'")
-    serve(args.host, args.port, db, credentials=credentials)
+    if args.max_connections < 1 or args.request_deadline <= 0:
+        raise ConfigError("--max-connections must be >= 1 and --request-deadline > 0")
+    serve(args.host, args.port, db, credentials=credentials,
+          max_connections=args.max_connections, request_deadline=args.request_deadline)
     return 0
 
 

@@ -17,7 +17,10 @@ the bytes first, without building values, under :class:`DecodeLimits`: at most
 datum; a block of zero-size items is counted, not iterated. A schema nested deeper than
 ``max_depth`` is refused outright. Whatever the input, the walk does at most
 O(len(body) + max_depth) steps, and the decoder that follows it at most O(len(body) +
-max_items).
+max_items). The walk must take the path the decoder takes: a decoder skipping a field the
+reader schema lacks jumps over a block that states its size in bytes (a negative item
+count), so such a block must hold exactly that many bytes, or the decoder would land
+elsewhere than the walk did (found by fuzzing: it then met a block of 2^61 empty records).
 
 Errors are :class:`LimitError` naming the rule, the path in the schema and the numbers;
 they never quote the data.
@@ -284,22 +287,27 @@ class Guard:
             count, at = _varint(data, at)
             if count == 0:
                 return at
-            if count < 0:
-                count = -count
-                _, at = _varint(data, at)  # the block's size in bytes
+            size = None
+            if count < 0:  # a block with its size in bytes: a decoder that skips the
+                count = -count  # field jumps by that size, so it must be the items' size
+                size, at = _varint(data, at)
             budget.items -= count
             if budget.items < 0:
                 raise LimitError("items", f"{'array' if kind == _ARRAY else 'map'} at {path} "
                                  f"takes the datum beyond {self.limits.max_items} items "
                                  f"(a block claims {count})")
+            start = at
             if zero:
                 self._value(child, data, at, depth + 1, budget)  # checks the depth, once
-                continue
-            for _ in range(count):
-                if kind == _MAP:
-                    size, at = _varint(data, at)
-                    at = _need(data, at, size) if size >= 0 else _negative()
-                at = self._value(child, data, at, depth + 1, budget)
+            else:
+                for _ in range(count):
+                    if kind == _MAP:
+                        key, at = _varint(data, at)
+                        at = _need(data, at, key) if key >= 0 else _negative()
+                    at = self._value(child, data, at, depth + 1, budget)
+            if size is not None and size != at - start:
+                raise DecodeError(f"a block at {path} states {size} bytes and holds "
+                                  f"{at - start}")
 
 
 def _negative() -> int:

@@ -20,7 +20,6 @@ docs/format.md ("C2SP checkpoint notes") gives the mapping from sealtrail checkp
 from __future__ import annotations
 
 import base64
-import binascii
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -105,11 +104,12 @@ def parse_checkpoint_body(body: bytes) -> NoteCheckpoint:
     if len(lines) < 3 or not lines[0] or any(not line for line in lines):
         raise IntegrityError("checkpoint note body needs origin, size and root lines")
     size = lines[1]
-    if not size.isdigit() or (size != "0" and size.startswith("0")):
-        raise IntegrityError(f"checkpoint note tree size {size!r} is not a decimal number")
+    if (not (size.isascii() and size.isdigit()) or len(size) > 20
+            or (size != "0" and size.startswith("0"))):
+        raise IntegrityError(f"checkpoint note tree size {size[:24]!r} is not a decimal number")
     try:
         root = base64.b64decode(lines[2], validate=True)
-    except binascii.Error:
+    except ValueError:  # binascii.Error, and non-ASCII text
         raise IntegrityError("checkpoint note root hash is not base64") from None
     if len(root) != HASH_SIZE or base64.b64encode(root).decode() != lines[2]:
         raise IntegrityError("checkpoint note root hash is not 32 bytes of standard base64")
@@ -157,7 +157,7 @@ def parse_note(note: bytes) -> tuple[bytes, list[NoteSignature]]:
                                       "'\u2014 <name> <base64>'")
         try:
             blob = base64.b64decode(parts[2], validate=True)
-        except binascii.Error:
+        except ValueError:  # binascii.Error, and non-ASCII text (found by fuzzing)
             raise MalformedInputError(f"signature line {number} is not base64") from None
         if len(blob) < 5 or base64.b64encode(blob).decode() != parts[2]:
             raise MalformedInputError(f"signature line {number} is too short or not "

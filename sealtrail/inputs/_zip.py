@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import io
 import zipfile
+import zlib
 from dataclasses import dataclass
 
 from sealtrail.errors import MalformedInputError
@@ -44,7 +45,8 @@ class BoundedZip:
         try:
             self._zip = zipfile.ZipFile(io.BytesIO(data))
             infos = self._zip.infolist()
-        except (zipfile.BadZipFile, zipfile.LargeZipFile, ValueError, EOFError) as exc:
+        except (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, ValueError, EOFError,
+                OSError, NotImplementedError) as exc:  # e.g. 'zip file version 10.1'
             raise MalformedInputError(f"{what} is not a zip archive: {exc}") from None
         if len(infos) > limits.members:
             raise MalformedInputError(f"{what} has {len(infos)} members, at most "
@@ -92,7 +94,8 @@ class BoundedZip:
                                       f"{info.file_size} bytes, at most {max_bytes}")
         try:
             return self._zip.read(info)
-        except (zipfile.BadZipFile, EOFError, ValueError, OSError) as exc:
+        except (zipfile.BadZipFile, zlib.error, EOFError, ValueError, OSError,
+                NotImplementedError) as exc:
             raise MalformedInputError(f"{self.what}: member {name[:200]!r} does not "
                                       f"inflate: {exc}") from None
 
@@ -103,7 +106,8 @@ class BoundedZip:
             with self._zip.open(self._infos[name]) as member:
                 while chunk := member.read(_CHUNK):
                     digest.update(chunk)
-        except (zipfile.BadZipFile, EOFError, ValueError, OSError) as exc:
+        except (zipfile.BadZipFile, zlib.error, EOFError, ValueError, OSError,
+                NotImplementedError) as exc:
             raise MalformedInputError(f"{self.what}: member {name[:200]!r} does not "
                                       f"inflate: {exc}") from None
         return digest.hexdigest()

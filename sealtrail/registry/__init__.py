@@ -12,10 +12,10 @@ import threading
 import types
 from pathlib import Path
 
-from sealtrail.registry._http import RegistryHTTPServer
+from sealtrail.registry._server import MAX_CONNECTIONS, REQUEST_DEADLINE, RegistryHTTPServer
 from sealtrail.registry._store import Registry
 
-__all__ = ["RegistryServer", "serve"]
+__all__ = ["MAX_CONNECTIONS", "REQUEST_DEADLINE", "RegistryServer", "serve"]
 
 log = logging.getLogger("sealtrail.registry")
 
@@ -25,7 +25,9 @@ class RegistryServer:
 
     ``port=0`` picks a free port; ``.url`` gives the address once started. ``credentials``
     (``user:password`` for basic auth or ``Bearer <token>``) makes every request present
-    them, else 401; empty means no authentication.
+    them, else 401 (checked right after the headers, before any body is read); empty
+    means no authentication. ``max_connections`` are served at once (more get 503), and
+    each request must be done within ``request_deadline`` seconds (docs/registry.md).
     """
 
     def __init__(
@@ -35,12 +37,23 @@ class RegistryServer:
         db_path: str | Path | None = None,
         *,
         credentials: str = "",
+        max_connections: int = MAX_CONNECTIONS,
+        request_deadline: float = REQUEST_DEADLINE,
     ) -> None:
         self.host, self.port, self.db_path = host, port, db_path
         self._credentials = credentials
+        self._limits = {"max_connections": max_connections,
+                        "request_deadline": request_deadline}
         self._registry: Registry | None = None
         self._httpd: RegistryHTTPServer | None = None
         self._thread: threading.Thread | None = None
+
+    @property
+    def httpd(self) -> RegistryHTTPServer:
+        """The running HTTP server (its ``refused`` and ``cut`` counters)."""
+        if self._httpd is None:
+            raise RuntimeError("RegistryServer is not started")
+        return self._httpd
 
     @property
     def url(self) -> str:
@@ -57,7 +70,8 @@ class RegistryServer:
             raise RuntimeError("RegistryServer is already started")
         registry = Registry(self.db_path)
         try:
-            httpd = RegistryHTTPServer((self.host, self.port), registry, self._credentials)
+            httpd = RegistryHTTPServer((self.host, self.port), registry, self._credentials,
+                                       **self._limits)  # type: ignore[arg-type]
         except BaseException:
             registry.close()
             raise
@@ -91,9 +105,13 @@ class RegistryServer:
         self.stop()
 
 
-def serve(host: str, port: int, db_path: str | None, *, credentials: str = "") -> None:
+def serve(host: str, port: int, db_path: str | None, *, credentials: str = "",
+          max_connections: int = MAX_CONNECTIONS,
+          request_deadline: float = REQUEST_DEADLINE) -> None:
     """Serve the registry in the foreground until SIGTERM or KeyboardInterrupt."""
-    server = RegistryServer(host, port, db_path, credentials=credentials).start()
+    server = RegistryServer(host, port, db_path, credentials=credentials,
+                            max_connections=max_connections,
+                            request_deadline=request_deadline).start()
     stop = threading.Event()
 
     def _on_signal(signum: int, frame: types.FrameType | None) -> None:

@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import base64
-import contextlib
 import hmac
 import json
 import logging
-import socket
-import threading
 from collections.abc import Callable
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -37,7 +34,8 @@ def _flag(query: Query, name: str) -> bool:
 
 
 def _schema_id(raw: str) -> int:
-    if not (raw.isascii() and raw.isdigit() and len(raw) <= 10 and int(raw) <= 2**31 - 1):
+    """A schema id from a path: an unsigned 32-bit number (the wire header's), else 404."""
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= 10 and int(raw) <= 2**32 - 1):
         raise RegistryError(404, 40403, f"Schema {raw[:64]} not found")
     return int(raw)
 
@@ -236,8 +234,8 @@ class RegistryHandler(BaseHTTPRequestHandler):
                     if m == method:
                         route, args = fn, got
                         break
+            self._authenticate()  # right after the headers: no body is read for a stranger
             raw = self._read_body()
-            self._authenticate()
             if route is None or args is None:
                 if path_known:
                     raise RegistryError(405, 405, "HTTP 405 Method Not Allowed")
@@ -258,6 +256,8 @@ class RegistryHandler(BaseHTTPRequestHandler):
             return
         given = (self.headers.get("Authorization") or "").strip().encode("utf-8", "replace")
         if not hmac.compare_digest(given, self.authorization.encode("utf-8")):
+            if self.headers.get("Content-Length") or self.headers.get("Transfer-Encoding"):
+                self.close_connection = True  # its body is left unread
             raise RegistryError(401, 40101, "Unauthorized: missing or wrong credentials")
 
     def _read_body(self) -> bytes:
@@ -315,48 +315,12 @@ class RegistryHandler(BaseHTTPRequestHandler):
             phrase = ""
         self._reply(code, {"error_code": code, "message": message or f"HTTP {code} {phrase}"})
 
+    def handle_one_request(self) -> None:
+        super().handle_one_request()
+        restart = getattr(self.server, "restart_deadline", None)
+        if restart is not None:
+            restart(self.request)  # the next request's time starts now
+
     def log_message(self, format: str, *args: Any) -> None:
         """Per-request logs go to the ``sealtrail.registry`` logger at DEBUG (quiet by default)."""
         log.debug("%s - " + format, self.address_string(), *args)
-
-
-class RegistryHTTPServer(ThreadingHTTPServer):
-    """Threading HTTP server that can cut its open keep-alive connections on close."""
-
-    daemon_threads = False
-    block_on_close = True
-    request_queue_size = 128  # listen backlog: bursts of clients must not be reset
-
-    def __init__(
-        self, address: tuple[str, int], registry: Registry, credentials: str = ""
-    ) -> None:
-        handler = type(
-            "BoundRegistryHandler",
-            (RegistryHandler,),
-            {"registry": registry, "authorization": expected_authorization(credentials)},
-        )
-        self._open: set[socket.socket] = set()
-        self._open_lock = threading.Lock()
-        super().__init__(address, handler)
-
-    def process_request(self, request: Any, client_address: Any) -> None:
-        with self._open_lock:
-            self._open.add(request)
-        super().process_request(request, client_address)
-
-    def shutdown_request(self, request: Any) -> None:
-        with self._open_lock:
-            self._open.discard(request)
-        super().shutdown_request(request)
-
-    def close_connections(self) -> None:
-        """Shut down every open client connection (idle keep-alive ones included)."""
-        with self._open_lock:
-            sockets = list(self._open)
-        for sock in sockets:
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        """Connection-level failures are logged at DEBUG, not printed to stderr."""
-        log.debug("registry: connection error from %s", client_address, exc_info=True)
