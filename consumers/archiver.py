@@ -29,6 +29,7 @@ from sealtrail.core import merkle
 from sealtrail.core.checkpoint import Checkpoint, SignedCheckpoint
 from sealtrail.core.fencing import Fence
 from sealtrail.core.hashing import ZERO_HASH
+from sealtrail.core.merkle import Frontier
 from sealtrail.core.signing import Signer
 from sealtrail.errors import DecodeError
 from sealtrail.retention import RetentionPolicy
@@ -50,6 +51,7 @@ class ArchivedChain:
     checkpoint_hash: bytes = ZERO_HASH
     head_hash: bytes = ZERO_HASH
     checkpoint_at: float | None = None  # monotonic time this process wrote its newest checkpoint
+    frontier: Frontier = field(default_factory=Frontier)  # the chain's Merkle tree so far
     buffer: list[dict[str, Any]] = field(default_factory=list)
     schema: dict[str, Any] | None = None  # the schema the buffered records were sealed with
 
@@ -67,7 +69,22 @@ def load_chain_tail(store: ArchiveStore, chain_id: str) -> ArchivedChain:
         state.last_seq = cp.last_seq
         state.checkpoint_hash = signed.checkpoint_hash
         state.head_hash = cp.head_hash
+        state.frontier = cp.frontier or _frontier_of(store, chain_id, indices[-1])
     return state
+
+
+def _frontier_of(store: ArchiveStore, chain_id: str, last: int) -> Frontier:
+    """The Merkle tree of a chain whose newest checkpoint is format v1 (no tree stated):
+    read from its segments, once, when an archiver takes such a chain over."""
+    frontier = Frontier()
+    for index in range(last + 1):
+        cp = SignedCheckpoint.from_bytes(store.get(layout.checkpoint_key(chain_id, index)))
+        if cp.checkpoint.frontier is not None:
+            frontier = cp.checkpoint.frontier
+        elif cp.checkpoint.segment_key:
+            records = read_segment(store.get(cp.checkpoint.segment_key))
+            frontier.extend([merkle.leaf_hash(r["entry_hash"]) for r in records])
+    return frontier
 
 
 class SegmentWriter:
@@ -152,19 +169,29 @@ class SegmentWriter:
         """Sign and write the checkpoint of segment ``data`` holding ``records`` (none and
         no segment: a heartbeat, docs/format.md "Heartbeat checkpoints")."""
         seg_key = layout.segment_key(state.chain_id, state.next_index) if records else ""
+        leaves = [merkle.leaf_hash(r["entry_hash"]) for r in records]
+        frontier = state.frontier.copy()
+        frontier.extend(leaves)
         cp = Checkpoint(
             chain_id=state.chain_id,
             index=state.next_index,
             first_seq=records[0]["seq"] if records else state.last_seq + 1,
             last_seq=records[-1]["seq"] if records else state.last_seq,
             head_hash=records[-1]["entry_hash"] if records else state.head_hash,
-            merkle_root=merkle.root([r["entry_hash"] for r in records]),
+            merkle_root=merkle.root_of_leaf_hashes(leaves),
             prev_checkpoint_hash=state.checkpoint_hash,
             segment_key=seg_key,
             segment_sha256=hashlib.sha256(data).digest(),
             segment_size=len(data),
             created_at=self._clock(),
             key_id=self._signer.key_id,
+            # Signed retention: what decides, later, that a missing segment was purged.
+            retention_mode=retention.mode,
+            retention_class=retention.retention_class or self.policy.default_class,
+            retain_until=int(retention.retain_until.timestamp()) * 1_000_000,
+            tree_size=frontier.size,
+            tree_root=frontier.root(),
+            tree_frontier=tuple(frontier.nodes),
         )
         signed = cp.sign(self._signer)
         # Checkpoints carry no class (no lifecycle tag): they outlive purged segments and
@@ -175,6 +202,7 @@ class SegmentWriter:
         state.last_seq = cp.last_seq
         state.head_hash = cp.head_hash
         state.checkpoint_hash = signed.checkpoint_hash
+        state.frontier = frontier
         state.checkpoint_at = time.monotonic()
 
     def heartbeat(self, max_idle_seconds: float, chain_ids: list[str] | None = None) -> int:

@@ -1,9 +1,10 @@
 """``sealtrail verify --completeness``: per raw partition, the source offsets the archive's
 chains cover, and any hole between them (G1).
 
-Reads the segments that checkpoints cover, chain by chain, and hands runs of consecutive
-source offsets to :func:`sealtrail.core.completeness.coverage`. Signatures and hashes are
-``verify``'s job; this report is meaningful for an archive that verifies.
+The runs of consecutive source offsets come from the verify run itself (the one verifier
+records them while it checks each segment, and carries them across purged segments, whose
+entries stood for the next offsets), and :func:`sealtrail.core.completeness.coverage`
+merges them per raw partition. Only entries that checked out count.
 """
 
 from __future__ import annotations
@@ -12,29 +13,15 @@ import json
 import sys
 from typing import Any, TextIO
 
-from sealtrail import layout
-from sealtrail.archive import ArchiveStore
-from sealtrail.core.checkpoint import SignedCheckpoint
-from sealtrail.core.completeness import Coverage, Run, coverage, runs_of
-from sealtrail.segments import read_segment
+from sealtrail.core.completeness import Coverage, coverage
+from sealtrail.verify import ArchiveReport
 
 __all__ = ["archive_coverage", "print_completeness"]
 
 
-def archive_coverage(store: ArchiveStore) -> list[Coverage]:
-    """Coverage of every raw partition by the checkpointed segments of every chain."""
-    runs: list[Run] = []
-    keys = store.list(layout.CHAINS)
-    for chain_id in layout.chain_ids(keys):
-        coordinates: list[tuple[str, int, int]] = []
-        prefix = f"{layout.CHAINS}{chain_id}/checkpoints/"
-        for key in sorted(k for k in keys if k.startswith(prefix)):
-            cp = SignedCheckpoint.from_bytes(store.get(key)).checkpoint
-            for record in read_segment(store.get(cp.segment_key)):
-                source = record["source"]
-                coordinates.append((source["topic"], source["partition"], source["offset"]))
-        runs.extend(runs_of(chain_id, coordinates))
-    return coverage(runs)
+def archive_coverage(report: ArchiveReport) -> list[Coverage]:
+    """Coverage of every raw partition by the entries a verify run checked."""
+    return coverage(run for chain in report.chains for run in chain.runs)
 
 
 def _ranges(ranges: tuple[tuple[int, int], ...]) -> str:
@@ -51,11 +38,11 @@ def to_json(found: list[Coverage]) -> dict[str, Any]:
     ]}
 
 
-def print_completeness(store: ArchiveStore, *, as_json: bool = False,
+def print_completeness(report: ArchiveReport, *, as_json: bool = False,
                        out: TextIO | None = None) -> int:
     """Print the coverage report; 0 when every partition is complete, 1 otherwise."""
     out = out or sys.stdout
-    found = archive_coverage(store)
+    found = archive_coverage(report)
     if as_json:
         json.dump(to_json(found), out, indent=2, sort_keys=True)
         out.write("\n")

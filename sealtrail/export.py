@@ -9,16 +9,23 @@ Bundle layout (``sealtrail-export/v1``)::
     proofs/<n>-<event_id>.json          one proof per event, the format of `sealtrail prove`
                                         (sealtrail-proof/v1, see sealtrail/proof.py)
     checkpoints/<chain>/<index>.json    every signed checkpoint a proof leads to, as archived
-    events.jsonl                        the events, one per line (convenience copy)
+    events.jsonl                        the proven entries, one per line: line i is the
+                                        canonical JSON of proof i's entry, byte for byte
     keys/public.json                    the keyring the exporter used (NOT to be trusted by
                                         the recipient: check with a keyring obtained apart)
 
 Each proof is checked by :func:`sealtrail.proof.verify_proof` (entry hash, entry
-signature, inclusion proof, checkpoint signature), the same code as ``sealtrail prove``.
-What a bundle proves: every event in it was sealed and archived unaltered under a
-trusted key. What it does not prove: that the query's result is complete (the search
-index is a finding aid, not evidence) or that the manifest was not edited (it is not
-signed; its hashes only catch accidental damage).
+signature, inclusion proof, checkpoint signature), the same code as ``sealtrail prove``,
+and ``events.jsonl`` must be exactly the proven entries, so nothing in it is unproven. A
+bundle with no proof proves nothing and fails. What a bundle proves: every event in it was
+sealed and archived unaltered under a trusted key. What it does not prove: that the
+query's result is complete (the search index is a finding aid, not evidence). The manifest
+(query, time ranges, count, operator) is unsigned context: it can only make verification
+fail (when it disagrees with the bundle), never pass.
+
+Building a bundle reads the archive through the one verifier (:mod:`sealtrail.verify`):
+every checkpoint of a chain is checked, and each segment a proof comes from is checked
+against its checkpoint before any proof is made from it.
 """
 
 from __future__ import annotations
@@ -32,17 +39,17 @@ import zipfile
 from dataclasses import dataclass, field
 from typing import Any
 
-from sealtrail.archive import ArchiveStore, ObjectMissingError
+from sealtrail.archive import ArchiveStore
 from sealtrail.core import merkle
 from sealtrail.core.canonical import canonical_json
 from sealtrail.core.signing import Keyring
-from sealtrail.errors import DataError, DecodeError, IntegrityError
+from sealtrail.errors import DataError, IntegrityError
 from sealtrail.proof import FORMAT as PROOF_FORMAT
 from sealtrail.proof import HOW as PROOF_HOW
 from sealtrail.proof import _value_model, verify_proof
-from sealtrail.replay import ArchiveSource, Query, format_time, record_to_json
+from sealtrail.report import format_time
 from sealtrail.search import Coverage, IndexRow, SearchQuery
-from sealtrail.segments import read_segment
+from sealtrail.verify import ArchiveReader
 
 __all__ = ["BUNDLE_FORMAT", "ExportResult", "VerifyExportResult", "build_export",
            "verify_export"]
@@ -68,7 +75,8 @@ proofs/*.json        one proof per event (format sealtrail-proof/v1): the sealed
                      its Ed25519 signature, an RFC 6962 inclusion proof and the signed
                      checkpoint whose Merkle root the proof leads to
 checkpoints/         the signed checkpoints, exactly as archived
-events.jsonl         the same events, one JSON object per line, for reading
+events.jsonl         the same events, one JSON object per line, for reading: exactly
+                     the proven entries (verify-export checks it byte for byte)
 keys/public.json     the public keyring the exporter used
 
 How to check it
@@ -88,7 +96,8 @@ What it proves, and what it does not
 ------------------------------------
 Each event in this bundle was sealed and archived, unaltered, under a trusted key.
 The bundle does not prove that the query's result is complete: events were found with
-a search index, which is not evidence. The manifest is not signed.
+a search index, which is not evidence. The manifest (query, time ranges, count, who
+exported it) is not signed: it is context, and verification never relies on it.
 """
 
 
@@ -112,19 +121,19 @@ def build_export(
 ) -> tuple[bytes, ExportResult]:
     """The zip bytes of an export of ``rows`` (search results), every event proven against
     the archive. DataError when an event cannot be proven (missing or altered evidence)."""
-    source = ArchiveSource(store, keyring)
+    reader = ArchiveReader(store, keyring)
     by_chain: dict[str, list[IndexRow]] = {}
     for row in rows:
         by_chain.setdefault(row.chain_id, []).append(row)
     proofs: list[tuple[IndexRow, bytes, dict[str, Any]]] = []
     checkpoints: dict[str, bytes] = {}
     for chain_id, chain_rows in sorted(by_chain.items()):
-        plan = source.plan(chain_id, Query())
-        if not plan.checkpoints:
+        plan = reader.plan(chain_id)
+        real = plan.segments
+        if not real:
             raise DataError(f"chain {chain_id}: no usable checkpoint in the archive"
                             + (f" ({plan.problem})" if plan.problem else ""))
-        real = [cp for cp in plan.checkpoints if cp.checkpoint.segment_key]
-        starts = [cp.checkpoint.first_seq for cp in real]
+        starts = [p.checkpoint.first_seq for p in real]
         by_segment: dict[int, list[IndexRow]] = {}
         for row in chain_rows:
             position = _segment_of(starts, row.seq)
@@ -134,25 +143,15 @@ def build_export(
                                 + (f": {plan.problem}" if plan.problem else ""))
             by_segment.setdefault(position, []).append(row)
         for position, seg_rows in sorted(by_segment.items()):
-            signed = real[position]
-            cp = signed.checkpoint
-            try:
-                data = store.get(cp.segment_key)
-            except ObjectMissingError:
-                raise DataError(f"segment {cp.segment_key} is missing") from None
-            if hashlib.sha256(data).digest() != cp.segment_sha256:
-                raise IntegrityError(f"segment {cp.segment_key} does not match checkpoint "
-                                     f"{cp.index}; run `sealtrail verify`")
-            try:
-                records = read_segment(data)
-            except DecodeError as exc:
-                raise IntegrityError(f"segment {cp.segment_key}: {exc}") from None
+            planned = real[position]
+            cp = planned.checkpoint
+            outcome = reader.check(planned, want_records=True)
+            if outcome.finding is not None:
+                raise IntegrityError(f"{outcome.finding}; run `sealtrail verify`")
+            records = outcome.records or []
             leaves = [r["entry_hash"] for r in records]
-            if len(leaves) != cp.size or merkle.root(leaves) != cp.merkle_root:
-                raise IntegrityError(f"segment {cp.segment_key} does not match the Merkle root "
-                                     f"of checkpoint {cp.index}")
             cp_key = f"chains/{chain_id}/checkpoints/{cp.index:010d}.json"
-            checkpoints[cp_key] = signed.to_bytes()
+            checkpoints[cp_key] = planned.signed.to_bytes()
             for row in seg_rows:
                 index = row.seq - cp.first_seq
                 record = records[index]
@@ -167,7 +166,7 @@ def build_export(
                     "tree_size": len(leaves),
                     "inclusion_proof": [h.hex() for h in merkle.inclusion_proof(leaves, index)],
                     "checkpoint_key": cp_key,
-                    "checkpoint": json.loads(signed.to_bytes()),
+                    "checkpoint": json.loads(planned.signed.to_bytes()),
                 }
                 proof = canonical_json(doc)
                 verify_proof(proof, keyring)  # never hand out a proof that does not check
@@ -178,8 +177,7 @@ def build_export(
         files[f"proofs/{n:06d}-{safe}.json"] = proof
     for key, data in checkpoints.items():
         files["checkpoints/" + key.removeprefix("chains/").replace("/checkpoints/", "/")] = data
-    files["events.jsonl"] = "".join(record_to_json(rec) + "\n"
-                                    for _, _, rec in proofs).encode("utf-8")
+    files["events.jsonl"] = events_jsonl([json.loads(p)["entry"] for _, p, _ in proofs])
     files["keys/public.json"] = (json.dumps(keyring.to_json(), indent=2) + "\n").encode()
     occurred = [row.occurred_at for row in rows]
     manifest: dict[str, Any] = {
@@ -219,15 +217,22 @@ def build_export(
                                         truncated, manifest)
 
 
+def events_jsonl(entries: list[dict[str, Any]]) -> bytes:
+    """``events.jsonl``: the canonical JSON of each proven entry (the whole sealed record,
+    byte strings as lowercase hex), one per line, in proof order."""
+    return b"".join(canonical_json(entry) + b"\n" for entry in entries)
+
+
 @dataclass
 class VerifyExportResult:
     count: int
     manifest: dict[str, Any]
     problems: list[str]
+    events_checked: bool = False  # events.jsonl was present and matched the proofs
 
     @property
     def ok(self) -> bool:
-        return not self.problems
+        return not self.problems and self.count > 0
 
 
 def verify_export(data: bytes, keyring: Keyring) -> VerifyExportResult:
@@ -251,13 +256,39 @@ def verify_export(data: bytes, keyring: Keyring) -> VerifyExportResult:
         problems.append(f"{name}: not listed in the manifest")
     proofs = sorted(n for n in names if n.startswith("proofs/"))
     count = 0
+    entries: list[dict[str, Any] | None] = []
     for name in proofs:
+        data_ = bundle.read(name)
         try:
-            verify_proof(bundle.read(name), keyring)
+            verify_proof(data_, keyring)
             count += 1
+            entries.append(json.loads(data_)["entry"])
         except IntegrityError as exc:
             problems.append(f"{name}: {exc}")
+            entries.append(None)
+    if not proofs:
+        problems.append("the bundle holds no proof: it proves nothing")
     if manifest.get("count") != len(proofs):
         problems.append(f"the manifest states {manifest.get('count')} events, the bundle holds "
                         f"{len(proofs)} proofs")
-    return VerifyExportResult(count, manifest, problems)
+    checked = False
+    if "events.jsonl" in names and None not in entries:
+        problems.extend(_events_problems(bundle.read("events.jsonl"), proofs,
+                                         [e for e in entries if e is not None]))
+        checked = True
+    return VerifyExportResult(count, manifest, problems, checked)
+
+
+def _events_problems(found: bytes, proofs: list[str], entries: list[dict[str, Any]]
+                     ) -> list[str]:
+    """events.jsonl against the proven entries, byte for byte, naming the first line that
+    differs (a line no proof covers is not evidence, whatever it says)."""
+    if found == events_jsonl(entries):
+        return []
+    lines = found.split(b"\n")
+    for i, entry in enumerate(entries):
+        if i >= len(lines) or lines[i] != canonical_json(entry):
+            return [f"events.jsonl: line {i + 1} is not the entry {proofs[i]} proves "
+                    "(events.jsonl must hold exactly the proven entries)"]
+    return [f"events.jsonl: holds more than the {len(entries)} proven entries (line "
+            f"{len(entries) + 1} on is not proven)"]

@@ -38,6 +38,7 @@ __all__ = [
 ENTRY = b"sealtrail:entry:v1\x00"
 GENESIS = b"sealtrail:genesis:v1\x00"
 CHECKPOINT = b"sealtrail:checkpoint:v1\x00"
+CHECKPOINT_V2 = b"sealtrail:checkpoint:v2\x00"
 SIG_ENTRY = b"sealtrail:sig:entry:v1\x00"
 SIG_CHECKPOINT = b"sealtrail:sig:checkpoint:v1\x00"
 ZERO = bytes(32)
@@ -49,7 +50,10 @@ COVERED = ("chain_id", "seq", "epoch", "kind", "event", "rejection", "redaction"
 STATEMENT_INTS = ("index", "first_seq", "last_seq", "segment_size", "created_at")
 STATEMENT_STRS = ("chain_id", "segment_key", "key_id")
 STATEMENT_HASHES = ("head_hash", "merkle_root", "prev_checkpoint_hash", "segment_sha256")
-CHECKPOINT_FORMAT = "sealtrail-checkpoint/v1"
+# spec: "Checkpoints, version 2"
+STATEMENT_V2 = ("retention_mode", "retention_class", "retain_until", "tree_size", "tree_root",
+                "tree_frontier")
+CHECKPOINT_FORMATS = {"sealtrail-checkpoint/v1": 1, "sealtrail-checkpoint/v2": 2}
 KEYRING_FORMAT = "sealtrail-keyring/v1"
 # spec: "Archive layout"
 INDEX_NAME = re.compile(r"^(\d{10})\.(avro|json)$")
@@ -149,6 +153,17 @@ def merkle_root(leaves: Sequence[bytes]) -> bytes:
     return sha256(b"\x01" + merkle_root(leaves[:k]) + merkle_root(leaves[k:]))
 
 
+def compact_range(leaves: Sequence[bytes]) -> list[bytes]:
+    """spec: "Checkpoints, version 2": for each 1 bit of the size, from the highest, the
+    MTH of the next 2^bit leaves."""
+    nodes, start, n = [], 0, len(leaves)
+    for bit in reversed(range(n.bit_length())):
+        if n >> bit & 1:
+            nodes.append(merkle_root(leaves[start:start + (1 << bit)]))
+            start += 1 << bit
+    return nodes
+
+
 # -- keyring (spec: "Public keyring") -------------------------------------------------------
 
 class Key:
@@ -241,17 +256,32 @@ class _Stop(Exception):
     pass
 
 
-def _parse_checkpoint(data: bytes) -> tuple[dict[str, Any], bytes, bytes, list[str]]:
-    """(statement, stored hash, signature, notes) or ValueError."""
+def _parse_checkpoint(data: bytes) -> tuple[dict[str, Any], bytes, bytes, list[str], int]:
+    """(statement, stored hash, signature, notes, version) or ValueError."""
     doc = json.loads(data.decode("utf-8"))
-    if not isinstance(doc, dict) or doc.get("format") != CHECKPOINT_FORMAT:
-        raise ValueError(f"format is not {CHECKPOINT_FORMAT}")
+    version = CHECKPOINT_FORMATS.get(doc.get("format")) if isinstance(doc, dict) else None
+    if version is None:
+        raise ValueError(f"format is not one of {sorted(CHECKPOINT_FORMATS)}")
     if set(doc) != {"format", "checkpoint", "checkpoint_hash", "signature"}:
         raise ValueError(f"unexpected members {sorted(doc)}")
     st = doc["checkpoint"]
     expected = set(STATEMENT_INTS) | set(STATEMENT_STRS) | set(STATEMENT_HASHES)
+    if version == 2:
+        expected |= set(STATEMENT_V2)
     if not isinstance(st, dict) or set(st) != expected:
-        raise ValueError("statement does not have exactly the twelve fields")
+        raise ValueError(f"statement does not have exactly the fields of version {version}")
+    if version == 2:
+        if st["retention_mode"] not in ("COMPLIANCE", "GOVERNANCE") or \
+                not isinstance(st["retention_class"], str) or not st["retention_class"]:
+            raise ValueError("retention_mode or retention_class is not valid")
+        for name in ("retain_until", "tree_size"):
+            if not _strict_int(st[name]) or st[name] < 0:
+                raise ValueError(f"{name} is not a non-negative integer")
+        frontier = st["tree_frontier"]
+        if not isinstance(st["tree_root"], str) or not HEX64.match(st["tree_root"]) or \
+                not isinstance(frontier, list) or \
+                not all(isinstance(h, str) and HEX64.match(h) for h in frontier):
+            raise ValueError("tree_root or tree_frontier is not lowercase hex hashes")
     for name in STATEMENT_INTS:
         if not _strict_int(st[name]):
             raise ValueError(f"{name} is not an integer")
@@ -270,7 +300,8 @@ def _parse_checkpoint(data: bytes) -> tuple[dict[str, Any], bytes, bytes, list[s
     notes = []
     if canonical_json(doc) != data:
         notes.append("checkpoint file is not in canonical form")
-    return st, bytes.fromhex(doc["checkpoint_hash"]), bytes.fromhex(doc["signature"]), notes
+    return (st, bytes.fromhex(doc["checkpoint_hash"]), bytes.fromhex(doc["signature"]), notes,
+            version)
 
 
 def _index_files(directory: Path) -> list[str]:
@@ -289,6 +320,8 @@ def _verify_chain(root: Path, chain_id: str, keys: dict[str, Key]) -> list[str]:
 
     head_seq, head_hash, head_epoch = -1, genesis_hash(chain_id), 0
     prev_cp = ZERO
+    version_seen = 1
+    all_leaves: list[bytes] = []  # every entry hash of the chain so far (its Merkle tree)
     last_source: tuple[str, int, int] | None = None
     referenced: set[str] = set()
     checkpoints = _index_files(chain_dir / "checkpoints")
@@ -301,10 +334,10 @@ def _verify_chain(root: Path, chain_id: str, keys: dict[str, Key]) -> list[str]:
                 raise stop("missing", f"{where} is absent (found {name})")
             data = (chain_dir / "checkpoints" / name).read_bytes()
             try:
-                st, stored_hash, cp_sig, notes = _parse_checkpoint(data)
+                st, stored_hash, cp_sig, notes, version = _parse_checkpoint(data)
             except (ValueError, UnicodeDecodeError) as exc:
                 raise stop("malformed", f"{where}: {exc}") from None
-            cp_hash = sha256(CHECKPOINT + canonical_json(st))
+            cp_hash = sha256((CHECKPOINT if version == 1 else CHECKPOINT_V2) + canonical_json(st))
             if cp_hash != stored_hash:
                 raise stop("signature", f"{where}: checkpoint_hash does not match statement")
             bad = check_signature(keys, st["key_id"], SIG_CHECKPOINT + cp_hash, cp_sig,
@@ -378,6 +411,17 @@ def _verify_chain(root: Path, chain_id: str, keys: dict[str, Key]) -> list[str]:
                 raise stop("modified", f"Merkle root of {seg_key} differs from {where}")
             if head_hash != bytes.fromhex(st["head_hash"]) or head_seq != st["last_seq"]:
                 raise stop("modified", f"chain head differs from {where}")
+            all_leaves.extend(r["entry_hash"] for r in records)
+            if version < version_seen:
+                raise stop("modified", f"{where} is version {version} after {version_seen}")
+            version_seen = version
+            if version == 2 and (
+                    st["tree_size"] != len(all_leaves)
+                    or bytes.fromhex(st["tree_root"]) != merkle_root(all_leaves)
+                    or [bytes.fromhex(h) for h in st["tree_frontier"]]
+                    != compact_range(all_leaves)):
+                raise stop("modified", f"{where} states a chain tree that is not the tree of "
+                           "the entries so far")
             prev_cp = cp_hash
     except _Stop:
         return problems

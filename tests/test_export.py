@@ -108,7 +108,8 @@ def test_export_refuses_to_prove_from_a_tampered_segment(tmp_path: Path) -> None
     overwrite(built.segment_path(0, 1), segment_bytes(built.chain_ids[0], records))
     query = parse_query("actor:user-3")
     rows = index.search(query)
-    with pytest.raises(IntegrityError, match="does not match checkpoint 1"):
+    with pytest.raises(IntegrityError, match="seq 8: modified: segment bytes do not match "
+                       "checkpoint 1"):
         build_export(built.store, built.keyring, rows, query, coverage=index.coverage(),
                      operator="t")
     index.close()

@@ -140,7 +140,8 @@ def test_flipped_byte_in_an_entry_is_detected_by_its_hash_even_under_a_restated_
     data = segment_bytes(built.chain_ids[1], records)
     write_object(built.segment_path(1, 2), data)
     write_object(built.checkpoint_path(1, 2), forge_checkpoint(
-        built.read_checkpoint(1, 2), built.archivers[0], records=records, segment=data))
+        built.read_checkpoint(1, 2), built.archivers[0], records=records, segment=data,
+        before=built.frontier_before(1, 2)))
     problems = iv.verify_dir(built.root, built.keyring_path)
     assert kinds_independent(problems) == {"hash"}
     assert "seq 8" in problems[0]
@@ -164,7 +165,8 @@ def test_broken_link_is_detected(tmp_path: Path) -> None:
     data = segment_bytes(built.chain_ids[0], records)
     write_object(built.segment_path(0, 1), data)
     write_object(built.checkpoint_path(0, 1), forge_checkpoint(
-        built.read_checkpoint(0, 1), sealer, records=records, segment=data))
+        built.read_checkpoint(0, 1), sealer, records=records, segment=data,
+        before=built.frontier_before(0, 1)))
     problems = iv.verify_dir(built.root, built.keyring_path)
     assert kinds_independent(problems) == {"link"}
     assert f"seq {victim['seq']}" in problems[0]
@@ -191,7 +193,8 @@ def test_dropped_entry_relinked_by_a_key_holder_is_caught_by_completeness(
         write_object(built.segment_path(0, index), data)
         # Chained again too: each restated checkpoint links to the restated one before.
         write_object(built.checkpoint_path(0, index), forge_checkpoint(
-            built.read_checkpoint(0, index), sealer, records=part, segment=data))
+            built.read_checkpoint(0, index), sealer, records=part, segment=data,
+            before=built.frontier_before(0, index)))
         if index + 1 < built.segments:
             nxt = built.read_checkpoint(0, index + 1)
             prev = built.read_checkpoint(0, index)

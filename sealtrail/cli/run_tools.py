@@ -114,7 +114,7 @@ def _verify(args: argparse.Namespace) -> int:
     if args.completeness:  # issue 7: per raw partition, every offset accounted for
         from sealtrail.completeness import print_completeness
 
-        return max(0 if report.ok else 1, print_completeness(store, as_json=args.json))
+        return max(0 if report.ok else 1, print_completeness(report, as_json=args.json))
     return 0 if report.ok else 1
 
 
