@@ -251,7 +251,13 @@ def build_archive(
     sealed: dict[str, list[dict[str, Any]]] = {c: [] for c in chain_ids}
     windows: dict[str, tuple[int, int | None]] = {}
     generation = 0
-    writer = SegmentWriter(store, archivers[0], retention_days=1, clock=clock)
+
+    def trusted() -> Keyring:  # what the archiver's tail checks trust, as the keys rotate
+        return keyring_of(*{k.key_id: k for k in [*sealers, *archivers]}.values(),
+                          windows=windows)
+
+    writer = SegmentWriter(store, archivers[0], retention_days=1, clock=clock,
+                           keyring=trusted)
     for index in range(segments):
         if rotate_at is not None and index == rotate_at:
             windows[sealers[0].key_id] = (0, clock.now)
@@ -260,7 +266,8 @@ def build_archive(
             windows[sealers[1].key_id] = (clock.now, None)
             windows[archivers[1].key_id] = (clock.now, None)
             generation = 1
-            writer = SegmentWriter(store, archivers[1], retention_days=1, clock=clock)
+            writer = SegmentWriter(store, archivers[1], retention_days=1, clock=clock,
+                                   keyring=trusted)
         for p, chain_id in enumerate(chain_ids):
             for _ in range(records):
                 seq = heads[chain_id].seq + 1

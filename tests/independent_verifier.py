@@ -41,6 +41,8 @@ CHECKPOINT = b"sealtrail:checkpoint:v1\x00"
 CHECKPOINT_V2 = b"sealtrail:checkpoint:v2\x00"
 SIG_ENTRY = b"sealtrail:sig:entry:v1\x00"
 SIG_CHECKPOINT = b"sealtrail:sig:checkpoint:v1\x00"
+INDEX = b"sealtrail:index:v1\x00"
+SIG_INDEX = b"sealtrail:sig:index:v1\x00"
 ZERO = bytes(32)
 
 # spec: "Sealed record" (the entry body)
@@ -310,7 +312,87 @@ def _index_files(directory: Path) -> list[str]:
     return sorted(p.name for p in directory.iterdir() if not p.name.startswith(TMP_PREFIX))
 
 
-def _verify_chain(root: Path, chain_id: str, keys: dict[str, Key]) -> list[str]:
+# -- the archive index (spec: "Archive index", verification step 0) -----------------------
+
+INDEX_STATEMENT = {"archive_id", "seq", "prev_index_hash", "created_at", "key_id",
+                   "chains_size", "chains_root", "schemas_size", "schemas_root",
+                   "log_frontier"}
+CHAIN_ENTRY = {"chain_id", "checkpoint_index", "checkpoint_hash", "tree_size", "head_hash",
+               "topic", "partition"}
+
+
+def _parse_index(data: bytes, keys: dict[str, Key]) -> dict[str, Any]:
+    """A valid index document, or ValueError saying why not."""
+    doc = json.loads(data.decode("utf-8"))
+    if not isinstance(doc, dict) or doc.get("format") != "sealtrail-index/v1" or set(doc) != {
+            "format", "index", "chains", "schemas", "index_hash", "signature"}:
+        raise ValueError("not a sealtrail-index/v1 document")
+    st, chains, schemas = doc["index"], doc["chains"], doc["schemas"]
+    if not isinstance(st, dict) or set(st) != INDEX_STATEMENT:
+        raise ValueError("statement does not have exactly the fields of the format")
+    if not all(isinstance(c, dict) and set(c) == CHAIN_ENTRY for c in chains) or \
+            not all(isinstance(x, dict) and set(x) == {"key", "sha256"} for x in schemas):
+        raise ValueError("chain or schema entries do not have the fields of the format")
+    digest = sha256(INDEX + canonical_json(st))
+    if digest.hex() != doc["index_hash"]:
+        raise ValueError("index_hash does not match the statement")
+    bad = check_signature(keys, st["key_id"], SIG_INDEX + digest,
+                          bytes.fromhex(doc["signature"]), st["created_at"])
+    if bad:
+        raise ValueError(f"{bad[0]}: {bad[1]}")
+    ids = [c["chain_id"] for c in chains]
+    if ids != sorted(set(ids)):
+        raise ValueError("chains are not sorted and unique")
+    for name, items in (("chains", chains), ("schemas", schemas)):
+        if st[f"{name}_size"] != len(items) or st[f"{name}_root"] != merkle_root(
+                [canonical_json(i) for i in items]).hex():
+            raise ValueError(f"{name} are not the ones the statement roots")
+    if len(st["log_frontier"]) != bin(st["seq"]).count("1"):
+        raise ValueError("log_frontier does not fit seq")
+    if canonical_json(doc) != data:
+        raise ValueError("index file is not in canonical form")
+    return doc
+
+
+def _read_index(root: Path, keys: dict[str, Key]) -> tuple[list[str], dict[str, Any] | None]:
+    """(problems, newest valid index document or None) of the archive's index series."""
+    names = _index_files(root / "index")
+    problems: list[str] = []
+    for n, name in enumerate(names):
+        if name != f"{n:010d}.json":
+            problems.append(f"archive: missing: index {n} is absent (found {name})")
+            break
+    if not names:
+        return problems, None
+    docs = []
+    for name in names[-2:]:
+        try:
+            docs.append(_parse_index((root / "index" / name).read_bytes(), keys))
+        except (ValueError, UnicodeDecodeError, KeyError, TypeError) as exc:
+            problems.append(f"archive: malformed: index {name}: {exc}")
+            return problems, None
+    newest = docs[-1]
+    if len(docs) == 2:  # spec: an append-only successor of the one before it
+        older, new = docs[0], docs[1]
+        if new["index"]["prev_index_hash"] != older["index_hash"] or \
+                new["index"]["archive_id"] != older["index"]["archive_id"]:
+            problems.append("archive: fork: the newest index does not link to the one before")
+        now = {c["chain_id"]: c for c in new["chains"]}
+        for c in older["chains"]:
+            if c["chain_id"] not in now or now[c["chain_id"]]["checkpoint_index"] < \
+                    c["checkpoint_index"]:
+                problems.append(f"archive: fork: chain {c['chain_id']} goes back")
+    for entry in newest["schemas"]:
+        path = root.joinpath(*entry["key"].split("/"))
+        if not path.is_file() or sha256(path.read_bytes()).hex() != entry["sha256"]:
+            problems.append(f"archive: modified: schema file {entry['key']} is not the one "
+                            "the index lists")
+    return problems, newest
+
+
+def _verify_chain(root: Path, chain_id: str, keys: dict[str, Key],
+                  anchor: dict[str, Any] | None = None) -> list[str]:
+    """The chain's problems; ``anchor``: the newest index's entry for it."""
     problems: list[str] = []
     chain_dir = root / "chains" / chain_id
 
@@ -414,6 +496,9 @@ def _verify_chain(root: Path, chain_id: str, keys: dict[str, Key]) -> list[str]:
             all_leaves.extend(r["entry_hash"] for r in records)
             if version < version_seen:
                 raise stop("modified", f"{where} is version {version} after {version_seen}")
+            if anchor is not None and anchor["checkpoint_index"] == p and \
+                    anchor["checkpoint_hash"] != cp_hash.hex():
+                raise stop("fork", f"{where} is not the one the newest index lists")
             version_seen = version
             if version == 2 and (
                     st["tree_size"] != len(all_leaves)
@@ -425,6 +510,9 @@ def _verify_chain(root: Path, chain_id: str, keys: dict[str, Key]) -> list[str]:
             prev_cp = cp_hash
     except _Stop:
         return problems
+    if anchor is not None and anchor["checkpoint_index"] >= len(checkpoints):
+        return [f"chain {chain_id}: rollback: the newest index lists checkpoint "
+                f"{anchor['checkpoint_index']}, the chain ends at {len(checkpoints) - 1}"]
     for name in _index_files(chain_dir / "segments"):
         key = f"chains/{chain_id}/segments/{name}"
         if key not in referenced:
@@ -446,7 +534,19 @@ def verify_dir(archive_dir: str | Path, keyring_path: str | Path) -> list[str]:
         if chains_dir.is_dir() else []
     if not chain_ids:
         return [f"archive {root} holds no chains"]
-    problems: list[str] = []
+    problems, newest = _read_index(root, keys)
+    listed = {c["chain_id"]: c for c in newest["chains"]} if newest else {}
     for chain_id in chain_ids:
-        problems.extend(_verify_chain(root, chain_id, keys))
+        problems.extend(_verify_chain(root, chain_id, keys, listed.get(chain_id)))
+        first = chains_dir / chain_id / "checkpoints" / f"{0:010d}.json"
+        if newest is not None and chain_id not in listed and first.is_file():
+            try:  # spec: verification step 4
+                created = json.loads(first.read_bytes())["checkpoint"]["created_at"]
+            except (ValueError, KeyError, TypeError):
+                continue
+            if created <= newest["index"]["created_at"]:
+                problems.append(f"chain {chain_id}: unindexed: older than the newest index "
+                                "but not in it")
+    for chain_id in sorted(set(listed) - set(chain_ids)):
+        problems.append(f"chain {chain_id}: missing: the newest index lists it")
     return problems

@@ -45,3 +45,20 @@ def test_completeness_as_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     doc = json.loads(out[out.rindex('{\n  "completeness"'):])
     [part] = doc["completeness"]
     assert part["complete"] and part["ranges"] == [[0, 3]] and part["holes"] == []
+
+
+def test_a_partition_the_index_knows_but_no_chain_covers_is_missing(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A whole chain deleted: besides verify's finding, --completeness names its raw
+    partition, which the signed archive index knows, as MISSING (covered by nothing)."""
+    import shutil
+
+    built = build_archive(tmp_path, chains=2, segments=2, records=3)
+    shutil.rmtree(built.root / "chains" / built.chain_ids[1])
+    code = main(["verify", str(built.root), "--keys", str(built.keyring_path),
+                 "--completeness"])
+    out = capsys.readouterr().out
+    assert code == 1
+    assert "COMPLETE audit.raw/0: offsets 0..5" in out
+    assert (f"MISSING  audit.raw/1: the signed archive index knows it (chain "
+            f"{built.chain_ids[1]})") in out

@@ -100,8 +100,9 @@ def test_verify_reports_staleness_and_max_age_fails(tmp_path: Path) -> None:
     assert 55 < fresh.chains[0].age_seconds < 65
     stale = verify_archive(store, KEYRING, now_us=T0 + 7200 * 1_000_000,
                            max_age_seconds=3600)
-    assert _kinds(stale) == ["stale"]
+    assert _kinds(stale) == ["stale", "stale"]  # the chain's newest checkpoint, the index
     assert "7200 s old" in stale.chains[0].findings[0].message
+    assert "index (0) is 7200 s old" in stale.findings[0].message
 
 
 def test_archiver_writes_heartbeats_for_idle_owned_chains(settings: Settings,

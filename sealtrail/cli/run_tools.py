@@ -7,6 +7,7 @@ import os
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from sealtrail.cli.common import print_json, settings_from
 from sealtrail.errors import KeyMaterialError
@@ -111,11 +112,43 @@ def _verify(args: argparse.Namespace) -> int:
         print(f"{'VERIFIED' if report.ok else 'FAILED'}: {len(report.chains)} chains, "
               f"{sum(c.entries for c in report.chains)} entries, {broken} broken "
               f"({datetime.now(UTC).isoformat(timespec='seconds')})")
+        print(checked_summary(report, signatures=not args.no_signatures,
+                              local=not store.enforces_retention))
+        for note in report.notes:
+            print(f"note: {note}")
     if args.completeness:  # issue 7: per raw partition, every offset accounted for
         from sealtrail.completeness import print_completeness
 
         return max(0 if report.ok else 1, print_completeness(report, as_json=args.json))
     return 0 if report.ok else 1
+
+
+def checked_summary(report: Any, *, signatures: bool, local: bool) -> str:
+    """What a verify run checked, in one paragraph (and what it did not)."""
+    chains = report.chains
+    parts = [f"checked: {sum(c.checkpoints for c in chains)} signed checkpoints and "
+             f"{sum(c.segments for c in chains)} segments (SHA-256, Merkle roots and chain "
+             f"trees, entry hashes and links, "
+             + ("entry signatures" if signatures else "NOT entry signatures (--no-signatures)")
+             + ", raw offsets)"]
+    purged = sum(c.purged for c in chains)
+    if purged:
+        parts.append(f"{purged} entries purged after their signed retain-until")
+    if report.index_seq is not None:
+        parts.append(f"signed archive index {report.index_seq} ({report.index_chains} chains: "
+                     "none gone, behind or unlisted unless said above)")
+    if report.schemas_checked:
+        parts.append(f"{report.schemas_checked} schema files the index lists")
+    if report.witnesses:
+        parts.append("witness records " + ", ".join(report.witnesses))
+    if report.locks:
+        parts.append(f"object locks of {report.locks_checked} objects and the legal holds "
+                     "the hold manifests call for")
+    else:
+        parts.append("object locks: NOT checked" + (
+            " (a local directory does not enforce retention; --locks checks what it records)"
+            if local else " (--no-locks)"))
+    return "; ".join(parts)
 
 
 def _policy_check(args: argparse.Namespace) -> int:

@@ -93,6 +93,7 @@ class ChainStats:
     rejections: dict[str, int] = field(default_factory=dict)
     purged: int = 0  # entries of segments purged after their signed retain-until
     last_checkpoint_at: int | None = None
+    first_checkpoint_at: int | None = None
     unsigned_retention: int = 0  # checkpoints of format v1 (no signed retention)
 
 
@@ -152,6 +153,7 @@ class ChainWalk:
         self.last_offset: int | None = None
         self.prev_cp_hash = ZERO_HASH
         self.position = 0
+        self.resumed_at = 0  # segments before it were vouched for by whoever resumed the walk
         self.frontier: merkle.Frontier | None = merkle.Frontier()
         self.version = 1
         self.last: SignedCheckpoint | None = None
@@ -181,7 +183,7 @@ class ChainWalk:
         self.epoch_known = False
         self.last_offset = None
         self.prev_cp_hash = signed.checkpoint_hash
-        self.position = cp.index + 1
+        self.position = self.resumed_at = cp.index + 1
         self.frontier = cp.frontier
         self.version = cp.version
         self.last = signed
@@ -369,6 +371,8 @@ class ChainWalk:
         self.version = max(self.version, cp.version)
         self.stats.unsigned_retention += cp.version == 1
         self.stats.checkpoints += 1
+        if self.stats.first_checkpoint_at is None:
+            self.stats.first_checkpoint_at = cp.created_at
         self.stats.last_checkpoint_at = cp.created_at
         self.prev_cp_hash = signed.checkpoint_hash
         self.position += 1
@@ -410,7 +414,10 @@ class ChainWalk:
             self._fail(Kind.MISSING, "no checkpoint: the chain's segments are not covered by "
                        "any signature", layout.segment_key(self.chain_id, 0), 0)
             return
-        for extra in sorted(set(segment_keys) - self.referenced):
+        extras = {k for k in segment_keys
+                  if (i := layout.parse_index(k)) is None or i >= self.resumed_at}
+        extras -= self.referenced
+        for extra in sorted(extras):
             seq = None
             message = "segment is not covered by any checkpoint"
             if diagnose_extra:

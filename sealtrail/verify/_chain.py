@@ -38,6 +38,8 @@ class ChainReport:
     purged: int = 0  # entries of segments removed after their signed retain-until
     unsigned_retention: int = 0  # checkpoints of format v1: no signed retention or tree
     last_checkpoint_hash: str = ""
+    first_checkpoint_at: int | None = None
+    format_version: int = 1  # the highest checkpoint format of the chain
     age_seconds: float | None = None  # of the newest checkpoint, when verify was given `now`
     locks_checked: int = 0
     runs: list[Run] = field(default_factory=list)  # raw offsets covered (completeness)
@@ -109,6 +111,7 @@ def verify_chain(
         heartbeats=stats.heartbeats, purged=stats.purged,
         unsigned_retention=stats.unsigned_retention,
         last_checkpoint_hash=walk.last.checkpoint_hash.hex() if walk.last else "",
+        first_checkpoint_at=stats.first_checkpoint_at, format_version=walk.version,
         runs=walk.runs)
     report.findings.extend(walk.gaps)
     if walk.finding is not None:
