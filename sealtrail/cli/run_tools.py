@@ -41,6 +41,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                    "chains, failures by kind) for node_exporter's textfile collector")
     p.add_argument("--workers", type=int, default=0, metavar="N",
                    help="verify chains in N processes (default 0: one per core)")
+    p.add_argument("--witness", action="append", default=[], metavar="DIR_OR_NOTES",
+                   help="hold the archive to a witness's record (repeatable): its state "
+                   "directory, or notes it cosigned (a .note file or a directory of them, "
+                   "with --witness-key); fails when anything it saw is missing or behind")
+    p.add_argument("--witness-key", action="append", default=[], metavar="VKEY",
+                   help="the verifier key (witness.vkey) of a witness whose exported notes "
+                   "--witness names (repeatable)")
     p.add_argument("--completeness", action="store_true",
                    help="also report, per raw partition, the source offsets the chains cover "
                    "and any hole or offset sealed twice (fails when there is one)")
@@ -90,12 +97,20 @@ def _verify(args: argparse.Namespace) -> int:
     from sealtrail.retention import RetentionPolicy  # lock checks and staleness: issue 8
 
     locks = store.enforces_retention if args.locks is None else args.locks
+    from sealtrail.witness import load_record
+
+    records = [load_record(Path(w), args.witness_key) for w in args.witness]
+    anchors: dict[str, list[Any]] = {}
+    for record in records:
+        for chain_id, found in record.anchors().items():
+            anchors.setdefault(chain_id, []).extend(found)
     report = verify_archive(store, keyring, check_signatures=not args.no_signatures,
                             progress=show, now_us=int(datetime.now(UTC).timestamp() * 1e6),
                             max_age_seconds=args.max_age,
                             locks=RetentionPolicy.from_settings(settings) if locks else None,
                             workers=args.workers if args.workers > 0 else (os.cpu_count() or 1),
-                            reopen=lambda: open_archive(settings, url))
+                            reopen=lambda: open_archive(settings, url), anchors=anchors)
+    _against_witnesses(store, report, records, show)
     if args.metrics_file:
         from sealtrail.verify_metrics import write_verify_metrics
 
@@ -121,6 +136,31 @@ def _verify(args: argparse.Namespace) -> int:
 
         return max(0 if report.ok else 1, print_completeness(report, as_json=args.json))
     return 0 if report.ok else 1
+
+
+def _against_witnesses(store: Any, report: Any, records: list[Any], show: Any) -> None:
+    """Add what the witnesses' records prove beyond the chain walks: chains they saw that
+    are gone, and an index behind or rewritten."""
+    from sealtrail import layout
+    from sealtrail.verify import ChainReport
+    from sealtrail.witness import record_findings
+
+    present = layout.chain_ids(store.list(layout.CHAINS))
+    by_chain = {c.chain_id: c for c in report.chains}
+    for record in records:
+        report.witnesses.append(record.label)
+        for finding in record_findings(store, record, present, report.index_seq):
+            chain = by_chain.get(finding.chain_id)
+            if finding.chain_id == "-":
+                report.findings.append(finding)
+            elif chain is None:
+                chain = by_chain[finding.chain_id] = ChainReport(finding.chain_id)
+                chain.findings.append(finding)
+                report.chains.append(chain)
+                show(chain)
+            elif finding not in chain.findings and not any(
+                    f.kind == "missing" for f in chain.findings):
+                chain.findings.append(finding)
 
 
 def checked_summary(report: Any, *, signatures: bool, local: bool) -> str:

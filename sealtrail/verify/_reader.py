@@ -19,6 +19,7 @@ from sealtrail.core.chain import ChainHead
 from sealtrail.core.chain_walk import Anchor, ChainWalk, PlannedSegment, Step
 from sealtrail.core.checkpoint import SignedCheckpoint
 from sealtrail.core.findings import Finding, Kind
+from sealtrail.core.merkle import Frontier
 from sealtrail.core.rows import Row
 from sealtrail.core.segment_check import SegmentOutcome, SegmentStart, check_segment
 from sealtrail.core.signing import Keyring
@@ -117,9 +118,12 @@ def _bad_chain_id(chain_id: str, exc: Exception) -> ChainWalk:
 def walk_chain(store: ArchiveStore, chain_id: str, keyring: Keyring, *, now: int,
                check_signatures: bool = True, anchors: Sequence[Anchor] = (),
                want_records: bool = False,
-               on_step: Callable[[Step], None] | None = None) -> ChainWalk:
+               on_step: Callable[[Step], None] | None = None,
+               resume: tuple[SignedCheckpoint, Frontier | None] | None = None) -> ChainWalk:
     """Verify ``chain_id`` whole: every checkpoint and every segment. ``on_step`` sees each
-    checkpoint that checked out, with its segment's outcome."""
+    checkpoint that checked out, with its segment's outcome. ``resume``: start after this
+    checkpoint (trusted by the caller, e.g. one a witness recorded, with the chain's tree
+    there when known) instead of from the chain's beginning."""
     try:
         checkpoints, segments = _listing(store, chain_id)
     except ValueError as exc:
@@ -127,6 +131,12 @@ def walk_chain(store: ArchiveStore, chain_id: str, keyring: Keyring, *, now: int
     walk = ChainWalk(chain_id, keyring, StoreSource(store, now, segments), DECODER,
                      now_us=now, check_signatures=check_signatures, anchors=anchors,
                      want_records=want_records)
+    if resume is not None:
+        walk.resume(resume[0])
+        if resume[1] is not None:
+            walk.frontier = resume[1].copy()
+        checkpoints = [k for k in checkpoints
+                       if (i := layout.parse_index(k)) is None or i >= walk.position]
     for key in checkpoints:
         try:
             data = store.get(key)
