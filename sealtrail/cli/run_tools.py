@@ -63,7 +63,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 def _verify(args: argparse.Namespace) -> int:
     from sealtrail.archive import open_archive
     from sealtrail.keys import load_keyring
-    from sealtrail.verify import ChainReport, verify_archive
+    from sealtrail.verify import verify_archive
 
     settings = settings_from(args)
     url = args.archive_pos or args.archive or settings.archive
@@ -81,24 +81,12 @@ def _verify(args: argparse.Namespace) -> int:
     if not AVAILABLE and not args.json:
         print(f"note: {NOT_BUILT}")
 
-    def show(report: ChainReport) -> None:
-        if args.json:
-            return
-        status = "OK" if report.ok else "BROKEN"
-        print(f"{status:6} chain {report.chain_id}: {report.entries} entries "
-              f"({report.events} events, {sum(report.rejections.values())} rejections) in "
-              f"{report.segments} segments; head seq {report.head_seq}"
-              + (f"; newest checkpoint {report.age_seconds:.0f} s old"
-                 if report.age_seconds is not None else "")
-              + (f"; {report.purged} entries purged after retention" if report.purged else ""))
-        for finding in report.findings:
-            print(f"       {finding}")
-
+    shown: dict[str, int] = {}  # chain id -> findings printed
+    show = _shower(args.json, shown)
     from sealtrail.retention import RetentionPolicy  # lock checks and staleness: issue 8
+    from sealtrail.witness import apply_records, load_record
 
     locks = store.enforces_retention if args.locks is None else args.locks
-    from sealtrail.witness import load_record
-
     records = [load_record(Path(w), args.witness_key) for w in args.witness]
     anchors: dict[str, list[Any]] = {}
     for record in records:
@@ -110,7 +98,9 @@ def _verify(args: argparse.Namespace) -> int:
                             locks=RetentionPolicy.from_settings(settings) if locks else None,
                             workers=args.workers if args.workers > 0 else (os.cpu_count() or 1),
                             reopen=lambda: open_archive(settings, url), anchors=anchors)
-    _against_witnesses(store, report, records, show)
+    apply_records(store, report, records)
+    if not args.json:  # what the index and the witnesses found after the walks
+        _show_later(report, shown, show)
     if args.metrics_file:
         from sealtrail.verify_metrics import write_verify_metrics
 
@@ -138,29 +128,36 @@ def _verify(args: argparse.Namespace) -> int:
     return 0 if report.ok else 1
 
 
-def _against_witnesses(store: Any, report: Any, records: list[Any], show: Any) -> None:
-    """Add what the witnesses' records prove beyond the chain walks: chains they saw that
-    are gone, and an index behind or rewritten."""
-    from sealtrail import layout
-    from sealtrail.verify import ChainReport
-    from sealtrail.witness import record_findings
+def _shower(as_json: bool, shown: dict[str, int]) -> Any:
+    """The per-chain progress line printer (it notes what it printed in ``shown``)."""
 
-    present = layout.chain_ids(store.list(layout.CHAINS))
-    by_chain = {c.chain_id: c for c in report.chains}
-    for record in records:
-        report.witnesses.append(record.label)
-        for finding in record_findings(store, record, present, report.index_seq):
-            chain = by_chain.get(finding.chain_id)
-            if finding.chain_id == "-":
-                report.findings.append(finding)
-            elif chain is None:
-                chain = by_chain[finding.chain_id] = ChainReport(finding.chain_id)
-                chain.findings.append(finding)
-                report.chains.append(chain)
-                show(chain)
-            elif finding not in chain.findings and not any(
-                    f.kind == "missing" for f in chain.findings):
-                chain.findings.append(finding)
+    def show(report: Any) -> None:
+        if as_json:
+            return
+        shown[report.chain_id] = len(report.findings)
+        status = "OK" if report.ok else "BROKEN"
+        print(f"{status:6} chain {report.chain_id}: {report.entries} entries "
+              f"({report.events} events, {sum(report.rejections.values())} rejections) in "
+              f"{report.segments} segments; head seq {report.head_seq}"
+              + (f"; newest checkpoint {report.age_seconds:.0f} s old"
+                 if report.age_seconds is not None else "")
+              + (f"; {report.purged} entries purged after retention" if report.purged else ""))
+        for finding in report.findings:
+            print(f"       {finding}")
+
+    return show
+
+
+def _show_later(report: Any, shown: dict[str, int], show: Any) -> None:
+    """Chains, and chain findings, added after a chain's line was printed (the index's and
+    the witnesses' findings): gone chains get their line, others their new findings."""
+    for chain in report.chains:
+        if chain.chain_id not in shown:
+            show(chain)
+        elif len(chain.findings) > shown[chain.chain_id]:
+            print(f"BROKEN chain {chain.chain_id}:")
+            for finding in chain.findings[shown[chain.chain_id]:]:
+                print(f"       {finding}")
 
 
 def checked_summary(report: Any, *, signatures: bool, local: bool) -> str:

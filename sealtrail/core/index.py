@@ -32,8 +32,8 @@ from sealtrail.core.hashing import HASH_SIZE, INDEX_DOMAIN, SIG_INDEX_DOMAIN, ZE
 from sealtrail.core.signing import Keyring, Signer
 from sealtrail.errors import IntegrityError
 
-__all__ = ["INDEX_FORMAT", "ChainSeen", "IndexStatement", "IndexedChain", "IndexedSchema",
-           "SignedIndex", "index_findings", "index_problems", "next_index"]
+__all__ = ["INDEX_FORMAT", "UNINDEXED_GRACE_US", "ChainSeen", "IndexStatement", "IndexedChain",
+           "IndexedSchema", "SignedIndex", "index_findings", "index_problems", "next_index"]
 
 INDEX_FORMAT = "sealtrail-index/v1"
 _STATEMENT = ("archive_id", "seq", "prev_index_hash", "created_at", "key_id", "chains_size",
@@ -323,13 +323,20 @@ class ChainSeen:
     broken: bool  # the chain already has a finding of its own
 
 
+#: How much older than the newest index a chain it does not list may be: a new chain's
+#: first checkpoint is written a moment before its archiver lists it, and another
+#: archiver may write an index in between (it cannot list a chain it has not seen).
+UNINDEXED_GRACE_US = 300 * 1_000_000
+
+
 def index_findings(newest: SignedIndex | None, seen: Iterable[ChainSeen], *,
-                   present: bool | None = None) -> tuple[list[Finding], list[str]]:
+                   present: bool | None = None,
+                   grace_us: int = UNINDEXED_GRACE_US) -> tuple[list[Finding], list[str]]:
     """The chains missing from the archive that the newest index lists, and the chains of
-    the archive that no index lists although they are older than the newest index
-    (*unindexed*); with no index at all (``present`` false), a finding when the archive's
-    checkpoints say it was written with one (format v2). Also what cannot be proven, as
-    notes."""
+    the archive that no index lists although they are older than the newest index by more
+    than ``grace_us`` (*unindexed*); with no index at all (``present`` false), a finding
+    when the archive's checkpoints say it was written with one (format v2). Also what
+    cannot be proven, as notes."""
     seen = list(seen)
     findings: list[Finding] = []
     notes: list[str] = []
@@ -364,7 +371,7 @@ def index_findings(newest: SignedIndex | None, seen: Iterable[ChainSeen], *,
         if newest.chain(chain.chain_id) is not None or chain.broken:
             continue
         if chain.first_checkpoint_at is not None and \
-                chain.first_checkpoint_at <= st.created_at:
+                chain.first_checkpoint_at < st.created_at - grace_us:
             findings.append(Finding(
                 Kind.UNINDEXED, chain.chain_id, f"the chain is in no signed archive index, "
                 f"although its first checkpoint is older than the newest index {st.seq}: it "

@@ -7,8 +7,14 @@ new heads with its own Ed25519 key as C2SP tlog-cosignatures. What the archive a
 cannot prove, that its newest part was removed whole, is proved against this record.
 """
 
-from sealtrail.witness._records import WitnessRecord, load_record, record_findings
+from sealtrail.witness._records import (
+    WitnessRecord,
+    apply_records,
+    load_record,
+    record_findings,
+    verify_with_witnesses,
+)
 from sealtrail.witness._run import GRACE_US, WitnessResult, run_witness
 
-__all__ = ["GRACE_US", "WitnessRecord", "WitnessResult", "load_record", "record_findings",
-           "run_witness"]
+__all__ = ["GRACE_US", "WitnessRecord", "WitnessResult", "apply_records", "load_record",
+           "record_findings", "run_witness", "verify_with_witnesses"]

@@ -8,11 +8,12 @@ import contextlib
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from sealtrail.archive import ArchiveStore, ObjectMissingError
 from sealtrail.core import layout
 from sealtrail.core.chain_walk import Anchor
-from sealtrail.core.findings import Finding
+from sealtrail.core.findings import ARCHIVE, Finding, Kind
 from sealtrail.core.index import SignedIndex
 from sealtrail.core.note import parse_verifier_key, verify_cosignature
 from sealtrail.core.witness import WitnessState
@@ -20,7 +21,8 @@ from sealtrail.core.witness import record_findings as core_findings
 from sealtrail.errors import ConfigError, IntegrityError
 from sealtrail.witness._files import STATE_FILE, load_state
 
-__all__ = ["WitnessRecord", "load_record", "record_findings"]
+__all__ = ["WitnessRecord", "apply_records", "load_record", "record_findings",
+           "verify_with_witnesses"]
 
 
 @dataclass
@@ -109,3 +111,44 @@ def record_findings(store: ArchiveStore, record: WitnessRecord, chains_present: 
             hashes[seq] = SignedIndex.from_bytes(store.get(layout.index_key(seq))).index_hash
     return core_findings(record.label, record.chains, record.index, chains_present,
                          index_seq, hashes)
+
+
+def apply_records(store: ArchiveStore, report: Any, records: list[WitnessRecord]) -> list[Any]:
+    """Add to a verify ``report`` (run with the records' anchors) what the records prove
+    beyond the chain walks: chains they saw that are gone, an index behind or rewritten.
+    Returns the chain reports it added (chains gone from the archive)."""
+    from sealtrail.verify import ChainReport
+
+    present = layout.chain_ids(store.list(layout.CHAINS))
+    by_chain = {c.chain_id: c for c in report.chains}
+    added = []
+    for record in records:
+        report.witnesses.append(record.label)
+        for finding in record_findings(store, record, present, report.index_seq):
+            chain = by_chain.get(finding.chain_id)
+            if finding.chain_id == ARCHIVE:
+                report.findings.append(finding)
+            elif chain is None:
+                chain = by_chain[finding.chain_id] = ChainReport(finding.chain_id)
+                chain.findings.append(finding)
+                report.chains.append(chain)
+                added.append(chain)
+            elif not any(f.kind == Kind.MISSING for f in chain.findings):
+                chain.findings.append(finding)
+    report.chains.sort(key=lambda c: c.chain_id)
+    return added
+
+
+def verify_with_witnesses(store: ArchiveStore, keyring: Any, records: list[WitnessRecord],
+                          **options: Any) -> Any:
+    """``verify_archive`` held to witnesses' records: their anchors in every chain's walk,
+    and :func:`apply_records` after."""
+    from sealtrail.verify import verify_archive
+
+    anchors: dict[str, list[Anchor]] = {}
+    for record in records:
+        for chain_id, found in record.anchors().items():
+            anchors.setdefault(chain_id, []).extend(found)
+    report = verify_archive(store, keyring, anchors=anchors, **options)
+    apply_records(store, report, records)
+    return report
