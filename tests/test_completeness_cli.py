@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from archive_builder import build_archive
@@ -62,3 +63,120 @@ def test_a_partition_the_index_knows_but_no_chain_covers_is_missing(
     assert "COMPLETE audit.raw/0: offsets 0..5" in out
     assert (f"MISSING  audit.raw/1: the signed archive index knows it (chain "
             f"{built.chain_ids[1]})") in out
+
+
+def _after_retention() -> Any:
+    """A time after the retention the checkpoints sign (the policy's longest: 7 years)."""
+    from datetime import UTC, datetime, timedelta
+
+    return datetime.now(UTC) + timedelta(days=8 * 366)
+
+
+def _completeness(store: Any, when: Any) -> tuple[int, str]:
+    """verify --completeness as of ``when`` (the CLI verifies as of now): its exit code
+    and output. Purged segments count only after their signed retain-until."""
+    import io
+
+    from compliance_helpers import KEYRING
+
+    from sealtrail.completeness import print_completeness
+    from sealtrail.verify import verify_archive
+
+    report = verify_archive(store, KEYRING, now_us=int(when.timestamp() * 1_000_000))
+    out = io.StringIO()
+    code = print_completeness(report, out=out)
+    return max(code, 0 if report.ok else 1), out.getvalue()
+
+
+def _write_keyring(tmp_path: Path) -> str:
+    from archive_builder import write_keyring
+    from compliance_helpers import KEYRING
+
+    return str(write_keyring(tmp_path / "public.json", KEYRING))
+
+
+def test_heartbeat_checkpoints_are_no_crash_and_no_hole(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An intact archive with heartbeat checkpoints (no segment) between and after segments:
+    verify --completeness exits 0 (it crashed with 'archive key must be a non-empty string',
+    exit 1, issue 13)."""
+    from compliance_helpers import ChainFeeder, writer
+
+    from sealtrail.archive import open_store
+
+    store = open_store(tmp_path / "a")
+    w = writer(store)
+    feed = ChainFeeder(w)
+    feed.segment(["auth.login", "auth.login"])
+    assert w.heartbeat(0.0) == 1
+    feed.segment(["auth.login"])
+    assert w.heartbeat(0.0) == 1
+    code = main(["verify", str(tmp_path / "a"), "--keys", _write_keyring(tmp_path),
+                 "--completeness"])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "COMPLETE audit.raw/0: offsets 0..2 (3 records, 1 chain(s))" in out
+
+
+def test_an_archive_whose_every_segment_was_purged_is_complete(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Every segment purged after its retention, a heartbeat after them: intact, nothing
+    left to cover, exit 0, and the report says why no offset is listed."""
+    from compliance_helpers import ChainFeeder, age_sidecars, writer
+
+    from sealtrail.archive import open_store
+    from sealtrail.retention import purge
+
+    store = open_store(tmp_path / "a")
+    w = writer(store)
+    feed = ChainFeeder(w)
+    feed.segment(["auth.login", "auth.login"])
+    feed.segment(["auth.login"])
+    assert w.heartbeat(0.0) == 1
+    age_sidecars(tmp_path / "a")
+    later = _after_retention()
+    assert len(purge(store, now=later).deleted) == 2
+    code, out = _completeness(store, later)
+    assert code == 0, out
+    assert "3 entries were in segments purged" in out and "only purged ones" in out
+
+
+def test_purged_segments_are_counted_from_their_checkpoints(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Segments purged after their retention, at the start, in the middle and at the end of
+    a chain: the offsets across a purged middle segment count as covered, exit 0; a segment
+    deleted while still retained stops the coverage (verify names it missing), exit 1."""
+    from compliance_helpers import ChainFeeder, age_sidecars, policy, writer
+
+    from sealtrail.archive import open_store
+    from sealtrail.holds import HoldSelector, apply_hold
+    from sealtrail.retention import purge
+
+    root = tmp_path / "a"
+    store = open_store(root)
+    feed = ChainFeeder(writer(store))
+    for _ in range(5):
+        feed.segment(["payment.x", "payment.y"])
+    for segment in (1, 3):  # keep segments 1 and 3; 0, 2 and 4 go
+        at = feed.records[2 * segment]["event"]["occurred_at"]
+        apply_hold(store, f"CASE-{segment}", HoldSelector(at, at), policy=policy(),
+                   progress_dir=tmp_path / "progress", operator="tester")
+    age_sidecars(root)
+    later = _after_retention()
+    assert len(purge(store, now=later).deleted) == 3
+    keys = _write_keyring(tmp_path)
+    code, out = _completeness(store, later)
+    assert code == 0, out
+    assert "COMPLETE audit.raw/0: offsets 2..7 (6 records, 1 chain(s))" in out
+    assert "6 entries were in segments purged after their retention" in out
+    fresh = open_store(tmp_path / "b")
+    feed = ChainFeeder(writer(fresh))
+    feed.segment(["payment.x"])
+    feed.segment(["payment.x"])
+    (tmp_path / "b" / "chains" / feed.head.chain_id / "segments" / "0000000000.avro").unlink()
+    code = main(["verify", str(tmp_path / "b"), "--keys", keys, "--completeness"])
+    out = capsys.readouterr().out
+    assert code == 1 and "STOPPED  chain" in out and "missing" in out

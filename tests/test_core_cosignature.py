@@ -19,7 +19,7 @@ from sealtrail.core.note import (
     verify_cosignature,
 )
 from sealtrail.core.signing import Ed25519Signer
-from sealtrail.errors import IntegrityError
+from sealtrail.errors import IntegrityError, MalformedInputError
 
 BODY = checkpoint_body("example.com/log", 7, bytes(range(32)), ["sealtrail-checkpoint 1 ab"])
 
@@ -77,5 +77,5 @@ def test_add_checkpoint_body_round_trips() -> None:
     assert parse_consistency_request(data) == (5, proof, BODY)
     for bad in (b"old 05\n\n" + BODY, b"new 5\n\n" + BODY, b"old 5\nnot-base64!\n\n" + BODY,
                 b"old 5\n" + BODY):
-        with pytest.raises(IntegrityError):
+        with pytest.raises(MalformedInputError):
             parse_consistency_request(bad)

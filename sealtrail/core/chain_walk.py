@@ -84,6 +84,7 @@ class ChainWalk:
         self.referenced: set[str] = set()
         self.runs: list[Run] = []
         self.gaps: list[Finding] = []  # raw offsets unaccounted for (not a break: see step)
+        self.purged_span = 0  # purged entries since the newest run, not yet bridged
         self.planned: list[PlannedSegment] = []
         self.steps: list[Step] = []  # in claim mode: every checkpoint that checked out
 
@@ -253,11 +254,9 @@ class ChainWalk:
             self._fail(Kind.MISSING, f"{what}; its signed retain-until has passed, but "
                        f"{reason}", cp.segment_key, cp.first_seq)
             return None
-        if self.last_offset is not None and self.runs:
-            last = self.runs[-1]  # the purged entries stood for the next raw offsets
-            self.runs[-1] = Run(self.chain_id, last.topic, last.partition, last.first,
-                                last.last + cp.size)
-            self.last_offset += cp.size
+        if self.last_offset is not None:  # the purged entries stood for the next offsets:
+            self.last_offset += cp.size  # they count as covered once an entry after them
+            self.purged_span += cp.size  # continues exactly that many offsets further on
         self.head = ChainHead(self.chain_id, cp.last_seq, cp.head_hash, 0)
         self.epoch_known = False
         self.frontier = cp.frontier
@@ -317,8 +316,14 @@ class ChainWalk:
         topic, partition = outcome.topic, outcome.partition
         if topic is None or partition is None:  # the first entry did not check out
             return
+        span, self.purged_span = self.purged_span, 0
         for first, last_ in outcome.runs:
             last = self.runs[-1] if self.runs else None
+            if span and last is not None and (last.topic, last.partition) == (topic, partition) \
+                    and last.last + span + 1 == first:  # bridged: the purged offsets count
+                last = self.runs[-1] = Run(self.chain_id, topic, partition, last.first,
+                                           last.last + span)
+            span = 0
             if last is not None and (last.topic, last.partition) == (topic, partition) \
                     and last.last + 1 == first:
                 self.runs[-1] = Run(self.chain_id, topic, partition, last.first, last_)

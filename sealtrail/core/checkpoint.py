@@ -44,6 +44,10 @@ FORMATS = {1: "sealtrail-checkpoint/v1", 2: "sealtrail-checkpoint/v2"}
 _MODES = ("COMPLIANCE", "GOVERNANCE")
 
 
+#: The largest checkpoint file a reader parses (sealtrail writes about 900 bytes).
+MAX_CHECKPOINT_BYTES = 64 * 1024
+
+
 @dataclass(frozen=True)
 class Checkpoint:
     """The statement a checkpoint signs. Hashes are lowercase hex in JSON."""
@@ -215,6 +219,9 @@ class SignedCheckpoint:
     def from_bytes(cls, data: bytes) -> SignedCheckpoint:
         import json
 
+        if len(data) > MAX_CHECKPOINT_BYTES:  # one is about 900 bytes
+            raise IntegrityError(f"malformed checkpoint: {len(data)} bytes, at most "
+                                 f"{MAX_CHECKPOINT_BYTES}")
         try:
             doc = json.loads(data)
             version = next((v for v, name in FORMATS.items() if doc.get("format") == name),
@@ -227,7 +234,9 @@ class SignedCheckpoint:
                 bytes.fromhex(doc["signature"]),
             )
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
-            raise IntegrityError(f"malformed checkpoint: {exc}") from None
+            raise IntegrityError(f"malformed checkpoint: {str(exc)[:300]}") from None
+        except RecursionError:
+            raise IntegrityError("malformed checkpoint: JSON nested too deeply") from None
 
     def problem(self, keyring: Keyring) -> str | None:
         """None when the hash and the signature check out against ``keyring``."""

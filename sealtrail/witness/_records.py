@@ -18,7 +18,7 @@ from sealtrail.core.index import SignedIndex
 from sealtrail.core.note import parse_verifier_key, verify_cosignature
 from sealtrail.core.witness import WitnessState
 from sealtrail.core.witness import record_findings as core_findings
-from sealtrail.errors import ConfigError, IntegrityError
+from sealtrail.errors import ConfigError, DataError, IntegrityError
 from sealtrail.witness._files import STATE_FILE, load_state
 
 __all__ = ["WitnessRecord", "apply_records", "load_record", "record_findings",
@@ -83,7 +83,7 @@ def _read_note(path: Path, keys: list[tuple[str, bytes, bytes]], record: Witness
     for name, _type, public in keys:
         try:
             cp, when = verify_cosignature(note, name, public)
-        except IntegrityError as exc:
+        except DataError as exc:  # not a note, or not cosigned by this key
             last = exc
             continue
         record.label = f"witness {name} ({_when(when * 1_000_000)})"
