@@ -37,7 +37,7 @@ from sealtrail.core.chain import entry_signature_problem
 from sealtrail.core.chain_walk import Step
 from sealtrail.core.checkpoint import SignedCheckpoint
 from sealtrail.core.hashing import ENTRY_DOMAIN, sha256
-from sealtrail.core.note import checkpoint_body, sign_note
+from sealtrail.core.note import checkpoint_body, consistency_request, sign_note
 from sealtrail.core.signing import Keyring, Signer
 from sealtrail.errors import DataError, IntegrityError, MalformedInputError
 from sealtrail.inputs import ListOf, Shape, check_shape, load_json
@@ -238,19 +238,26 @@ def verify_proof(data: bytes, keyring: Keyring) -> ProofResult:
 
 def chain_note(store: ArchiveStore, chain_id: str, *, origin: str, name: str,
                signer: Signer, public_key: bytes, keyring: Keyring,
-               index: int | None = None) -> bytes:
+               index: int | None = None, since: int | None = None) -> bytes:
     """Checkpoint ``index`` (default: the newest) of ``chain_id`` as a C2SP signed note,
     once the chain checks out against ``keyring`` up to that checkpoint.
 
     The chain is the log: tree size = last_seq + 1, root = RFC 6962 root of the entry
     hashes of seq 0..last_seq, and one extension line ``sealtrail-checkpoint <index>
-    <checkpoint_hash hex>``."""
+    <checkpoint_hash hex>``. With ``since`` (an earlier checkpoint index): the RFC 9162
+    consistency proof from that checkpoint's tree to this one, before the note, as a C2SP
+    tlog-witness add-checkpoint body (``old <size>``, the proof, an empty line, the note)."""
     from sealtrail.verify import now_us, walk_chain
 
     reached: list[Step] = []
+    leaves: list[bytes] = []  # leaf hashes of every entry up to the checkpoint
+    sizes: dict[int, int] = {}  # checkpoint index -> tree size
 
     def keep(step: Step) -> None:
         reached[:] = [step]
+        if step.outcome is not None:
+            leaves.extend(step.outcome.leaf_hashes)
+        sizes[step.position] = step.signed.checkpoint.last_seq + 1
         if step.position == index:
             raise _Found(step)
 
@@ -271,4 +278,14 @@ def chain_note(store: ArchiveStore, chain_id: str, *, origin: str, name: str,
     body = checkpoint_body(
         f"{origin}/{chain_id}", cp.last_seq + 1, step.tree_root,
         [f"sealtrail-checkpoint {cp.index} {step.signed.checkpoint_hash.hex()}"])
-    return sign_note(body, name, signer, public_key)
+    note = sign_note(body, name, signer, public_key)
+    if since is None:
+        return note
+    old = sizes.get(since)
+    if old is None or since > cp.index or not 0 < old <= len(leaves):
+        raise DataError(f"--since {since}: not an earlier checkpoint of {chain_id!r} with "
+                        "entries whose segments are all still there")
+    tree = merkle.Frontier()
+    tree.extend(leaves[:old])
+    proof = merkle.consistency_proof(tree, leaves[old:])
+    return consistency_request(old, proof, note)

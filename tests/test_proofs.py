@@ -204,3 +204,23 @@ def test_cli_export_and_verify_note(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     assert "VERIFIED" in capsys.readouterr().out
     out.write_bytes(out.read_bytes().replace(b"\n1\n", b"\n2\n"))
     assert main(["verify-note", str(out), "--keys", keys, "--key-id", local.key_id]) == 1
+
+
+def test_chain_note_since_proves_consistency_between_two_checkpoints(tmp_path: Path) -> None:
+    """export-note --since M: an RFC 9162 consistency proof from checkpoint M's tree to the
+    note's, as a C2SP add-checkpoint body, that verifies against both notes' roots."""
+    from sealtrail.core.note import parse_consistency_request
+
+    store, feed = _archive(tmp_path)
+    first = chain_note(store, CHAIN, origin="o", name="o", signer=SIGNER,
+                       public_key=SIGNER.public_key, keyring=KEYRING, index=0)
+    body = chain_note(store, CHAIN, origin="o", name="o", signer=SIGNER,
+                      public_key=SIGNER.public_key, keyring=KEYRING, since=0)
+    old_size, proof, note = parse_consistency_request(body)
+    old = verify_note(first, "o", SIGNER.public_key)
+    new = verify_note(note, "o", SIGNER.public_key)
+    assert (old_size, old.tree_size, new.tree_size) == (3, 3, 8)
+    merkle.verify_consistency(old.tree_size, new.tree_size, old.root_hash, new.root_hash, proof)
+    with pytest.raises(IntegrityError):
+        merkle.verify_consistency(old.tree_size, new.tree_size, new.root_hash,
+                                  new.root_hash, proof)

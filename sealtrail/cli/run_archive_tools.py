@@ -99,6 +99,9 @@ def register(sub: _Sub) -> None:
                        "hashes. Prints the note verifier key on stderr.")
     p.add_argument("chain_id", metavar="CHAIN")
     p.add_argument("--index", type=int, help="checkpoint index (default: the newest)")
+    p.add_argument("--since", type=int, metavar="INDEX",
+                   help="also prove consistency from this earlier checkpoint: write a C2SP "
+                   "tlog-witness add-checkpoint body (old size, RFC 9162 proof, the note)")
     p.add_argument("--origin", default="sealtrail", help="origin prefix (a log name you own)")
     p.add_argument("--name", help="note key name (default: the origin prefix)")
     _archive_arg(p)
@@ -378,7 +381,7 @@ def _export_note(args: argparse.Namespace) -> int:
     name = args.name or args.origin
     note = chain_note(store, args.chain_id, origin=args.origin, name=name, signer=signer,
                       public_key=signer.public_key, index=args.index,
-                      keyring=_keyring_of(args, settings))
+                      keyring=_keyring_of(args, settings), since=args.since)
     if args.out:
         Path(args.out).write_bytes(note)
     else:
