@@ -211,7 +211,7 @@ def test_chain_note_since_proves_consistency_between_two_checkpoints(tmp_path: P
     note's, as a C2SP add-checkpoint body, that verifies against both notes' roots."""
     from sealtrail.core.note import parse_consistency_request
 
-    store, feed = _archive(tmp_path)
+    store, _ = _archive(tmp_path)
     first = chain_note(store, CHAIN, origin="o", name="o", signer=SIGNER,
                        public_key=SIGNER.public_key, keyring=KEYRING, index=0)
     body = chain_note(store, CHAIN, origin="o", name="o", signer=SIGNER,
