@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from test_verify_tamper import ATTACKS, K, run_attack
+from test_verify_tamper import ATTACKS, K
 
 from sealtrail.core.findings import Finding
 from sealtrail.errors import DataError, IntegrityError
@@ -39,9 +39,14 @@ def _by_chain(findings: list[Finding]) -> dict[str, Finding]:
 @pytest.mark.parametrize("name", NAMES)
 def test_every_reader_names_the_same_break(tmp_path: Path, name: str) -> None:
     """verify, replay (1 and 2 workers), index rebuild and the report's collection report
-    identical findings for the same tampered archive; prove and export-note refuse to vouch
-    for a chain past its break, naming that finding."""
-    built, _ = run_attack(name, tmp_path)
+    identical findings for the same tampered archive; prove, export (of events indexed
+    before the tampering) and export-note refuse to vouch for a chain past its break,
+    naming that finding."""
+    attack = ATTACKS[name]
+    built = attack.build(tmp_path)
+    before = open_index(str(tmp_path / "before.sqlite"))
+    rebuild_index(ArchiveReader(built.store, built.keyring), before)
+    attack.tamper(built)
     keyring = built.keyring if name not in ("keyring_without_signer", "key_expired",
                                             "sealer_key_expired") else None
     from sealtrail.keys import load_keyring
@@ -66,6 +71,7 @@ def test_every_reader_names_the_same_break(tmp_path: Path, name: str) -> None:
     assert _by_chain([c.problem for c in collected.chains if c.problem]) == expected, "report"
 
     for chain_id, finding in expected.items():
+        _check_export(built, keyring, before, chain_id, finding)
         records = built.records.get(chain_id)
         if finding.kind == "completeness":  # a hole in the raw offsets, not a broken chain:
             last = next(r for r in reversed(records or []) if r["event"])  # entries after
@@ -87,3 +93,24 @@ def test_every_reader_names_the_same_break(tmp_path: Path, name: str) -> None:
             chain_note(built.store, chain_id, origin="o", name="o", signer=signer,
                        public_key=signer.public_key, keyring=keyring)
         assert str(finding) in str(refused.value), "export-note"
+
+
+def _check_export(built: object, keyring: object, index: object, chain_id: str,
+                  finding: Finding) -> None:
+    """Export every event of ``chain_id`` the index held before the tampering: refused,
+    naming ``finding``; made, when the finding is only a hole in the raw offsets."""
+    from sealtrail.export import build_export
+    from sealtrail.search import parse_query
+
+    query = parse_query("")
+    rows = [r for r in index.search(query) if r.chain_id == chain_id]  # type: ignore[attr-defined]
+    if not rows or finding.kind == "unreferenced":
+        return
+    if finding.kind == "completeness":  # a hole in the raw offsets unmakes no proof
+        build_export(built.store, keyring, rows, query,  # type: ignore[attr-defined]
+                     coverage=index.coverage(), operator="t")  # type: ignore[attr-defined]
+        return
+    with pytest.raises((IntegrityError, DataError)) as refused:
+        build_export(built.store, keyring, rows, query,  # type: ignore[attr-defined]
+                     coverage=index.coverage(), operator="t")  # type: ignore[attr-defined]
+    assert str(finding) in str(refused.value), "export"

@@ -174,9 +174,11 @@ def plan_chain(store: ArchiveStore, chain_id: str, keyring: Keyring, *, now: int
 
 
 def check_planned(store: ArchiveStore, planned: PlannedSegment, keyring: Keyring | None, *,
-                  want_records: bool = False, start: Any = None) -> SegmentOutcome:
+                  want_records: bool = False, start: Any = None,
+                  gaps_fatal: bool = True) -> SegmentOutcome:
     """Read and check one planned segment against its (already checked) checkpoint, from
-    ``start`` (default: the previous checkpoint's claim)."""
+    ``start`` (default: the previous checkpoint's claim). ``gaps_fatal`` False: a hole in
+    the raw offsets is reported in ``outcome.gaps`` and the segment still checks out."""
     cp = planned.checkpoint
     begin = start if start is not None else planned.start()
     try:
@@ -187,7 +189,7 @@ def check_planned(store: ArchiveStore, planned: PlannedSegment, keyring: Keyring
                                       f"{cp.last_seq})", cp.segment_key, cp.first_seq),
                               begin.head, None)
     return check_segment(cp, cp.segment_key, begin, data, DECODER, keyring,
-                         want_records=want_records)
+                         want_records=want_records, gaps_fatal=gaps_fatal)
 
 
 @dataclass(frozen=True)
@@ -281,11 +283,11 @@ class ArchiveReader:
         return ChainPlan(chain_id, checkpoints, walk.planned, walk.finding, purged)
 
     def check(self, planned: PlannedSegment, *, want_records: bool = False,
-              junction: Junction | None = None) -> SegmentOutcome:
+              junction: Junction | None = None, gaps_fatal: bool = True) -> SegmentOutcome:
         """Read and check one planned segment; with ``junction`` (how the segment before
         it ended) also that it continues it, naming a break exactly as verify does."""
         outcome = check_planned(self.store, planned, self.entry_keyring,
-                                want_records=want_records)
+                                want_records=want_records, gaps_fatal=gaps_fatal)
         if junction is not None and (not outcome.ok or not junction.expects(outcome)):
             outcome.finding = exact_break(self.store, planned, self.entry_keyring,
                                           junction) or outcome.finding
