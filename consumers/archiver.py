@@ -1,232 +1,46 @@
 """The archiver: sealed topic -> segments and signed checkpoints in the archive.
 
 Each flush writes, per chain, one segment (the records since the last
-checkpoint) and then its checkpoint, and only after both are durable commits
-the consumer offsets. The archive itself says how far each chain is archived,
-so a restart skips what was written and completes a segment whose checkpoint
-was not yet written (idempotent retries).
+checkpoint) and then its checkpoint, then the signed archive index, and only after
+all are durable commits the consumer offsets. The archive itself says how far each
+chain is archived, so a restart skips what was written and completes a segment whose
+checkpoint was not yet written (idempotent retries). The writing itself is
+:class:`~sealtrail.consumers.segment_writer.SegmentWriter`'s, which checks a chain's tail
+before it writes after it: a record of a chain whose tail does not check out is not
+archived, its partition is paused and no offset is committed until a restart.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaError, KafkaException
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 from confluent_kafka.schema_registry import SchemaRegistryClient
 from sealtrail.consumers.schema_record import SchemaRecorder
+from sealtrail.consumers.segment_writer import (
+    ArchivedChain,
+    ChainQuarantinedError,
+    SegmentWriter,
+    keyring_file,
+)
 
 from sealtrail import layout
-from sealtrail.archive import ArchiveStore, ObjectExistsError, Retention
+from sealtrail.archive import ArchiveStore
 from sealtrail.config import Settings
-from sealtrail.core import merkle
-from sealtrail.core.checkpoint import Checkpoint, SignedCheckpoint
-from sealtrail.core.fencing import Fence
-from sealtrail.core.hashing import ZERO_HASH
-from sealtrail.core.signing import Signer
+from sealtrail.core.signing import Keyring, Signer
 from sealtrail.errors import DecodeError
 from sealtrail.retention import RetentionPolicy
 from sealtrail.runtime.kafka_faults import is_fatal, usable
 from sealtrail.schema_cache import WriterSchemas
-from sealtrail.segments import read_segment, write_segment
 
-__all__ = ["ArchivedChain", "Archiver", "load_chain_tail"]
+__all__ = ["ArchivedChain", "Archiver", "SegmentWriter"]  # the writer is segment_writer's
 
 log = logging.getLogger("sealtrail.archiver")
-
-
-@dataclass
-class ArchivedChain:
-    """How far a chain is archived, and what is buffered for its next segment."""
-
-    chain_id: str
-    next_index: int = 0
-    last_seq: int = -1
-    checkpoint_hash: bytes = ZERO_HASH
-    head_hash: bytes = ZERO_HASH
-    checkpoint_at: float | None = None  # monotonic time this process wrote its newest checkpoint
-    buffer: list[dict[str, Any]] = field(default_factory=list)
-    schema: dict[str, Any] | None = None  # the schema the buffered records were sealed with
-
-
-def load_chain_tail(store: ArchiveStore, chain_id: str) -> ArchivedChain:
-    """The archived position of ``chain_id`` as recorded by its newest checkpoint."""
-    keys = store.list(f"{layout.CHAINS}{chain_id}/checkpoints/")
-    indices = sorted(i for k in keys if (i := layout.parse_index(k)) is not None)
-    state = ArchivedChain(chain_id)
-    if indices:
-        key = layout.checkpoint_key(chain_id, indices[-1])
-        signed = SignedCheckpoint.from_bytes(store.get(key))
-        cp = signed.checkpoint
-        state.next_index = cp.index + 1
-        state.last_seq = cp.last_seq
-        state.checkpoint_hash = signed.checkpoint_hash
-        state.head_hash = cp.head_hash
-    return state
-
-
-class SegmentWriter:
-    """Buffers sealed records per chain and writes them as segment + signed checkpoint.
-
-    No Kafka here: the Archiver feeds it; tests and tools can drive it directly.
-    """
-
-    def __init__(
-        self,
-        store: ArchiveStore,
-        signer: Signer,
-        *,
-        retention_days: int = 365,
-        retention_mode: str = "COMPLIANCE",
-        clock: Callable[[], int] = lambda: time.time_ns() // 1000,
-        policy: RetentionPolicy | None = None,
-    ) -> None:
-        self.store = store
-        self._signer = signer
-        self.policy = policy or RetentionPolicy.simple(retention_days, retention_mode)
-        self._clock = clock
-        self._chains: dict[str, ArchivedChain] = {}
-        self.fence = Fence()  # refuses records of fenced (zombie) sealers
-        self.buffered = 0
-        self.segments_written = 0
-        self.records_archived = 0
-
-    def _chain(self, chain_id: str) -> ArchivedChain:
-        state = self._chains.get(chain_id)
-        if state is None:
-            state = load_chain_tail(self.store, chain_id)
-            state.checkpoint_at = time.monotonic()  # idle time counts from loading it
-            self._complete_orphan(state)
-            self._chains[chain_id] = state
-        return state
-
-    def _complete_orphan(self, state: ArchivedChain) -> None:
-        """A segment written before a crash, whose checkpoint was not: checkpoint it now."""
-        key = layout.segment_key(state.chain_id, state.next_index)
-        if not self.store.exists(key):
-            return
-        data = self.store.get(key)
-        log.info("chain %s: completing segment %d left by an interrupted run",
-                 state.chain_id, state.next_index)
-        records = read_segment(data)
-        self._checkpoint(state, records, data, self._retention(records))
-
-    def add(self, record: dict[str, Any], schema: dict[str, Any] | None = None) -> None:
-        """Buffer one sealed record (sealed with ``schema``; the current SealedRecord when
-        None) unless it is already archived. A record of another schema version than the
-        buffer's closes the buffer as a segment first: a segment holds one schema."""
-        state = self._chain(record["chain_id"])
-        if not self.fence.admit(record, state.last_seq, state.head_hash, log.warning):
-            return  # a zombie sealer's record, or one archived before a restart
-        if state.buffer and schema != state.schema:
-            self.write_segment(state)
-        state.schema = schema
-        expected = state.last_seq + 1 + len(state.buffer)
-        if record["seq"] < expected:
-            return  # archived before a restart: re-delivered, skip
-        if record["seq"] > expected:
-            log.error("chain %s: seq %d arrived, expected %d; archiving it as is, verify "
-                      "will report the gap", record["chain_id"], record["seq"], expected)
-        state.buffer.append(record)
-        self.buffered += 1
-
-    def known_chains(self) -> list[str]:
-        return list(self._chains)
-
-    def largest_buffer(self) -> int:
-        return max((len(c.buffer) for c in self._chains.values()), default=0)
-
-    def _retention(self, records: list[dict[str, Any]]) -> Retention:
-        """Retention of an object holding ``records``: the longest class among their events,
-        counted from now (wall clock), so never shorter than the class requires."""
-        cls_ = self.policy.class_for_records(records)
-        return self.policy.retention(cls_, datetime.now(UTC))
-
-    def _checkpoint(self, state: ArchivedChain, records: list[dict[str, Any]], data: bytes,
-                    retention: Retention) -> None:
-        """Sign and write the checkpoint of segment ``data`` holding ``records`` (none and
-        no segment: a heartbeat, docs/format.md "Heartbeat checkpoints")."""
-        seg_key = layout.segment_key(state.chain_id, state.next_index) if records else ""
-        cp = Checkpoint(
-            chain_id=state.chain_id,
-            index=state.next_index,
-            first_seq=records[0]["seq"] if records else state.last_seq + 1,
-            last_seq=records[-1]["seq"] if records else state.last_seq,
-            head_hash=records[-1]["entry_hash"] if records else state.head_hash,
-            merkle_root=merkle.root([r["entry_hash"] for r in records]),
-            prev_checkpoint_hash=state.checkpoint_hash,
-            segment_key=seg_key,
-            segment_sha256=hashlib.sha256(data).digest(),
-            segment_size=len(data),
-            created_at=self._clock(),
-            key_id=self._signer.key_id,
-        )
-        signed = cp.sign(self._signer)
-        # Checkpoints carry no class (no lifecycle tag): they outlive purged segments and
-        # keep the checkpoint chain whole (docs/archive.md, "retention purge").
-        self.store.put(layout.checkpoint_key(state.chain_id, state.next_index),
-                       signed.to_bytes(), retention=replace(retention, retention_class=None))
-        state.next_index += 1
-        state.last_seq = cp.last_seq
-        state.head_hash = cp.head_hash
-        state.checkpoint_hash = signed.checkpoint_hash
-        state.checkpoint_at = time.monotonic()
-
-    def heartbeat(self, max_idle_seconds: float, chain_ids: list[str] | None = None) -> int:
-        """Write an empty signed checkpoint for every known chain (or ``chain_ids``) with
-        nothing buffered whose newest checkpoint was written more than ``max_idle_seconds``
-        ago (for a chain loaded from the archive: loaded more than that long ago). Returns
-        how many were written.
-
-        A chain another archiver advanced meanwhile (ObjectExistsError) is reloaded."""
-        written = 0
-        now = time.monotonic()
-        for chain_id in chain_ids if chain_ids is not None else list(self._chains):
-            state = self._chain(chain_id)
-            if state.buffer or state.last_seq < 0:
-                continue
-            if state.checkpoint_at is not None and now - state.checkpoint_at < max_idle_seconds:
-                continue
-            try:
-                self._checkpoint(state, [], b"", self.policy.retention(
-                    self.policy.classes[self.policy.default_class], datetime.now(UTC)))
-            except ObjectExistsError:
-                log.warning("chain %s: checkpoint %d was written by another archiver; "
-                            "reloading the chain", chain_id, state.next_index)
-                del self._chains[chain_id]
-                continue
-            written += 1
-        return written
-
-    def write_segment(self, state: ArchivedChain) -> None:
-        """Write ``state``'s buffer as its next segment; the checkpoint follows it."""
-        records = state.buffer
-        data = write_segment(records, {
-            "sealtrail.chain_id": state.chain_id,
-            "sealtrail.first_seq": str(records[0]["seq"]),
-            "sealtrail.last_seq": str(records[-1]["seq"]),
-        }, state.schema)
-        retention = self._retention(records)
-        self.store.put(layout.segment_key(state.chain_id, state.next_index), data,
-                       retention=retention)
-        self._checkpoint(state, records, data, retention)
-        self.segments_written += 1
-        self.records_archived += len(records)
-        self.buffered -= len(records)
-        state.buffer = []
-
-    def flush(self) -> None:
-        """Write every chain's buffer as a segment plus its checkpoint."""
-        for state in self._chains.values():
-            if state.buffer:
-                self.write_segment(state)
 
 
 class Archiver:
@@ -243,14 +57,25 @@ class Archiver:
         signer: Signer,
         registry: SchemaRegistryClient,
         clock: Callable[[], int] = lambda: time.time_ns() // 1000,
+        keyring: Keyring | Callable[[], Keyring] | None = None,
     ) -> None:
+        """``keyring``: what chain tails must be signed by (default: the keys directory's
+        public.json, read again when it changes; without one, the signer's own key)."""
+        from sealtrail.keys import PUBLIC_KEYRING
+
         self.settings = settings
+        public = settings.keys / PUBLIC_KEYRING
+        if keyring is None and public.is_file():
+            keyring = keyring_file(public)
         self.writer = SegmentWriter(
             store, signer, clock=clock, policy=RetentionPolicy.from_settings(settings),
+            keyring=keyring,
         )
         self._last_heartbeat = time.monotonic()
         self._writers = WriterSchemas(registry)
-        self._schemas = SchemaRecorder(store, registry, self.writer.policy)
+        self._schemas = SchemaRecorder(store, registry, self.writer.policy,
+                                       on_recorded=self.writer.note_schema)
+        self._paused: set[tuple[str, int]] = set()  # partitions of quarantined chains
         self._oldest: float | None = None
         #: Called with the seconds each flush took (segments and checkpoints written).
         self.on_flush: Callable[[float], None] | None = None
@@ -297,6 +122,10 @@ class Archiver:
         if self.on_flush is not None:
             self.on_flush(time.perf_counter() - started)
         self._oldest = None
+        if self.writer.quarantined:  # re-read after a restart rather than lose a record
+            log.error("offsets NOT committed: chain(s) %s quarantined (tail check failed)",
+                      ", ".join(sorted(self.writer.quarantined)))
+            return
         try:
             self._consumer.commit(asynchronous=False)
         except KafkaException as exc:
@@ -329,7 +158,11 @@ class Archiver:
                                   msg.topic(), msg.partition(), msg.offset(), exc)
                         continue
                     self._schemas.note(record["source"]["schema_id"])
-                    self.writer.add(record, codec.schema)
+                    try:
+                        self.writer.add(record, codec.schema)
+                    except ChainQuarantinedError:
+                        self._pause(msg.topic(), msg.partition())
+                        continue
                     if self._oldest is None:
                         self._oldest = time.monotonic()
                 if self._due():
@@ -339,6 +172,17 @@ class Archiver:
                 self._flush()
         finally:
             self._consumer.close()
+
+    def _pause(self, topic: str, partition: int) -> None:
+        """Stop reading a partition whose chain is quarantined (its records would not be
+        archived; its offsets are not committed, so a restart reads them again)."""
+        if (topic, partition) in self._paused:
+            return
+        self._paused.add((topic, partition))
+        try:
+            self._consumer.pause([TopicPartition(topic, partition)])
+        except KafkaException as exc:
+            log.warning("could not pause %s/%d: %s", topic, partition, exc)
 
     def _on_assign(self, _consumer: Any, _partitions: Any) -> None:
         self._assigned_chains = None  # re-discovered at the next heartbeat

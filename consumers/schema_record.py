@@ -9,8 +9,10 @@ version each event was written with, even after the registry is gone.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 from confluent_kafka.schema_registry import SchemaRegistryClient
@@ -31,10 +33,14 @@ class SchemaRecorder:
     """Writes ``schemas/<id>.json`` for each schema id it is shown, once."""
 
     def __init__(self, store: ArchiveStore, registry: SchemaRegistryClient,
-                 policy: RetentionPolicy) -> None:
+                 policy: RetentionPolicy,
+                 on_recorded: Callable[[str, bytes], None] | None = None) -> None:
+        """``on_recorded(key, sha256)``: told of each schema file written or found, so the
+        signed archive index lists it (and verify checks its bytes)."""
         self._store = store
         self._registry = registry
         self._policy = policy
+        self._on_recorded = on_recorded
         self._recorded: set[int] = set()
 
     def note(self, schema_id: int | None) -> None:
@@ -58,8 +64,11 @@ class SchemaRecorder:
                 }
                 retention = self._policy.retention(self._policy.longest(), datetime.now(UTC))
                 self._store.put(key, canonical_json(doc), retention=retention)
+            if self._on_recorded is not None:
+                self._on_recorded(key, hashlib.sha256(self._store.get(key)).digest())
         except ObjectExistsError:
-            pass  # another archiver recorded it first
+            if self._on_recorded is not None:  # another archiver recorded it first
+                self._on_recorded(key, hashlib.sha256(self._store.get(key)).digest())
         except Exception as exc:  # registry or archive unreachable: try again later
             log.warning("could not record schema id %s in the archive yet: %s", schema_id,
                         type(exc).__name__)

@@ -9,16 +9,23 @@ Bundle layout (``sealtrail-export/v1``)::
     proofs/<n>-<event_id>.json          one proof per event, the format of `sealtrail prove`
                                         (sealtrail-proof/v1, see sealtrail/proof.py)
     checkpoints/<chain>/<index>.json    every signed checkpoint a proof leads to, as archived
-    events.jsonl                        the events, one per line (convenience copy)
+    events.jsonl                        the proven entries, one per line: line i is the
+                                        canonical JSON of proof i's entry, byte for byte
     keys/public.json                    the keyring the exporter used (NOT to be trusted by
                                         the recipient: check with a keyring obtained apart)
 
 Each proof is checked by :func:`sealtrail.proof.verify_proof` (entry hash, entry
-signature, inclusion proof, checkpoint signature), the same code as ``sealtrail prove``.
-What a bundle proves: every event in it was sealed and archived unaltered under a
-trusted key. What it does not prove: that the query's result is complete (the search
-index is a finding aid, not evidence) or that the manifest was not edited (it is not
-signed; its hashes only catch accidental damage).
+signature, inclusion proof, checkpoint signature), the same code as ``sealtrail prove``,
+and ``events.jsonl`` must be exactly the proven entries, so nothing in it is unproven. A
+bundle with no proof proves nothing and fails. What a bundle proves: every event in it was
+sealed and archived unaltered under a trusted key. What it does not prove: that the
+query's result is complete (the search index is a finding aid, not evidence). The manifest
+(query, time ranges, count, operator) is unsigned context: it can only make verification
+fail (when it disagrees with the bundle), never pass.
+
+Building a bundle reads the archive through the one verifier (:mod:`sealtrail.verify`):
+every checkpoint of a chain is checked, and each segment a proof comes from is checked
+against its checkpoint before any proof is made from it.
 """
 
 from __future__ import annotations
@@ -32,18 +39,18 @@ import zipfile
 from dataclasses import dataclass, field
 from typing import Any
 
-from sealtrail.archive import ArchiveStore, ObjectMissingError
+from sealtrail.archive import ArchiveStore
 from sealtrail.core import merkle
 from sealtrail.core.canonical import canonical_json
 from sealtrail.core.signing import Keyring
-from sealtrail.errors import DataError, DecodeError, IntegrityError, MalformedInputError
+from sealtrail.errors import DataError, IntegrityError, MalformedInputError
 from sealtrail.inputs import BoundedZip, Shape, ZipLimits, check_shape, load_json
 from sealtrail.proof import FORMAT as PROOF_FORMAT
 from sealtrail.proof import HOW as PROOF_HOW
 from sealtrail.proof import MAX_PROOF_BYTES, _value_model, verify_proof
-from sealtrail.replay import ArchiveSource, Query, format_time, record_to_json
+from sealtrail.report import format_time
 from sealtrail.search import Coverage, IndexRow, SearchQuery
-from sealtrail.segments import read_segment
+from sealtrail.verify import ArchiveReader
 
 __all__ = ["BUNDLE_FORMAT", "ExportResult", "VerifyExportResult", "build_export",
            "open_bundle", "verify_export"]
@@ -69,7 +76,8 @@ proofs/*.json        one proof per event (format sealtrail-proof/v1): the sealed
                      its Ed25519 signature, an RFC 6962 inclusion proof and the signed
                      checkpoint whose Merkle root the proof leads to
 checkpoints/         the signed checkpoints, exactly as archived
-events.jsonl         the same events, one JSON object per line, for reading
+events.jsonl         the same events, one JSON object per line, for reading: exactly
+                     the proven entries (verify-export checks it byte for byte)
 keys/public.json     the public keyring the exporter used
 
 How to check it
@@ -89,7 +97,8 @@ What it proves, and what it does not
 ------------------------------------
 Each event in this bundle was sealed and archived, unaltered, under a trusted key.
 The bundle does not prove that the query's result is complete: events were found with
-a search index, which is not evidence. The manifest is not signed.
+a search index, which is not evidence. The manifest (query, time ranges, count, who
+exported it) is not signed: it is context, and verification never relies on it.
 """
 
 
@@ -103,6 +112,15 @@ class ExportResult:
     problems: list[str] = field(default_factory=list)
 
 
+def _first_break(reader: ArchiveReader, chain_id: str) -> str:
+    """Where ``chain_id`` first breaks, exactly as verify names it (the whole chain is
+    walked: only when an export found something wrong, so the name is verify's)."""
+    from sealtrail.verify import walk_chain
+
+    walk = walk_chain(reader.store, chain_id, reader.keyring, now=reader.now)
+    return str(walk.finding) if walk.finding else "the chain does not check out"
+
+
 def _segment_of(starts: list[int], seq: int) -> int:
     return bisect.bisect_right(starts, seq) - 1
 
@@ -113,47 +131,40 @@ def build_export(
 ) -> tuple[bytes, ExportResult]:
     """The zip bytes of an export of ``rows`` (search results), every event proven against
     the archive. DataError when an event cannot be proven (missing or altered evidence)."""
-    source = ArchiveSource(store, keyring)
+    reader = ArchiveReader(store, keyring)
     by_chain: dict[str, list[IndexRow]] = {}
     for row in rows:
         by_chain.setdefault(row.chain_id, []).append(row)
     proofs: list[tuple[IndexRow, bytes, dict[str, Any]]] = []
     checkpoints: dict[str, bytes] = {}
     for chain_id, chain_rows in sorted(by_chain.items()):
-        plan = source.plan(chain_id, Query())
-        if not plan.checkpoints:
+        plan = reader.plan(chain_id)
+        real = plan.segments
+        if not real:
             raise DataError(f"chain {chain_id}: no usable checkpoint in the archive"
                             + (f" ({plan.problem})" if plan.problem else ""))
-        real = [cp for cp in plan.checkpoints if cp.checkpoint.segment_key]
-        starts = [cp.checkpoint.first_seq for cp in real]
+        starts = [p.checkpoint.first_seq for p in real]
         by_segment: dict[int, list[IndexRow]] = {}
         for row in chain_rows:
             position = _segment_of(starts, row.seq)
             if position < 0 or row.seq > real[position].checkpoint.last_seq:
                 raise DataError(f"chain {chain_id} seq {row.seq} (event {row.event_id}) is "
                                 "not covered by a checked checkpoint"
-                                + (f": {plan.problem}" if plan.problem else ""))
+                                + (f": {_first_break(reader, chain_id)}" if plan.problem
+                                   else ""))
             by_segment.setdefault(position, []).append(row)
         for position, seg_rows in sorted(by_segment.items()):
-            signed = real[position]
-            cp = signed.checkpoint
-            try:
-                data = store.get(cp.segment_key)
-            except ObjectMissingError:
-                raise DataError(f"segment {cp.segment_key} is missing") from None
-            if hashlib.sha256(data).digest() != cp.segment_sha256:
-                raise IntegrityError(f"segment {cp.segment_key} does not match checkpoint "
-                                     f"{cp.index}; run `sealtrail verify`")
-            try:
-                records = read_segment(data)
-            except DecodeError as exc:
-                raise IntegrityError(f"segment {cp.segment_key}: {exc}") from None
+            planned = real[position]
+            cp = planned.checkpoint
+            # A hole in the raw offsets (G1) does not unmake the proofs of its entries.
+            outcome = reader.check(planned, want_records=True, gaps_fatal=False)
+            if outcome.finding is not None:
+                raise IntegrityError(f"{_first_break(reader, chain_id)}; run `sealtrail "
+                                     "verify`")
+            records = outcome.records or []
             leaves = [r["entry_hash"] for r in records]
-            if len(leaves) != cp.size or merkle.root(leaves) != cp.merkle_root:
-                raise IntegrityError(f"segment {cp.segment_key} does not match the Merkle root "
-                                     f"of checkpoint {cp.index}")
             cp_key = f"chains/{chain_id}/checkpoints/{cp.index:010d}.json"
-            checkpoints[cp_key] = signed.to_bytes()
+            checkpoints[cp_key] = planned.signed.to_bytes()
             for row in seg_rows:
                 index = row.seq - cp.first_seq
                 record = records[index]
@@ -168,7 +179,7 @@ def build_export(
                     "tree_size": len(leaves),
                     "inclusion_proof": [h.hex() for h in merkle.inclusion_proof(leaves, index)],
                     "checkpoint_key": cp_key,
-                    "checkpoint": json.loads(signed.to_bytes()),
+                    "checkpoint": json.loads(planned.signed.to_bytes()),
                 }
                 proof = canonical_json(doc)
                 verify_proof(proof, keyring)  # never hand out a proof that does not check
@@ -179,8 +190,7 @@ def build_export(
         files[f"proofs/{n:06d}-{safe}.json"] = proof
     for key, data in checkpoints.items():
         files["checkpoints/" + key.removeprefix("chains/").replace("/checkpoints/", "/")] = data
-    files["events.jsonl"] = "".join(record_to_json(rec) + "\n"
-                                    for _, _, rec in proofs).encode("utf-8")
+    files["events.jsonl"] = events_jsonl([json.loads(p)["entry"] for _, p, _ in proofs])
     files["keys/public.json"] = (json.dumps(keyring.to_json(), indent=2) + "\n").encode()
     occurred = [row.occurred_at for row in rows]
     manifest: dict[str, Any] = {
@@ -220,15 +230,22 @@ def build_export(
                                         truncated, manifest)
 
 
+def events_jsonl(entries: list[dict[str, Any]]) -> bytes:
+    """``events.jsonl``: the canonical JSON of each proven entry (the whole sealed record,
+    byte strings as lowercase hex), one per line, in proof order."""
+    return b"".join(canonical_json(entry) + b"\n" for entry in entries)
+
+
 @dataclass
 class VerifyExportResult:
     count: int
     manifest: dict[str, Any]
     problems: list[str]
+    events_checked: bool = False  # events.jsonl was present and matched the proofs
 
     @property
     def ok(self) -> bool:
-        return not self.problems
+        return not self.problems and self.count > 0
 
 
 #: The largest bundle verify-export reads, and the most its members may inflate to.
@@ -280,13 +297,40 @@ def verify_export(data: bytes, keyring: Keyring) -> VerifyExportResult:
         problems.append(f"{name}: not listed in the manifest")
     proofs = sorted(n for n in names if n.startswith("proofs/"))
     count = 0
+    entries: list[dict[str, Any] | None] = []
     for name in proofs:
         try:
-            verify_proof(bundle.read(name, max_bytes=MAX_PROOF_BYTES), keyring)
+            data_ = bundle.read(name, max_bytes=MAX_PROOF_BYTES)
+            verify_proof(data_, keyring)
             count += 1
+            entries.append(json.loads(data_)["entry"])
         except DataError as exc:  # IntegrityError, or a member that is not a proof at all
             problems.append(f"{name}: {exc}")
+            entries.append(None)
+    if not proofs:
+        problems.append("the bundle holds no proof: it proves nothing")
     if manifest.get("count") != len(proofs):
         problems.append(f"the manifest states {manifest.get('count')} events, the bundle holds "
                         f"{len(proofs)} proofs")
-    return VerifyExportResult(count, manifest, problems)
+    checked = False
+    if "events.jsonl" in names and None not in entries:
+        events = bundle.read("events.jsonl", max_bytes=BUNDLE_LIMITS.member_bytes)
+        problems.extend(_events_problems(events, proofs,
+                                         [e for e in entries if e is not None]))
+        checked = True
+    return VerifyExportResult(count, manifest, problems, checked)
+
+
+def _events_problems(found: bytes, proofs: list[str], entries: list[dict[str, Any]]
+                     ) -> list[str]:
+    """events.jsonl against the proven entries, byte for byte, naming the first line that
+    differs (a line no proof covers is not evidence, whatever it says)."""
+    if found == events_jsonl(entries):
+        return []
+    lines = found.split(b"\n")
+    for i, entry in enumerate(entries):
+        if i >= len(lines) or lines[i] != canonical_json(entry):
+            return [f"events.jsonl: line {i + 1} is not the entry {proofs[i]} proves "
+                    "(events.jsonl must hold exactly the proven entries)"]
+    return [f"events.jsonl: holds more than the {len(entries)} proven entries (line "
+            f"{len(entries) + 1} on is not proven)"]

@@ -25,6 +25,23 @@ import fastavro
 from sealtrail.core.avro import AvroCodec
 from sealtrail.core.canonical import ENTRY_FIELDS
 from sealtrail.core.envelope import strip_logical_types
+from sealtrail.core.rows import (  # noqa: F401  (re-exported: callers index rows with them)
+    BODY,
+    CAPTURED,
+    CHAIN_ID,
+    ENTRY_HASH,
+    EPOCH,
+    EVENT,
+    INGESTED_AT,
+    KEY_ID,
+    OFFSET,
+    PARTITION,
+    PREV_HASH,
+    RECORD_JSON,
+    SEQ,
+    SIGNATURE,
+    Row,
+)
 from sealtrail.segments import Container, check_schema, open_container
 
 try:
@@ -42,19 +59,7 @@ NOT_BUILT = ("the native segment reader (sealtrail._canonical_avro) is not built
              "are read on the Python path, about 7x slower; reinstall sealtrail where a C "
              "compiler and the Python headers are present")
 
-# What a chain check needs of each record, in the order of a row after its two texts.
-# ("event" is None for a rejection, else the index of its union branch.)
-CAPTURED = ("chain_id", "seq", "epoch", "prev_hash", "entry_hash", "key_id", "signature",
-            "ingested_at", "source.partition", "source.offset", "event")
-
-
-# One record of a segment, a plain tuple (made in C; the hot loop unpacks it):
-# (record_json, body, chain_id, seq, epoch, prev_hash, entry_hash, key_id, signature,
-#  ingested_at, partition, offset, event). record_json is the canonical JSON of the whole
-# record, body the canonical bytes of its entry body; the rest are its fields (CAPTURED).
-Row = tuple[bytes, bytes, str, int, int, bytes, bytes, str, bytes, int, int, int, int | None]
-RECORD_JSON, BODY, CHAIN_ID, SEQ, EPOCH, PREV_HASH, ENTRY_HASH, KEY_ID, SIGNATURE, \
-    INGESTED_AT, PARTITION, OFFSET, EVENT = range(13)
+# The row layout is named in the verification core (:mod:`sealtrail.core.rows`).
 
 
 class Unsupported(Exception):

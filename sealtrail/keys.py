@@ -198,13 +198,15 @@ def load_keyring(path: Path) -> Keyring:
 @dataclass(frozen=True)
 class Rotation:
     """What a rotation did: the retired and the new key id, the instant the new key is
-    valid from, the old key's new not_after, and where the old private key was kept."""
+    valid from, the old key's new not_after, and where the old private key was kept
+    encrypted (None: it was destroyed)."""
 
     old_key_id: str
     new_key_id: str
     at_us: int
     old_not_after: int
-    retired_file: Path
+    retired_file: Path | None
+    plaintext_retired: tuple[Path, ...] = ()  # retired signing keys left in clear earlier
 
 
 def _retire(keys_dir: Path, doc: dict[str, Any], at_us: int) -> Path:
@@ -214,13 +216,22 @@ def _retire(keys_dir: Path, doc: dict[str, Any], at_us: int) -> Path:
 
 
 def rotate_signing_key(keys_dir: Path, *, grace_s: float = DEFAULT_GRACE_S,
-                       now_us: int | None = None) -> Rotation:
-    """Make a fresh signing key the active one.
+                       now_us: int | None = None,
+                       keep_passphrase: bytes | None = None) -> Rotation:
+    """Make a fresh signing key the active one, and retire the old one.
 
-    In order: the old private key is copied to ``retired/`` (0600); public.json gets the
-    new key (valid from now) and the old key's ``not_after`` set to now + ``grace_s``;
-    then ``signing.key`` is replaced atomically, which running ReloadingSigners pick up
-    within a second. Records the old key signed inside its window keep verifying."""
+    In order: public.json gets the new key (valid from now) and the old key's
+    ``not_after`` set to now + ``grace_s``; ``signing.key`` is replaced atomically (running
+    ReloadingSigners pick it up within a second), after its old content was overwritten in
+    place: the retired private seed is destroyed. Only with ``keep_passphrase`` is it kept,
+    encrypted under that passphrase, as ``retired/<key id>.pem`` (0600). Records the old
+    key signed inside its window keep verifying (the public keyring keeps the key)."""
+    from sealtrail.keyfiles import (
+        destroy_file,
+        keep_encrypted,
+        plaintext_retired_signing_keys,
+    )
+
     if grace_s < 0:
         raise ConfigError("the grace period must be >= 0 seconds")
     old_path = keys_dir / SIGNING_KEY
@@ -228,7 +239,11 @@ def rotate_signing_key(keys_dir: Path, *, grace_s: float = DEFAULT_GRACE_S,
     old = _signer_from(old_path)
     at = _now_us() if now_us is None else now_us
     not_after = at + int(grace_s * 1_000_000)
-    retired = _retire(keys_dir, old_doc, at)
+    retired = None
+    if keep_passphrase is not None:
+        retired = keep_encrypted(
+            keys_dir / RETIRED / f"{old.key_id.replace(':', '_')}.pem",
+            base64.b64decode(old_doc["seed"]), keep_passphrase)
     seed = secrets.token_bytes(32)
     new = Ed25519Signer(seed)
     keyring_path = keys_dir / PUBLIC_KEYRING
@@ -245,12 +260,21 @@ def rotate_signing_key(keys_dir: Path, *, grace_s: float = DEFAULT_GRACE_S,
                                  not_after=not_after)
     keys[new.key_id] = PublicKey(new.key_id, new.public_key, not_before=at)
     _write_keyring(keyring_path, Keyring.of(keys.values()))
-    write_private(old_path, {"key_id": new.key_id, "algorithm": "ed25519",
-                             "seed": base64.b64encode(seed).decode(), "created_at": at},
-                  replace=True)
-    log.info("signing key rotated: %s -> %s (old key valid until %d)", old.key_id,
-             new.key_id, not_after)
-    return Rotation(old.key_id, new.key_id, at, not_after, retired)
+    held = old_path.with_name(f".{SIGNING_KEY}.retiring")
+    if held.exists():  # left by an interrupted rotation
+        destroy_file(held)
+    os.link(old_path, held)  # the old seed's file, to overwrite once the new one is in place
+    try:
+        write_private(old_path, {"key_id": new.key_id, "algorithm": "ed25519",
+                                 "seed": base64.b64encode(seed).decode(), "created_at": at},
+                      replace=True)
+    finally:
+        destroy_file(held)
+    log.info("signing key rotated: %s -> %s (old key valid until %d; its private key %s)",
+             old.key_id, new.key_id, not_after,
+             "kept encrypted" if retired else "destroyed")
+    return Rotation(old.key_id, new.key_id, at, not_after, retired,
+                    tuple(plaintext_retired_signing_keys(keys_dir / RETIRED)))
 
 
 def rotate_hmac_key(keys_dir: Path) -> tuple[str, str]:

@@ -16,6 +16,10 @@ of::
 Every byte is covered: the file must be exactly the canonical form of what it holds, every
 value is either hashed, signed, or must equal what the signed values imply.
 :func:`verify_proof` does all checks and raises IntegrityError naming the first that fails.
+
+:func:`build_proof` and :func:`chain_note` read the archive through the one verifier
+(:mod:`sealtrail.verify`): they prove nothing from a chain that does not check out up to
+and including what they prove.
 """
 
 from __future__ import annotations
@@ -26,17 +30,17 @@ from dataclasses import dataclass
 from typing import Any
 
 from sealtrail import layout
-from sealtrail.archive import ArchiveStore, ObjectMissingError
+from sealtrail.archive import ArchiveStore
 from sealtrail.core import merkle
 from sealtrail.core.canonical import ENTRY_FIELDS, canonical_json, entry_body
+from sealtrail.core.chain import entry_signature_problem
+from sealtrail.core.chain_walk import Step
 from sealtrail.core.checkpoint import SignedCheckpoint
-from sealtrail.core.hashing import ENTRY_DOMAIN, SIG_ENTRY_DOMAIN, sha256
-from sealtrail.core.note import checkpoint_body, sign_note
+from sealtrail.core.hashing import ENTRY_DOMAIN, sha256
+from sealtrail.core.note import checkpoint_body, consistency_request, sign_note
 from sealtrail.core.signing import Keyring, Signer
-from sealtrail.errors import DataError, DecodeError, IntegrityError, MalformedInputError
+from sealtrail.errors import DataError, IntegrityError, MalformedInputError
 from sealtrail.inputs import ListOf, Shape, check_shape, load_json
-from sealtrail.retention import walk_units
-from sealtrail.segments import read_segment
 
 __all__ = ["HOW", "ProofResult", "build_proof", "chain_note", "load_proof", "verify_proof"]
 
@@ -65,25 +69,52 @@ def _value_model(record: Mapping[str, Any]) -> dict[str, Any]:
     return doc
 
 
-def build_proof(store: ArchiveStore, event_id: str) -> bytes:
-    """The proof file for ``event_id`` (the first archived entry carrying it)."""
-    for unit in walk_units(store):
-        for position, record in enumerate(unit.records):
+class _Found(Exception):
+    """Stops a walk at what it was looking for."""
+
+    def __init__(self, step: Step, position: int = 0) -> None:
+        self.step = step
+        self.position = position
+
+
+def build_proof(store: ArchiveStore, event_id: str, keyring: Keyring) -> bytes:
+    """The proof file for ``event_id`` (the first archived entry carrying it), from a chain
+    verified against ``keyring`` up to and including the segment that holds it.
+    EventNotFoundError when no chain holds it; IntegrityError naming the breaks when it is
+    in no chain that checks out that far."""
+    from sealtrail.verify import now_us, walk_chain
+
+    def look(step: Step) -> None:
+        records = step.outcome.records if step.outcome is not None else None
+        for position, record in enumerate(records or ()):
             event = record.get("event")
             if isinstance(event, Mapping) and event.get("event_id") == event_id:
-                cp_bytes = store.get(unit.checkpoint_key)
-                signed = SignedCheckpoint.from_bytes(cp_bytes)
-                leaves = [r["entry_hash"] for r in unit.records]
-                doc = {
-                    "format": FORMAT, "how": HOW, "event_id": event_id,
-                    "entry": _value_model(record),
-                    "leaf_index": position, "tree_size": len(leaves),
-                    "inclusion_proof": [h.hex() for h in merkle.inclusion_proof(leaves,
-                                                                                position)],
-                    "checkpoint_key": unit.checkpoint_key,
-                    "checkpoint": json.loads(signed.to_bytes()),
-                }
-                return canonical_json(doc)
+                raise _Found(step, position)
+
+    breaks = []
+    now = now_us()
+    for chain_id in layout.chain_ids(store.list(layout.CHAINS)):
+        try:
+            walk = walk_chain(store, chain_id, keyring, now=now, want_records=True,
+                              on_step=look)
+        except _Found as found:
+            step, position = found.step, found.position
+            assert step.outcome is not None and step.outcome.records is not None
+            records = step.outcome.records
+            leaves = [r["entry_hash"] for r in records]
+            return canonical_json({
+                "format": FORMAT, "how": HOW, "event_id": event_id,
+                "entry": _value_model(records[position]),
+                "leaf_index": position, "tree_size": len(leaves),
+                "inclusion_proof": [h.hex() for h in merkle.inclusion_proof(leaves, position)],
+                "checkpoint_key": step.key,
+                "checkpoint": json.loads(step.signed.to_bytes()),
+            })
+        if walk.finding is not None:
+            breaks.append(walk.finding)
+    if breaks:
+        raise IntegrityError(f"event {event_id!r} is in no chain that checks out as far as "
+                             "it; the evidence breaks at: " + "; ".join(map(str, breaks)))
     raise EventNotFoundError(f"no archived entry holds event {event_id!r} in {store.url}")
 
 
@@ -166,8 +197,7 @@ def verify_proof(data: bytes, keyring: Keyring) -> ProofResult:
     ingested = entry["ingested_at"]
     if not isinstance(ingested, int) or not isinstance(entry["key_id"], str):
         raise IntegrityError("entry ingested_at/key_id have the wrong type")
-    problem = keyring.verify(entry["key_id"], SIG_ENTRY_DOMAIN + digest, signature,
-                             at_us=ingested)
+    problem = entry_signature_problem(keyring, entry["key_id"], digest, signature, ingested)
     if problem:
         raise IntegrityError(f"entry signature: {problem}")
     event = entry["event"]
@@ -176,7 +206,7 @@ def verify_proof(data: bytes, keyring: Keyring) -> ProofResult:
     signed = SignedCheckpoint.from_bytes(canonical_json(doc["checkpoint"]))
     if signed.to_bytes() != canonical_json(doc["checkpoint"]):
         raise IntegrityError("checkpoint is not in its archived canonical form")
-    cp_problem = signed.problem(keyring)
+    cp_problem = signed.problem(keyring) or signed.checkpoint.inconsistency()
     if cp_problem:
         raise IntegrityError(f"checkpoint: {cp_problem}")
     cp = signed.checkpoint
@@ -207,36 +237,55 @@ def verify_proof(data: bytes, keyring: Keyring) -> ProofResult:
 
 
 def chain_note(store: ArchiveStore, chain_id: str, *, origin: str, name: str,
-               signer: Signer, public_key: bytes, index: int | None = None) -> bytes:
-    """Checkpoint ``index`` (default: the newest) of ``chain_id`` as a C2SP signed note.
+               signer: Signer, public_key: bytes, keyring: Keyring,
+               index: int | None = None, since: int | None = None) -> bytes:
+    """Checkpoint ``index`` (default: the newest) of ``chain_id`` as a C2SP signed note,
+    once the chain checks out against ``keyring`` up to that checkpoint.
 
     The chain is the log: tree size = last_seq + 1, root = RFC 6962 root of the entry
-    hashes of seq 0..last_seq (read from the segments up to that checkpoint), and one
-    extension line ``sealtrail-checkpoint <index> <checkpoint_hash hex>``."""
-    keys = [k for k in store.list(f"{layout.CHAINS}{chain_id}/checkpoints/")
-            if layout.parse_index(k) is not None]
-    if not keys:
-        raise DataError(f"chain {chain_id!r} has no checkpoint in {store.url}")
-    last = len(keys) - 1 if index is None else index
-    leaves: list[bytes] = []
-    signed = None
-    for i in range(last + 1):
-        try:
-            signed = SignedCheckpoint.from_bytes(store.get(layout.checkpoint_key(chain_id, i)))
-        except ObjectMissingError:
-            raise DataError(f"checkpoint {i} of {chain_id!r} is missing") from None
-        cp = signed.checkpoint
-        if cp.segment_key:
-            try:
-                records = read_segment(store.get(cp.segment_key))
-            except (ObjectMissingError, DecodeError) as exc:
-                raise DataError(f"segment {cp.segment_key} is unusable: {exc}") from None
-            leaves.extend(r["entry_hash"] for r in records)
-        if len(leaves) != cp.last_seq + 1:
-            raise DataError(f"checkpoint {i} of {chain_id!r} does not follow on from the "
-                            "segments before it; run `sealtrail verify` first")
-    assert signed is not None
+    hashes of seq 0..last_seq, and one extension line ``sealtrail-checkpoint <index>
+    <checkpoint_hash hex>``. With ``since`` (an earlier checkpoint index): the RFC 9162
+    consistency proof from that checkpoint's tree to this one, before the note, as a C2SP
+    tlog-witness add-checkpoint body (``old <size>``, the proof, an empty line, the note)."""
+    from sealtrail.verify import now_us, walk_chain
+
+    reached: list[Step] = []
+    leaves: list[bytes] = []  # leaf hashes of every entry up to the checkpoint
+    sizes: dict[int, int] = {}  # checkpoint index -> tree size
+
+    def keep(step: Step) -> None:
+        reached[:] = [step]
+        if step.outcome is not None:
+            leaves.extend(step.outcome.leaf_hashes)
+        sizes[step.position] = step.signed.checkpoint.last_seq + 1
+        if step.position == index:
+            raise _Found(step)
+
+    try:
+        walk = walk_chain(store, chain_id, keyring, now=now_us(), on_step=keep)
+    except _Found:
+        pass
+    else:
+        if walk.finding is not None:
+            raise IntegrityError(f"chain {chain_id!r} does not check out up to checkpoint "
+                                 f"{'(newest)' if index is None else index}: {walk.finding}")
+    if not reached or (index is not None and reached[0].position != index):
+        raise DataError(f"chain {chain_id!r} has no checkpoint "
+                        f"{'' if index is None else index} in {store.url}")
+    step = reached[0]
+    assert step.tree_root is not None
+    cp = step.signed.checkpoint
     body = checkpoint_body(
-        f"{origin}/{chain_id}", len(leaves), merkle.root(leaves),
-        [f"sealtrail-checkpoint {signed.checkpoint.index} {signed.checkpoint_hash.hex()}"])
-    return sign_note(body, name, signer, public_key)
+        f"{origin}/{chain_id}", cp.last_seq + 1, step.tree_root,
+        [f"sealtrail-checkpoint {cp.index} {step.signed.checkpoint_hash.hex()}"])
+    note = sign_note(body, name, signer, public_key)
+    if since is None:
+        return note
+    old = sizes.get(since)
+    if old is None or since > cp.index or not 0 < old <= len(leaves):
+        raise DataError(f"--since {since}: not an earlier checkpoint of {chain_id!r} with "
+                        "entries whose segments are all still there")
+    tree = merkle.Frontier()
+    tree.extend(leaves[:old])
+    proof = merkle.consistency_proof(tree, leaves[old:])
+    return consistency_request(old, proof, note)

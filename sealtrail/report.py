@@ -1,11 +1,12 @@
 """A compliance report for a period, as one self-contained HTML page.
 
-The archive is read for the period (segments whose checkpoints cover it, checked as
-``replay`` checks them: checkpoint signatures, segment digests, entry hashes and links,
-and, unless turned off, entry signatures), and the page shows: events per day by service
-and by event type (charts: SVG images inlined as data: URIs, no script, no network),
-rejection and redaction rates, retention expirations ahead, legal holds, and the result
-of that verification per chain. Times are UTC; the period selects on ``ingested_at``.
+The archive is read for the period (segments whose checkpoints cover it, checked by the
+one verifier as ``verify`` checks them: checkpoint signatures, segment digests, entry
+hashes and links, and, unless turned off, entry signatures), and the page shows: events
+per day by service and by event type (charts: SVG images inlined as data: URIs, no
+script, no network), rejection and redaction rates, retention expirations ahead, legal
+holds, and the result of that verification per chain. Times are UTC; the period selects
+on ``ingested_at``.
 """
 
 from __future__ import annotations
@@ -17,9 +18,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sealtrail import layout
 from sealtrail.archive import ArchiveError
-from sealtrail.replay import ArchiveSource, Break, Query, check_segment, format_time
+from sealtrail.core.findings import Finding
+from sealtrail.verify import ArchiveReader
 
 __all__ = ["ReportData", "bar_chart_svg", "collect", "render_html"]
 
@@ -32,7 +33,7 @@ class ChainStatus:
     chain_id: str
     segments: int = 0
     entries: int = 0
-    problem: Break | None = None
+    problem: Finding | None = None
 
 
 @dataclass
@@ -70,27 +71,38 @@ def _day(us: int) -> str:
     return datetime.fromtimestamp(us / 1_000_000, UTC).strftime("%Y-%m-%d")
 
 
-def collect(source: ArchiveSource, since: int | None, until: int | None, *,
+def format_time(us: int | None) -> str:
+    """Microseconds as ISO-8601 UTC; "-" for None."""
+    if us is None:
+        return "-"
+    return datetime.fromtimestamp(us / 1_000_000, UTC).isoformat(timespec="seconds")
+
+
+def collect(source: ArchiveReader | object, since: int | None, until: int | None, *,
             now: datetime | None = None, expiry_months: int = 12) -> ReportData:
-    """Read the period from the archive (verified) and count what the report shows."""
+    """Read the period from the archive (verified) and count what the report shows.
+    ``source``: an :class:`ArchiveReader` (or anything with one as ``reader``)."""
+    reader: ArchiveReader = getattr(source, "reader", source)  # type: ignore[assignment]
     now = now or datetime.now(UTC)
-    data = ReportData(source.store.url, since, until,
-                      signatures_checked=source.entry_keyring is not None)
-    query = Query(since, until, include_rejections=True)
+    data = ReportData(reader.store.url, since, until,
+                      signatures_checked=reader.entry_keyring is not None)
     horizon = now + timedelta(days=31 * expiry_months)
-    for chain_id in layout.chain_ids(source.store.list(layout.CHAINS)):
+    for chain_id in reader.chain_ids():
         status = ChainStatus(chain_id)
         data.chains.append(status)
-        plan = source.plan(chain_id, query)
-        for task in source.tasks(plan, plan.first, query, jsonl=False):
-            seg = check_segment(task, source.entry_keyring)
+        plan = reader.plan(chain_id)
+        if since is not None:
+            plan.skip_before(since)
+        for planned, seg in reader.segments(plan, want_records=True):
             status.entries += seg.entries
-            if seg.problem is not None:
-                status.problem = seg.problem
+            if seg.finding is not None:
                 break
             status.segments += 1
-            for record in seg.matched:
-                day = _day(record["ingested_at"])
+            for record in seg.records or []:
+                at = record["ingested_at"]
+                if (since is not None and at < since) or (until is not None and at >= until):
+                    continue
+                day = _day(at)
                 data.entries_per_day[day] += 1
                 event = record.get("event")
                 if event is None:
@@ -101,14 +113,15 @@ def collect(source: ArchiveSource, since: int | None, until: int | None, *,
                 data.by_type[day][event["event_type"]] += 1
                 if record["redaction"]["fields"]:
                     data.redacted_events += 1
-        if status.problem is None:
-            status.problem = plan.problem
+            if until is not None and planned.checkpoint.created_at > until + plan.skew_us:
+                break  # every later segment was sealed after the period
+        status.problem = plan.problem
         for signed in plan.checkpoints:
             key = signed.checkpoint.segment_key
             if not key:
                 continue
             try:
-                until_at = source.store.retention(key).retain_until
+                until_at = reader.store.retention(key).retain_until
             except (ArchiveError, ValueError, OSError):
                 continue
             if now <= until_at <= horizon:

@@ -240,6 +240,7 @@ class ArchivedUnit:
     segment_key: str | None
     created_at: int
     records: tuple[Mapping[str, Any], ...]
+    retain_until: int | None = None  # signed in the checkpoint (format v2), microseconds
 
     @property
     def keys(self) -> tuple[str, ...]:
@@ -267,7 +268,8 @@ def walk_units(store: ArchiveStore, *, with_records: bool = True) -> Iterable[Ar
                     records = read_segment(store.get(seg))
                 except (DecodeError, ObjectMissingError):
                     records = []
-            yield ArchivedUnit(chain_id, index, cp_key, seg, cp.created_at, tuple(records))
+            yield ArchivedUnit(chain_id, index, cp_key, seg, cp.created_at, tuple(records),
+                               cp.retain_until)
 
 
 # -- report ----------------------------------------------------------------------------
@@ -350,6 +352,10 @@ def purge(store: ArchiveStore, *, now: datetime | None = None, dry_run: bool = F
     checkpoint chain whole, so verify still checks every remaining segment and reports the
     purged ones (docs/format.md, "Heartbeat checkpoints and purged segments").
 
+    The retain-until date that counts is the one the segment's checkpoint signs (format
+    v2), as verify reads it: a segment whose checkpoint signs none (v1) or a later date is
+    kept, whatever the retention records say.
+
     Refused for stores that enforce retention themselves (S3): use the lifecycle rules.
     """
     if store.enforces_retention:
@@ -366,6 +372,14 @@ def purge(store: ArchiveStore, *, now: datetime | None = None, dry_run: bool = F
                 store.retention(unit.checkpoint_key).refusal(unit.checkpoint_key, now))
         except ObjectMissingError:
             continue  # already purged
+        if not why and unit.retain_until is None:
+            why = (f"refusing to delete {unit.segment_key!r}: its checkpoint (format v1) signs "
+                   "no retention date, so verify could not tell its purge from a deletion")
+        elif not why and unit.retain_until is not None and \
+                unit.retain_until > now.timestamp() * 1_000_000:
+            signed = datetime.fromtimestamp(unit.retain_until // 1_000_000, UTC)
+            why = (f"refusing to delete {unit.segment_key!r}: its checkpoint signs retention "
+                   f"until {iso_z(signed)}")
         if why:
             result.kept.setdefault(unit.chain_id, why)
             continue

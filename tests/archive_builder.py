@@ -27,8 +27,9 @@ from sealtrail import layout
 from sealtrail.archive import ArchiveStore, open_store
 from sealtrail.core import merkle
 from sealtrail.core.chain import ChainHead, entry_hash, seal
-from sealtrail.core.checkpoint import SignedCheckpoint
+from sealtrail.core.checkpoint import Checkpoint, SignedCheckpoint
 from sealtrail.core.hashing import SIG_CHECKPOINT_DOMAIN, SIG_ENTRY_DOMAIN
+from sealtrail.core.merkle import Frontier
 from sealtrail.core.signing import Ed25519Signer, Keyring, PublicKey
 from sealtrail.segments import read_segment, write_segment
 
@@ -201,6 +202,15 @@ class BuiltArchive:
     def read_checkpoint(self, chain: int | str, index: int) -> SignedCheckpoint:
         return SignedCheckpoint.from_bytes(self.checkpoint_path(chain, index).read_bytes())
 
+    def frontier_before(self, chain: int | str, index: int) -> Frontier:
+        """The chain's Merkle tree before segment ``index`` (what a forger restating
+        checkpoint ``index`` extends)."""
+        if index == 0:
+            return Frontier()
+        found = self.read_checkpoint(chain, index - 1).checkpoint.frontier
+        assert found is not None, "a format v1 checkpoint states no tree"
+        return found
+
     def _chain(self, chain: int | str) -> str:
         return self.chain_ids[chain] if isinstance(chain, int) else chain
 
@@ -242,7 +252,13 @@ def build_archive(
     sealed: dict[str, list[dict[str, Any]]] = {c: [] for c in chain_ids}
     windows: dict[str, tuple[int, int | None]] = {}
     generation = 0
-    writer = SegmentWriter(store, archivers[0], retention_days=1, clock=clock)
+
+    def trusted() -> Keyring:  # what the archiver's tail checks trust, as the keys rotate
+        return keyring_of(*{k.key_id: k for k in [*sealers, *archivers]}.values(),
+                          windows=windows)
+
+    writer = SegmentWriter(store, archivers[0], retention_days=1, clock=clock,
+                           keyring=trusted)
     for index in range(segments):
         if rotate_at is not None and index == rotate_at:
             windows[sealers[0].key_id] = (0, clock.now)
@@ -251,7 +267,8 @@ def build_archive(
             windows[sealers[1].key_id] = (clock.now, None)
             windows[archivers[1].key_id] = (clock.now, None)
             generation = 1
-            writer = SegmentWriter(store, archivers[1], retention_days=1, clock=clock)
+            writer = SegmentWriter(store, archivers[1], retention_days=1, clock=clock,
+                                   keyring=trusted)
         for p, chain_id in enumerate(chain_ids):
             for _ in range(records):
                 seq = heads[chain_id].seq + 1
@@ -275,6 +292,21 @@ def build_archive(
 
 
 # -- tampering ---------------------------------------------------------------------------
+
+
+def _restate(cp: Checkpoint, records: list[dict[str, Any]], before: Frontier | None
+             ) -> Checkpoint:
+    """``cp`` restated, consistently, for ``records`` (what a holder of the key can do)."""
+    leaves = [r["entry_hash"] for r in records]
+    tree: dict[str, Any] = {}
+    if cp.version == 2:
+        frontier = (before or Frontier()).copy()
+        frontier.extend([merkle.leaf_hash(h) for h in leaves])
+        tree = {"tree_size": frontier.size, "tree_root": frontier.root(),
+                "tree_frontier": tuple(frontier.nodes)}
+    return replace(cp, first_seq=records[0]["seq"], last_seq=records[-1]["seq"],
+                   head_hash=records[-1]["entry_hash"], merkle_root=merkle.root(leaves),
+                   **tree)
 
 
 def write_object(path: Path, data: bytes) -> None:
@@ -329,14 +361,15 @@ def forge_checkpoint(
     key_id: str | None = None,
     records: list[dict[str, Any]] | None = None,
     segment: bytes | None = None,
+    before: Frontier | None = None,
 ) -> bytes:
     """The bytes of ``original`` re-signed by ``forger`` under ``key_id`` (default: the
-    forger's id), after restating it for ``records`` stored as ``segment`` if given."""
+    forger's id), after restating it for ``records`` stored as ``segment`` if given (a
+    version 2 checkpoint's chain tree too: ``before`` is the tree before the segment,
+    default empty)."""
     cp = original.checkpoint
     if records is not None:
-        cp = replace(cp, first_seq=records[0]["seq"], last_seq=records[-1]["seq"],
-                     head_hash=records[-1]["entry_hash"],
-                     merkle_root=merkle.root([r["entry_hash"] for r in records]))
+        cp = _restate(cp, records, before)
     if segment is not None:
         cp = replace(cp, segment_sha256=hashlib.sha256(segment).digest(),
                      segment_size=len(segment))

@@ -38,8 +38,11 @@ __all__ = [
 ENTRY = b"sealtrail:entry:v1\x00"
 GENESIS = b"sealtrail:genesis:v1\x00"
 CHECKPOINT = b"sealtrail:checkpoint:v1\x00"
+CHECKPOINT_V2 = b"sealtrail:checkpoint:v2\x00"
 SIG_ENTRY = b"sealtrail:sig:entry:v1\x00"
 SIG_CHECKPOINT = b"sealtrail:sig:checkpoint:v1\x00"
+INDEX = b"sealtrail:index:v1\x00"
+SIG_INDEX = b"sealtrail:sig:index:v1\x00"
 ZERO = bytes(32)
 
 # spec: "Sealed record" (the entry body)
@@ -49,7 +52,10 @@ COVERED = ("chain_id", "seq", "epoch", "kind", "event", "rejection", "redaction"
 STATEMENT_INTS = ("index", "first_seq", "last_seq", "segment_size", "created_at")
 STATEMENT_STRS = ("chain_id", "segment_key", "key_id")
 STATEMENT_HASHES = ("head_hash", "merkle_root", "prev_checkpoint_hash", "segment_sha256")
-CHECKPOINT_FORMAT = "sealtrail-checkpoint/v1"
+# spec: "Checkpoints, version 2"
+STATEMENT_V2 = ("retention_mode", "retention_class", "retain_until", "tree_size", "tree_root",
+                "tree_frontier")
+CHECKPOINT_FORMATS = {"sealtrail-checkpoint/v1": 1, "sealtrail-checkpoint/v2": 2}
 KEYRING_FORMAT = "sealtrail-keyring/v1"
 # spec: "Archive layout"
 INDEX_NAME = re.compile(r"^(\d{10})\.(avro|json)$")
@@ -149,6 +155,17 @@ def merkle_root(leaves: Sequence[bytes]) -> bytes:
     return sha256(b"\x01" + merkle_root(leaves[:k]) + merkle_root(leaves[k:]))
 
 
+def compact_range(leaves: Sequence[bytes]) -> list[bytes]:
+    """spec: "Checkpoints, version 2": for each 1 bit of the size, from the highest, the
+    MTH of the next 2^bit leaves."""
+    nodes, start, n = [], 0, len(leaves)
+    for bit in reversed(range(n.bit_length())):
+        if n >> bit & 1:
+            nodes.append(merkle_root(leaves[start:start + (1 << bit)]))
+            start += 1 << bit
+    return nodes
+
+
 # -- keyring (spec: "Public keyring") -------------------------------------------------------
 
 class Key:
@@ -241,17 +258,32 @@ class _Stop(Exception):
     pass
 
 
-def _parse_checkpoint(data: bytes) -> tuple[dict[str, Any], bytes, bytes, list[str]]:
-    """(statement, stored hash, signature, notes) or ValueError."""
+def _parse_checkpoint(data: bytes) -> tuple[dict[str, Any], bytes, bytes, list[str], int]:
+    """(statement, stored hash, signature, notes, version) or ValueError."""
     doc = json.loads(data.decode("utf-8"))
-    if not isinstance(doc, dict) or doc.get("format") != CHECKPOINT_FORMAT:
-        raise ValueError(f"format is not {CHECKPOINT_FORMAT}")
+    version = CHECKPOINT_FORMATS.get(doc.get("format")) if isinstance(doc, dict) else None
+    if version is None:
+        raise ValueError(f"format is not one of {sorted(CHECKPOINT_FORMATS)}")
     if set(doc) != {"format", "checkpoint", "checkpoint_hash", "signature"}:
         raise ValueError(f"unexpected members {sorted(doc)}")
     st = doc["checkpoint"]
     expected = set(STATEMENT_INTS) | set(STATEMENT_STRS) | set(STATEMENT_HASHES)
+    if version == 2:
+        expected |= set(STATEMENT_V2)
     if not isinstance(st, dict) or set(st) != expected:
-        raise ValueError("statement does not have exactly the twelve fields")
+        raise ValueError(f"statement does not have exactly the fields of version {version}")
+    if version == 2:
+        if st["retention_mode"] not in ("COMPLIANCE", "GOVERNANCE") or \
+                not isinstance(st["retention_class"], str) or not st["retention_class"]:
+            raise ValueError("retention_mode or retention_class is not valid")
+        for name in ("retain_until", "tree_size"):
+            if not _strict_int(st[name]) or st[name] < 0:
+                raise ValueError(f"{name} is not a non-negative integer")
+        frontier = st["tree_frontier"]
+        if not isinstance(st["tree_root"], str) or not HEX64.match(st["tree_root"]) or \
+                not isinstance(frontier, list) or \
+                not all(isinstance(h, str) and HEX64.match(h) for h in frontier):
+            raise ValueError("tree_root or tree_frontier is not lowercase hex hashes")
     for name in STATEMENT_INTS:
         if not _strict_int(st[name]):
             raise ValueError(f"{name} is not an integer")
@@ -270,7 +302,8 @@ def _parse_checkpoint(data: bytes) -> tuple[dict[str, Any], bytes, bytes, list[s
     notes = []
     if canonical_json(doc) != data:
         notes.append("checkpoint file is not in canonical form")
-    return st, bytes.fromhex(doc["checkpoint_hash"]), bytes.fromhex(doc["signature"]), notes
+    return (st, bytes.fromhex(doc["checkpoint_hash"]), bytes.fromhex(doc["signature"]), notes,
+            version)
 
 
 def _index_files(directory: Path) -> list[str]:
@@ -279,7 +312,87 @@ def _index_files(directory: Path) -> list[str]:
     return sorted(p.name for p in directory.iterdir() if not p.name.startswith(TMP_PREFIX))
 
 
-def _verify_chain(root: Path, chain_id: str, keys: dict[str, Key]) -> list[str]:
+# -- the archive index (spec: "Archive index", verification step 0) -----------------------
+
+INDEX_STATEMENT = {"archive_id", "seq", "prev_index_hash", "created_at", "key_id",
+                   "chains_size", "chains_root", "schemas_size", "schemas_root",
+                   "log_frontier"}
+CHAIN_ENTRY = {"chain_id", "checkpoint_index", "checkpoint_hash", "tree_size", "head_hash",
+               "topic", "partition"}
+
+
+def _parse_index(data: bytes, keys: dict[str, Key]) -> dict[str, Any]:
+    """A valid index document, or ValueError saying why not."""
+    doc = json.loads(data.decode("utf-8"))
+    if not isinstance(doc, dict) or doc.get("format") != "sealtrail-index/v1" or set(doc) != {
+            "format", "index", "chains", "schemas", "index_hash", "signature"}:
+        raise ValueError("not a sealtrail-index/v1 document")
+    st, chains, schemas = doc["index"], doc["chains"], doc["schemas"]
+    if not isinstance(st, dict) or set(st) != INDEX_STATEMENT:
+        raise ValueError("statement does not have exactly the fields of the format")
+    if not all(isinstance(c, dict) and set(c) == CHAIN_ENTRY for c in chains) or \
+            not all(isinstance(x, dict) and set(x) == {"key", "sha256"} for x in schemas):
+        raise ValueError("chain or schema entries do not have the fields of the format")
+    digest = sha256(INDEX + canonical_json(st))
+    if digest.hex() != doc["index_hash"]:
+        raise ValueError("index_hash does not match the statement")
+    bad = check_signature(keys, st["key_id"], SIG_INDEX + digest,
+                          bytes.fromhex(doc["signature"]), st["created_at"])
+    if bad:
+        raise ValueError(f"{bad[0]}: {bad[1]}")
+    ids = [c["chain_id"] for c in chains]
+    if ids != sorted(set(ids)):
+        raise ValueError("chains are not sorted and unique")
+    for name, items in (("chains", chains), ("schemas", schemas)):
+        if st[f"{name}_size"] != len(items) or st[f"{name}_root"] != merkle_root(
+                [canonical_json(i) for i in items]).hex():
+            raise ValueError(f"{name} are not the ones the statement roots")
+    if len(st["log_frontier"]) != bin(st["seq"]).count("1"):
+        raise ValueError("log_frontier does not fit seq")
+    if canonical_json(doc) != data:
+        raise ValueError("index file is not in canonical form")
+    return doc
+
+
+def _read_index(root: Path, keys: dict[str, Key]) -> tuple[list[str], dict[str, Any] | None]:
+    """(problems, newest valid index document or None) of the archive's index series."""
+    names = _index_files(root / "index")
+    problems: list[str] = []
+    for n, name in enumerate(names):
+        if name != f"{n:010d}.json":
+            problems.append(f"archive: missing: index {n} is absent (found {name})")
+            break
+    if not names:
+        return problems, None
+    docs = []
+    for name in names[-2:]:
+        try:
+            docs.append(_parse_index((root / "index" / name).read_bytes(), keys))
+        except (ValueError, UnicodeDecodeError, KeyError, TypeError) as exc:
+            problems.append(f"archive: malformed: index {name}: {exc}")
+            return problems, None
+    newest = docs[-1]
+    if len(docs) == 2:  # spec: an append-only successor of the one before it
+        older, new = docs[0], docs[1]
+        if new["index"]["prev_index_hash"] != older["index_hash"] or \
+                new["index"]["archive_id"] != older["index"]["archive_id"]:
+            problems.append("archive: fork: the newest index does not link to the one before")
+        now = {c["chain_id"]: c for c in new["chains"]}
+        for c in older["chains"]:
+            if c["chain_id"] not in now or now[c["chain_id"]]["checkpoint_index"] < \
+                    c["checkpoint_index"]:
+                problems.append(f"archive: fork: chain {c['chain_id']} goes back")
+    for entry in newest["schemas"]:
+        path = root.joinpath(*entry["key"].split("/"))
+        if not path.is_file() or sha256(path.read_bytes()).hex() != entry["sha256"]:
+            problems.append(f"archive: modified: schema file {entry['key']} is not the one "
+                            "the index lists")
+    return problems, newest
+
+
+def _verify_chain(root: Path, chain_id: str, keys: dict[str, Key],
+                  anchor: dict[str, Any] | None = None) -> list[str]:
+    """The chain's problems; ``anchor``: the newest index's entry for it."""
     problems: list[str] = []
     chain_dir = root / "chains" / chain_id
 
@@ -289,6 +402,8 @@ def _verify_chain(root: Path, chain_id: str, keys: dict[str, Key]) -> list[str]:
 
     head_seq, head_hash, head_epoch = -1, genesis_hash(chain_id), 0
     prev_cp = ZERO
+    version_seen = 1
+    all_leaves: list[bytes] = []  # every entry hash of the chain so far (its Merkle tree)
     last_source: tuple[str, int, int] | None = None
     referenced: set[str] = set()
     checkpoints = _index_files(chain_dir / "checkpoints")
@@ -301,10 +416,10 @@ def _verify_chain(root: Path, chain_id: str, keys: dict[str, Key]) -> list[str]:
                 raise stop("missing", f"{where} is absent (found {name})")
             data = (chain_dir / "checkpoints" / name).read_bytes()
             try:
-                st, stored_hash, cp_sig, notes = _parse_checkpoint(data)
+                st, stored_hash, cp_sig, notes, version = _parse_checkpoint(data)
             except (ValueError, UnicodeDecodeError) as exc:
                 raise stop("malformed", f"{where}: {exc}") from None
-            cp_hash = sha256(CHECKPOINT + canonical_json(st))
+            cp_hash = sha256((CHECKPOINT if version == 1 else CHECKPOINT_V2) + canonical_json(st))
             if cp_hash != stored_hash:
                 raise stop("signature", f"{where}: checkpoint_hash does not match statement")
             bad = check_signature(keys, st["key_id"], SIG_CHECKPOINT + cp_hash, cp_sig,
@@ -378,9 +493,26 @@ def _verify_chain(root: Path, chain_id: str, keys: dict[str, Key]) -> list[str]:
                 raise stop("modified", f"Merkle root of {seg_key} differs from {where}")
             if head_hash != bytes.fromhex(st["head_hash"]) or head_seq != st["last_seq"]:
                 raise stop("modified", f"chain head differs from {where}")
+            all_leaves.extend(r["entry_hash"] for r in records)
+            if version < version_seen:
+                raise stop("modified", f"{where} is version {version} after {version_seen}")
+            if anchor is not None and anchor["checkpoint_index"] == p and \
+                    anchor["checkpoint_hash"] != cp_hash.hex():
+                raise stop("fork", f"{where} is not the one the newest index lists")
+            version_seen = version
+            if version == 2 and (
+                    st["tree_size"] != len(all_leaves)
+                    or bytes.fromhex(st["tree_root"]) != merkle_root(all_leaves)
+                    or [bytes.fromhex(h) for h in st["tree_frontier"]]
+                    != compact_range(all_leaves)):
+                raise stop("modified", f"{where} states a chain tree that is not the tree of "
+                           "the entries so far")
             prev_cp = cp_hash
     except _Stop:
         return problems
+    if anchor is not None and anchor["checkpoint_index"] >= len(checkpoints):
+        return [f"chain {chain_id}: rollback: the newest index lists checkpoint "
+                f"{anchor['checkpoint_index']}, the chain ends at {len(checkpoints) - 1}"]
     for name in _index_files(chain_dir / "segments"):
         key = f"chains/{chain_id}/segments/{name}"
         if key not in referenced:
@@ -402,7 +534,19 @@ def verify_dir(archive_dir: str | Path, keyring_path: str | Path) -> list[str]:
         if chains_dir.is_dir() else []
     if not chain_ids:
         return [f"archive {root} holds no chains"]
-    problems: list[str] = []
+    problems, newest = _read_index(root, keys)
+    listed = {c["chain_id"]: c for c in newest["chains"]} if newest else {}
     for chain_id in chain_ids:
-        problems.extend(_verify_chain(root, chain_id, keys))
+        problems.extend(_verify_chain(root, chain_id, keys, listed.get(chain_id)))
+        first = chains_dir / chain_id / "checkpoints" / f"{0:010d}.json"
+        if newest is not None and chain_id not in listed and first.is_file():
+            try:  # spec: verification step 4
+                created = json.loads(first.read_bytes())["checkpoint"]["created_at"]
+            except (ValueError, KeyError, TypeError):
+                continue
+            if created <= newest["index"]["created_at"]:
+                problems.append(f"chain {chain_id}: unindexed: older than the newest index "
+                                "but not in it")
+    for chain_id in sorted(set(listed) - set(chain_ids)):
+        problems.append(f"chain {chain_id}: missing: the newest index lists it")
     return problems

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from archive_builder import build_archive
@@ -45,6 +46,46 @@ def test_completeness_as_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     doc = json.loads(out[out.rindex('{\n  "completeness"'):])
     [part] = doc["completeness"]
     assert part["complete"] and part["ranges"] == [[0, 3]] and part["holes"] == []
+
+
+def test_a_partition_the_index_knows_but_no_chain_covers_is_missing(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A whole chain deleted: besides verify's finding, --completeness names its raw
+    partition, which the signed archive index knows, as MISSING (covered by nothing)."""
+    import shutil
+
+    built = build_archive(tmp_path, chains=2, segments=2, records=3)
+    shutil.rmtree(built.root / "chains" / built.chain_ids[1])
+    code = main(["verify", str(built.root), "--keys", str(built.keyring_path),
+                 "--completeness"])
+    out = capsys.readouterr().out
+    assert code == 1
+    assert "COMPLETE audit.raw/0: offsets 0..5" in out
+    assert (f"MISSING  audit.raw/1: the signed archive index knows it (chain "
+            f"{built.chain_ids[1]})") in out
+
+
+def _after_retention() -> Any:
+    """A time after the retention the checkpoints sign (the policy's longest: 7 years)."""
+    from datetime import UTC, datetime, timedelta
+
+    return datetime.now(UTC) + timedelta(days=8 * 366)
+
+
+def _completeness(store: Any, when: Any) -> tuple[int, str]:
+    """verify --completeness as of ``when`` (the CLI verifies as of now): its exit code
+    and output. Purged segments count only after their signed retain-until."""
+    import io
+
+    from compliance_helpers import KEYRING
+
+    from sealtrail.completeness import print_completeness
+    from sealtrail.verify import verify_archive
+
+    report = verify_archive(store, KEYRING, now_us=int(when.timestamp() * 1_000_000))
+    out = io.StringIO()
+    code = print_completeness(report, out=out)
+    return max(code, 0 if report.ok else 1), out.getvalue()
 
 
 def _write_keyring(tmp_path: Path) -> str:
@@ -95,10 +136,9 @@ def test_an_archive_whose_every_segment_was_purged_is_complete(
     feed.segment(["auth.login"])
     assert w.heartbeat(0.0) == 1
     age_sidecars(tmp_path / "a")
-    assert len(purge(store).deleted) == 2
-    code = main(["verify", str(tmp_path / "a"), "--keys", _write_keyring(tmp_path),
-                 "--completeness"])
-    out = capsys.readouterr().out
+    later = _after_retention()
+    assert len(purge(store, now=later).deleted) == 2
+    code, out = _completeness(store, later)
     assert code == 0, out
     assert "3 entries were in segments purged" in out and "only purged ones" in out
 
@@ -125,10 +165,10 @@ def test_purged_segments_are_counted_from_their_checkpoints(
         apply_hold(store, f"CASE-{segment}", HoldSelector(at, at), policy=policy(),
                    progress_dir=tmp_path / "progress", operator="tester")
     age_sidecars(root)
-    assert len(purge(store).deleted) == 3
+    later = _after_retention()
+    assert len(purge(store, now=later).deleted) == 3
     keys = _write_keyring(tmp_path)
-    code = main(["verify", str(root), "--keys", keys, "--completeness"])
-    out = capsys.readouterr().out
+    code, out = _completeness(store, later)
     assert code == 0, out
     assert "COMPLETE audit.raw/0: offsets 2..7 (6 records, 1 chain(s))" in out
     assert "6 entries were in segments purged after their retention" in out

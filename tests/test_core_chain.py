@@ -332,7 +332,7 @@ def test_resealed_forgery_by_untrusted_key_is_refused() -> None:
     forged = seal_all([_sample_unsealed(), _sample_unsealed()], signer=OTHER)
     assert first_problem(forged, keyring=None) is None
     problem = check_entry(ChainHead.genesis(CHAIN), forged[0], KEYRING)
-    assert problem is not None and problem.kind == "signature"
+    assert problem is not None and problem.kind == "unknown-key"
     assert "unknown key" in problem.message
     assert forged[0]["entry_hash"] != records[0]["entry_hash"]
 
@@ -382,12 +382,15 @@ def test_problem_messages_carry_expected_and_found() -> None:
     problem = check_entry(genesis, bad_link, None)
     assert problem is not None and problem.kind == "link"
     assert bytes(32).hex() in problem.message and genesis.entry_hash.hex() in problem.message
+    assert (problem.expected, problem.found) == (genesis.entry_hash.hex(), bytes(32).hex())
     bad_hash = {**record, "entry_hash": b"\x01" * 32}
     problem = check_entry(genesis, bad_hash, None)
     assert problem is not None and problem.kind == "hash"
     assert ("01" * 32) in problem.message and record["entry_hash"].hex() in problem.message
+    assert (problem.expected, problem.found) == (record["entry_hash"].hex(), "01" * 32)
     wrong_seq = {**record, "seq": 5}
-    assert check_entry(genesis, wrong_seq, None) == LinkError("seq", "expected seq 0, found 5")
+    assert check_entry(genesis, wrong_seq, None) == LinkError("seq", "expected seq 0, found 5",
+                                                              "0", "5")
 
 
 @pytest.mark.parametrize("missing", [*ENTRY_FIELDS, "entry_hash", "signature"])

@@ -18,7 +18,7 @@ from sealtrail.errors import IntegrityError
 
 SIGNER = Ed25519Signer(bytes(range(32)))
 KEYRING = Keyring.of([PublicKey(SIGNER.key_id, SIGNER.public_key, 0, 10**18)])
-FIELDS = [f.name for f in dataclasses.fields(Checkpoint)]
+FIELDS = [f.name for f in dataclasses.fields(Checkpoint)][:12]  # version 1; v2 adds six
 
 
 def _checkpoint(**overrides: Any) -> Checkpoint:
@@ -217,3 +217,55 @@ def test_from_bytes_refuses_malformed_input(data: bytes) -> None:
     """Anything that is not a well-formed archived checkpoint raises IntegrityError."""
     with pytest.raises(IntegrityError, match=r"malformed checkpoint|checkpoint field"):
         SignedCheckpoint.from_bytes(data)
+
+
+# -- version 2: signed retention and the chain's tree -------------------------------------
+
+
+def _v2(**overrides: Any) -> Checkpoint:
+    from sealtrail.core.merkle import Frontier, leaf_hashes
+
+    tree = Frontier()
+    tree.extend(leaf_hashes([bytes([i]) * 32 for i in range(150)]))
+    values: dict[str, Any] = {
+        "retention_mode": "COMPLIANCE", "retention_class": "pci_dss",
+        "retain_until": 1_731_536_000_000_000, "tree_size": 150, "tree_root": tree.root(),
+        "tree_frontier": tuple(tree.nodes)}
+    values.update(overrides)
+    return _checkpoint(**values)
+
+
+def test_v2_signs_retention_and_tree_under_its_own_domain() -> None:
+    """A v2 statement has the twelve v1 fields and six more, is hashed under
+    sealtrail:checkpoint:v2 and archived as sealtrail-checkpoint/v2; it round-trips."""
+    from sealtrail.core.hashing import CHECKPOINT_V2_DOMAIN
+
+    cp = _v2()
+    assert cp.version == 2 and cp.inconsistency() is None
+    doc = cp.to_json()
+    assert set(doc) == set(FIELDS) | {"retention_mode", "retention_class", "retain_until",
+                                      "tree_size", "tree_root", "tree_frontier"}
+    assert doc["tree_frontier"] == [h.hex() for h in cp.tree_frontier or ()]
+    signed = cp.sign(SIGNER)
+    assert signed.checkpoint_hash == sha256(CHECKPOINT_V2_DOMAIN, canonical_json(doc))
+    data = signed.to_bytes()
+    assert json.loads(data)["format"] == "sealtrail-checkpoint/v2"
+    assert SignedCheckpoint.from_bytes(data) == signed and signed.problem(KEYRING) is None
+    assert cp.frontier is not None and cp.frontier.root() == cp.tree_root
+
+
+def test_v2_statements_must_be_whole_and_consistent() -> None:
+    """Half a v2 statement is refused; a tree whose size is not last_seq + 1 or whose root is
+    not its compact range's is reported by inconsistency() (checked after the signature)."""
+    with pytest.raises(IntegrityError, match="states all of"):
+        _checkpoint(retain_until=1)
+    assert "tree_size 151" in (_v2(tree_size=151).inconsistency() or "")
+    assert "tree_root" in (_v2(tree_root=b"\x09" * 32).inconsistency() or "")
+    v1_doc = json.loads(_checkpoint().sign(SIGNER).to_bytes())
+    v1_doc["format"] = "sealtrail-checkpoint/v2"
+    with pytest.raises(IntegrityError, match="exactly the fields"):
+        SignedCheckpoint.from_bytes(canonical_json(v1_doc))
+    v2_doc = json.loads(_v2().sign(SIGNER).to_bytes())
+    v2_doc["format"] = "sealtrail-checkpoint/v1"
+    with pytest.raises(IntegrityError, match="exactly the fields"):
+        SignedCheckpoint.from_bytes(canonical_json(v2_doc))

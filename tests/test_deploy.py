@@ -201,6 +201,34 @@ def test_kubernetes_deployments_mount_config_and_probe_health() -> None:
         assert out.stdout.count("kind: Deployment") == 3
 
 
+def test_the_witness_runs_on_a_schedule_with_its_own_state() -> None:
+    """deploy/ runs `sealtrail witness` on a schedule: a Kubernetes CronJob (one run at a
+    time, no retry of a refusal) and a compose service, each with a real command line, the
+    public keyring only, and a state volume of its own."""
+    docs = k8s_docs()
+    [job] = [d for d in docs if d["kind"] == "CronJob"]
+    assert job["spec"]["concurrencyPolicy"] == "Forbid" and job["spec"]["schedule"]
+    spec = job["spec"]["jobTemplate"]["spec"]
+    assert spec["backoffLimit"] == 0
+    (container,) = spec["template"]["spec"]["containers"]
+    args = build_parser().parse_args(container["args"])
+    assert args.command == "witness" and args.state == "/var/lib/sealtrail-witness"
+    assert args.keys.endswith("public.json") and "/etc/sealtrail/keys" not in args.keys
+    mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+    assert mounts["state"] == args.state
+    volumes = {v["name"]: v for v in spec["template"]["spec"]["volumes"]}
+    assert "persistentVolumeClaim" in volumes["state"]
+    assert any(d["kind"] == "PersistentVolumeClaim" for d in docs)
+    witness = compose()["services"]["witness"]
+    line = witness["command"][0]
+    assert "sealtrail witness" in line and "--state /var/lib/sealtrail-witness" in line
+    assert "witness-state:/var/lib/sealtrail-witness" in witness["volumes"]
+    cli = line[line.index("sealtrail witness") + len("sealtrail "):line.index("||")]
+    parsed = build_parser().parse_args(cli.replace('"$$SEALTRAIL_ARCHIVE_URL"', "s3://b/a")
+                                       .split())
+    assert parsed.command == "witness"
+
+
 def test_terraform_bucket_is_locked_and_policed() -> None:
     """The Terraform bucket has Object Lock with a default retention, versioning, a policy
     denying deletes and insecure transport; `terraform fmt -check` passes if installed."""

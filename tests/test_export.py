@@ -108,7 +108,70 @@ def test_export_refuses_to_prove_from_a_tampered_segment(tmp_path: Path) -> None
     overwrite(built.segment_path(0, 1), segment_bytes(built.chain_ids[0], records))
     query = parse_query("actor:user-3")
     rows = index.search(query)
-    with pytest.raises(IntegrityError, match="does not match checkpoint 1"):
+    with pytest.raises(IntegrityError, match="seq 8: modified: segment bytes do not match "
+                       "checkpoint 1"):
         build_export(built.store, built.keyring, rows, query, coverage=index.coverage(),
                      operator="t")
     index.close()
+
+
+def test_events_jsonl_must_be_exactly_the_proven_entries(exported: tuple[Path, Path, int],
+                                                         tmp_path: Path) -> None:
+    """events.jsonl naming another actor and action fails, even with the manifest's
+    digests updated to match (the manifest is unsigned context, not evidence); a line
+    added fails; dropping events.jsonl altogether leaves a bundle that proves its proofs."""
+    import hashlib
+
+    from sealtrail.core.signing import Keyring
+
+    bundle, keys, expected = exported
+    keyring = Keyring.loads(keys.read_text())
+    with zipfile.ZipFile(bundle) as z:
+        events = z.read("events.jsonl")
+        manifest = json.loads(z.read("manifest.json"))
+    lines = events.splitlines(keepends=True)
+    doc = json.loads(lines[0])
+    doc["event"]["actor"]["id"], doc["event"]["action"] = "someone-else", "approve"
+    from sealtrail.core.canonical import canonical_json
+
+    forged = canonical_json(doc) + b"\n" + b"".join(lines[1:])
+    manifest["files"]["events.jsonl"] = hashlib.sha256(forged).hexdigest()
+    altered = rewrite(bundle, {"events.jsonl": forged,
+                               "manifest.json": json.dumps(manifest).encode()})
+    result = verify_export(altered, keyring)
+    assert not result.ok and result.count == expected
+    assert result.problems == ["events.jsonl: line 1 is not the entry "
+                               + sorted(n for n in zipfile.ZipFile(bundle).namelist()
+                                        if n.startswith("proofs/"))[0] + " proves "
+                               "(events.jsonl must hold exactly the proven entries)"]
+    extra = events + lines[0]
+    manifest["files"]["events.jsonl"] = hashlib.sha256(extra).hexdigest()
+    added = verify_export(rewrite(bundle, {"events.jsonl": extra,
+                                           "manifest.json": json.dumps(manifest).encode()}),
+                          keyring)
+    assert any("holds more than" in p for p in added.problems)
+    del manifest["files"]["events.jsonl"]
+    dropped = verify_export(rewrite(bundle, {"events.jsonl": None,
+                                             "manifest.json": json.dumps(manifest).encode()}),
+                            keyring)
+    assert dropped.ok and not dropped.events_checked and dropped.count == expected
+    proc = sealtrail(tmp_path, "verify-export", bundle, "--keys", keys)
+    assert "events.jsonl is exactly the proven entries" in proc.stdout
+    assert "unsigned context (the manifest; not evidence)" in proc.stdout
+
+
+def test_a_bundle_with_no_proof_fails(exported: tuple[Path, Path, int], tmp_path: Path) -> None:
+    """An empty bundle (every proof removed, the manifest made to agree) proves nothing and
+    fails: exit 1."""
+    bundle, keys, _ = exported
+    with zipfile.ZipFile(bundle) as z:
+        names = z.namelist()
+        manifest = json.loads(z.read("manifest.json"))
+    manifest["count"], manifest["files"] = 0, {}
+    empty = rewrite(bundle, {**{n: None for n in names if n != "README.txt"},
+                             "manifest.json": json.dumps(manifest).encode()})
+    out = tmp_path / "empty.zip"
+    out.write_bytes(empty)
+    proc = sealtrail(tmp_path, "verify-export", out, "--keys", keys)
+    assert proc.returncode == 1, proc.stdout
+    assert "the bundle holds no proof: it proves nothing" in proc.stdout

@@ -100,8 +100,9 @@ def test_verify_reports_staleness_and_max_age_fails(tmp_path: Path) -> None:
     assert 55 < fresh.chains[0].age_seconds < 65
     stale = verify_archive(store, KEYRING, now_us=T0 + 7200 * 1_000_000,
                            max_age_seconds=3600)
-    assert _kinds(stale) == ["stale"]
+    assert _kinds(stale) == ["stale", "stale"]  # the chain's newest checkpoint, the index
     assert "7200 s old" in stale.chains[0].findings[0].message
+    assert "index (0) is 7200 s old" in stale.findings[0].message
 
 
 def test_archiver_writes_heartbeats_for_idle_owned_chains(settings: Settings,
@@ -168,14 +169,43 @@ def test_verify_checks_locks_and_accepts_a_well_protected_archive(s3: str,
 @pytest.mark.s3
 def test_verify_flags_an_object_written_without_a_lock(s3: str) -> None:
     """A segment whose current version carries no Object Lock (same bytes, written around
-    sealtrail) is reported by name as unlocked."""
+    sealtrail) fails the lock check by name. moto answers GetObjectRetention for such a
+    version with an HTTP 500 (AWS answers NoSuchObjectLockConfiguration), and verify says
+    that the lock could not be read and why, rather than claiming "no retention"."""
     store = _store(s3, "nolock")
     ChainFeeder(writer(store)).segment(["auth.login"])
     key = layout.segment_key(CHAIN, 0)
     raw_client(s3).put_object(Bucket="locks", Key=f"nolock/{key}", Body=store.get(key))
     report = verify_archive(store, KEYRING, locks=policy())
     findings = report.chains[0].findings
-    assert [(f.kind, f.segment) for f in findings] == [("unlocked", key)]
+    assert [(f.kind, f.segment) for f in findings] == [("lock-unreadable", key)]
+    assert "could not be read" in findings[0].message and "500" in findings[0].message
+
+
+def test_lock_findings_tell_no_retention_from_a_read_error(tmp_path: Path) -> None:
+    """An object with no retention record is *unlocked*; one whose retention cannot be read
+    (a server or permission error) is *lock-unreadable*, with the error, never "unlocked"."""
+    from sealtrail.archive import ArchiveError
+
+    root = tmp_path / "a"
+    store = open_store(root)
+    ChainFeeder(writer(store)).segment(["auth.login"])
+    seg, cp = layout.segment_key(CHAIN, 0), layout.checkpoint_key(CHAIN, 0)
+    (root / "_retention" / f"{seg}.json").unlink()
+    report = verify_archive(store, KEYRING, locks=policy())
+    assert [(f.kind, f.segment) for f in report.chains[0].findings] == [("unlocked", seg)]
+    real = store.retention
+
+    def flaky(key: str):  # type: ignore[no-untyped-def]
+        if key == cp:
+            raise ArchiveError("S3 could not read the Object Lock state: 503 SlowDown")
+        return real(key)
+
+    store.retention = flaky  # type: ignore[method-assign]
+    report = verify_archive(store, KEYRING, locks=policy())
+    kinds = {f.segment: (f.kind, f.message) for f in report.chains[0].findings}
+    assert kinds[seg][0] == "unlocked"
+    assert kinds[cp][0] == "lock-unreadable" and "503 SlowDown" in kinds[cp][1]
 
 
 @pytest.mark.s3
@@ -221,7 +251,8 @@ def test_verify_cli_on_s3_checks_locks_by_default(s3: str, tmp_path: Path,
                                                   monkeypatch: pytest.MonkeyPatch,
                                                   capsys: pytest.CaptureFixture[str]) -> None:
     """`sealtrail verify s3://...` checks locks without being asked and exits 1 on an
-    unlocked object, naming it."""
+    object whose lock does not check out, naming it (moto answers 500 for an unlocked
+    version: see test_verify_flags_an_object_written_without_a_lock)."""
     from archive_builder import write_keyring
 
     from sealtrail.cli.main import main
@@ -238,5 +269,5 @@ def test_verify_cli_on_s3_checks_locks_by_default(s3: str, tmp_path: Path,
     keys = write_keyring(tmp_path / "public.json", KEYRING)
     assert main(["verify", "s3://locks/cli", "--keys", str(keys)]) == 1
     out = capsys.readouterr().out
-    assert "unlocked" in out and key in out
+    assert "lock-unreadable" in out and key in out and "500" in out
     assert main(["verify", "s3://locks/cli", "--keys", str(keys), "--no-locks"]) == 0

@@ -80,10 +80,45 @@ def test_init_writes_private_files_and_keeps_existing_keys(tmp_path: Path) -> No
     assert not created and again.key_id == signer.key_id
 
 
+def test_keep_retired_writes_it_encrypted_and_only_with_a_passphrase(tmp_path: Path) -> None:
+    """--keep-retired keeps the old seed only encrypted (PKCS#8 PEM, 0600), readable back
+    with the passphrase alone; a short passphrase is refused before anything changes."""
+    from sealtrail.errors import ConfigError, KeyMaterialError
+    from sealtrail.keyfiles import load_encrypted
+
+    keys = tmp_path / "keys"
+    old, _ = init_keys(keys)
+    with pytest.raises(ConfigError, match="at least 12"):
+        rotate_signing_key(keys, keep_passphrase=b"short")
+    assert load_signer(keys).key_id == old.key_id  # nothing rotated
+    rotation = rotate_signing_key(keys, keep_passphrase=b"correct horse battery")
+    assert rotation.retired_file is not None and _mode(rotation.retired_file) == 0o600
+    data = rotation.retired_file.read_bytes()
+    assert data.startswith(b"-----BEGIN ENCRYPTED PRIVATE KEY-----")
+    seed = old._key.private_bytes_raw()
+    assert base64.b64encode(seed) not in data and seed not in data
+    assert load_encrypted(rotation.retired_file, b"correct horse battery") == seed
+    with pytest.raises(KeyMaterialError, match="wrong passphrase"):
+        load_encrypted(rotation.retired_file, b"wrong horse battery")
+
+
+def test_rotation_warns_of_retired_keys_left_in_clear(tmp_path: Path) -> None:
+    """A retired signing key an earlier version kept in clear is named by the next
+    rotation (it can still sign backdated evidence)."""
+    keys = tmp_path / "keys"
+    init_keys(keys)
+    from sealtrail.keys import SIGNING_KEY, read_private, write_private
+
+    write_private(keys / "retired" / "ed25519_0000.key", read_private(keys / SIGNING_KEY))
+    rotation = rotate_signing_key(keys)
+    assert rotation.plaintext_retired == (keys / "retired" / "ed25519_0000.key",)
+
+
 def test_rotation_sets_windows_and_retires_the_old_key(tmp_path: Path) -> None:
     """After rotate, the new key is valid from the rotation instant and the old one until
-    it plus the grace period; the retired private key is kept 0600; old signatures made in
-    the window verify, and nothing either key signs outside its window does."""
+    it plus the grace period; the retired private seed is destroyed (no file anywhere in
+    the keys directory holds it); old signatures made in the window verify, and nothing
+    either key signs outside its window does."""
     keys = tmp_path / "keys"
     old, _ = init_keys(keys)
     at = T0 + 5_000_000
@@ -96,9 +131,11 @@ def test_rotation_sets_windows_and_retires_the_old_key(tmp_path: Path) -> None:
     assert keyring.keys[old.key_id].not_after == at + 2_000_000
     assert keyring.keys[new.key_id].not_before == at
     assert keyring.keys[new.key_id].not_after is None
-    assert _mode(rotation.retired_file) == 0o600
-    retired = json.loads(rotation.retired_file.read_text())
-    assert retired["key_id"] == old.key_id and retired["retired_at"] == at
+    assert rotation.retired_file is None
+    old_seed = base64.b64encode(old._key.private_bytes_raw()).decode()
+    for path in keys.rglob("*"):
+        if path.is_file():
+            assert old_seed.encode() not in path.read_bytes(), path
     msg = SIG_ENTRY_DOMAIN + bytes(32)
     assert keyring.verify(old.key_id, msg, old.sign(msg), at_us=at + 2_000_000) is None
     assert "outside its validity window" in (

@@ -15,6 +15,7 @@ import pytest
 from archive_builder import keyring_of, signer, write_keyring
 from compliance_helpers import CHAIN, KEYRING, SIGNER, ChainFeeder, writer
 
+from sealtrail import layout
 from sealtrail.archive import open_store
 from sealtrail.cli.main import main
 from sealtrail.core import merkle
@@ -87,7 +88,7 @@ def test_a_proof_verifies_offline_and_fails_after_any_byte_changes(tmp_path: Pat
     of the file makes it fail."""
     store, feed = _archive(tmp_path)
     event_id = feed.records[6]["event"]["event_id"]
-    data = build_proof(store, event_id)
+    data = build_proof(store, event_id, KEYRING)
     result = verify_proof(data, KEYRING)
     assert (result.event_id, result.chain_id, result.seq, result.checkpoint_index) == (
         event_id, CHAIN, 6, 1)
@@ -103,7 +104,7 @@ def test_a_proof_verifies_offline_and_fails_after_any_byte_changes(tmp_path: Pat
 def test_a_proof_is_refused_by_another_keyring(tmp_path: Path) -> None:
     """Keys are pinned: a keyring without the signing key fails the proof (unknown key)."""
     store, feed = _archive(tmp_path)
-    data = build_proof(store, feed.records[0]["event"]["event_id"])
+    data = build_proof(store, feed.records[0]["event"]["event_id"], KEYRING)
     with pytest.raises(IntegrityError, match="unknown key"):
         verify_proof(data, keyring_of(signer("someone-else")))
 
@@ -112,7 +113,19 @@ def test_unknown_event_has_no_proof(tmp_path: Path) -> None:
     """Asking for an event that is not archived is an error naming the event."""
     store, _ = _archive(tmp_path)
     with pytest.raises(EventNotFoundError, match="nope"):
-        build_proof(store, "nope")
+        build_proof(store, "nope", KEYRING)
+
+
+def test_no_proof_from_a_chain_that_breaks_before_the_event(tmp_path: Path) -> None:
+    """prove reads through the one verifier: an event behind a break in its chain (here a
+    segment deleted before it) gets no proof; the error names the break, as verify does."""
+    store, feed = _archive(tmp_path)
+    (tmp_path / "a" / layout.segment_key(CHAIN, 0)).unlink()
+    with pytest.raises(IntegrityError, match=r"segments/0000000000.avro, seq 0: missing"):
+        build_proof(store, feed.records[6]["event"]["event_id"], KEYRING)
+    with pytest.raises(IntegrityError, match="does not check out"):
+        chain_note(store, CHAIN, origin="o", name="o", signer=SIGNER,
+                   public_key=SIGNER.public_key, keyring=KEYRING)
 
 
 def test_cli_prove_and_verify_proof(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
@@ -123,7 +136,8 @@ def test_cli_prove_and_verify_proof(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     keys = write_keyring(tmp_path / "public.json", KEYRING)
     event_id = feed.records[2]["event"]["event_id"]
     out = tmp_path / "proof.json"
-    assert main(["prove", event_id, "--archive", str(tmp_path / "a"), "--out", str(out)]) == 0
+    assert main(["prove", event_id, "--archive", str(tmp_path / "a"), "--out", str(out),
+                 "--keys", str(keys)]) == 0
     assert main(["verify-proof", str(out), "--keys", str(keys)]) == 0
     assert "VERIFIED" in capsys.readouterr().out
     out.write_bytes(out.read_bytes().replace(b'"seq":2', b'"seq":1'))
@@ -157,13 +171,13 @@ def test_chain_note_states_the_whole_chain_and_fails_when_altered(tmp_path: Path
     root of all its entry hashes; any altered byte fails verification."""
     store, feed = _archive(tmp_path)
     note = chain_note(store, CHAIN, origin="audit.example", name="audit.example",
-                      signer=SIGNER, public_key=SIGNER.public_key)
+                      signer=SIGNER, public_key=SIGNER.public_key, keyring=KEYRING)
     cp = verify_note(note, "audit.example", SIGNER.public_key)
     assert cp.origin == f"audit.example/{CHAIN}" and cp.tree_size == 8
     assert cp.root_hash == merkle.root([r["entry_hash"] for r in feed.records])
     assert cp.extensions[0].startswith("sealtrail-checkpoint 1 ")
     first = chain_note(store, CHAIN, origin="audit.example", name="audit.example",
-                       signer=SIGNER, public_key=SIGNER.public_key, index=0)
+                       signer=SIGNER, public_key=SIGNER.public_key, index=0, keyring=KEYRING)
     assert verify_note(first, "audit.example", SIGNER.public_key).tree_size == 3
     for position in range(len(note)):
         changed = note[:position] + bytes([note[position] ^ 0x01]) + note[position + 1:]
@@ -182,8 +196,9 @@ def test_cli_export_and_verify_note(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     store = open_store(tmp_path / "a")
     ChainFeeder(writer(store)).segment(["auth.login"])
     out = tmp_path / "note.txt"
+    trusted = write_keyring(tmp_path / "archive-keys.json", KEYRING)
     assert main(["export-note", CHAIN, "--archive", str(tmp_path / "a"), "--out",
-                 str(out)]) == 0
+                 str(out), "--keys", str(trusted)]) == 0
     keys = str(home / "keys" / "public.json")
     assert main(["verify-note", str(out), "--keys", keys, "--key-id", local.key_id]) == 0
     assert "VERIFIED" in capsys.readouterr().out
@@ -201,3 +216,23 @@ def test_checkpoint_note_bodies_that_are_not_are_refused(body: str) -> None:
 
     with pytest.raises(IntegrityError):
         parse_checkpoint_body(body.encode())
+
+
+def test_chain_note_since_proves_consistency_between_two_checkpoints(tmp_path: Path) -> None:
+    """export-note --since M: an RFC 9162 consistency proof from checkpoint M's tree to the
+    note's, as a C2SP add-checkpoint body, that verifies against both notes' roots."""
+    from sealtrail.core.note import parse_consistency_request
+
+    store, _ = _archive(tmp_path)
+    first = chain_note(store, CHAIN, origin="o", name="o", signer=SIGNER,
+                       public_key=SIGNER.public_key, keyring=KEYRING, index=0)
+    body = chain_note(store, CHAIN, origin="o", name="o", signer=SIGNER,
+                      public_key=SIGNER.public_key, keyring=KEYRING, since=0)
+    old_size, proof, note = parse_consistency_request(body)
+    old = verify_note(first, "o", SIGNER.public_key)
+    new = verify_note(note, "o", SIGNER.public_key)
+    assert (old_size, old.tree_size, new.tree_size) == (3, 3, 8)
+    merkle.verify_consistency(old.tree_size, new.tree_size, old.root_hash, new.root_hash, proof)
+    with pytest.raises(IntegrityError):
+        merkle.verify_consistency(old.tree_size, new.tree_size, new.root_hash,
+                                  new.root_hash, proof)

@@ -112,16 +112,21 @@ def _tamper_entry(built: Any, chain: int, index: int, position: int) -> int:
 
 
 def test_replay_stops_at_the_first_break_and_names_it(tmp_path: Path) -> None:
-    """A modified segment stops the replay with exit 1, naming chain, segment and seq; nothing
-    of the broken segment is written."""
+    """A modified segment stops the replay with exit 1, naming chain, segment and the seq
+    of the entry that breaks, as verify does; nothing of the broken segment is written."""
     built = build_archive(tmp_path, chains=2, segments=3, records=4, rejections=())
-    _tamper_entry(built, 0, 1, 2)
+    seq = _tamper_entry(built, 0, 1, 2)
     out = tmp_path / "out.jsonl"
     proc = sealtrail(tmp_path, "replay", "--archive", built.root, "--keys",
                      built.keyring_path, "--to", f"file:{out}")
     assert proc.returncode == 1
-    assert f"BROKEN chain {built.chain_ids[0]}, segment {built.segment_key(0, 1)}, seq 4: " \
-           "modified" in proc.stderr
+    assert seq == 6
+    line = f"BROKEN chain {built.chain_ids[0]}, segment {built.segment_key(0, 1)}, seq 6: " \
+           "modified"
+    assert line in proc.stderr
+    verified = sealtrail(tmp_path, "verify", built.root, "--keys", built.keyring_path)
+    assert f"chain {built.chain_ids[0]}, segment {built.segment_key(0, 1)}, seq 6: modified" \
+        in verified.stdout
     assert "STOPPED AT A BREAK" in proc.stderr
     assert [r["seq"] for r in read_jsonl(out)] == [0, 1, 2, 3]
 

@@ -132,17 +132,24 @@ def test_purge_removes_only_expired_unheld_segments_and_verify_still_passes(
     held_at = feed.records[4]["event"]["occurred_at"]  # in segment 2
     apply_hold(store, "CASE-1", HoldSelector(held_at, held_at), policy=policy(),
                progress_dir=tmp_path / "progress", operator="tester")
-    age_sidecars(root)  # every object's retention has now passed
-    assert purge(store, dry_run=True).deleted == [layout.segment_key(CHAIN, i)
-                                                  for i in (0, 1, 3)]
-    result = purge(store)
+    age_sidecars(root)  # the retention records say it has passed; the signed date has not
+    assert purge(store).deleted == []
+    later = datetime.now(UTC) + timedelta(days=366)  # pci_dss: 365 days, signed
+    assert purge(store, dry_run=True, now=later).deleted == [layout.segment_key(CHAIN, i)
+                                                             for i in (0, 1, 3)]
+    result = purge(store, now=later)
     assert result.deleted == [layout.segment_key(CHAIN, i) for i in (0, 1, 3)]
     assert "CASE-1" in result.kept[CHAIN]
     assert store.exists(layout.segment_key(CHAIN, 2))
     assert all(store.exists(layout.checkpoint_key(CHAIN, i)) for i in range(4))
-    report_ = verify_archive(store, KEYRING)
+    later_us = int(later.timestamp() * 1_000_000)
+    report_ = verify_archive(store, KEYRING, now_us=later_us)
     assert report_.ok, report_.to_json()
     assert (report_.chains[0].purged, report_.chains[0].entries) == (6, 2)
+    # today, before the signed date, the same archive fails: those segments are missing
+    today = verify_archive(store, KEYRING)
+    assert [f.kind for f in today.chains[0].findings] == ["missing"]
+    assert "signed retain-until" in today.chains[0].findings[0].message
     # a segment deleted while its checkpoint is still retained is missing, not purged
     fresh = open_store(tmp_path / "b")
     ChainFeeder(writer(fresh)).segment(["payment.x"])

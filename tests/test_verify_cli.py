@@ -92,19 +92,19 @@ def test_attack_exits_1_naming_chain_segment_seq(tmp_path: Path, name: str) -> N
     assert all(chains[c]["ok"] for c in untouched)
 
 
-def test_tail_truncation_exits_0_with_lower_head(tmp_path: Path) -> None:
-    """Deleting the newest segment and checkpoint passes verify with a lower head seq.
-
-    Known limitation, documented: without a chain head kept outside the archive (signed
-    heartbeats, planned) the archive cannot show that its newest segment is gone.
-    """
+def test_tail_truncation_exits_1_naming_the_index(tmp_path: Path) -> None:
+    """Deleting the newest segment and checkpoint of a chain exits 1: the signed archive
+    index lists the removed checkpoint (rollback). The output says what was checked."""
     built = build_archive(tmp_path)
     built.segment_path(1, 2).unlink()
     built.checkpoint_path(1, 2).unlink()
     proc = sealtrail(tmp_path, "verify", built.root, "--keys", built.keyring_path)
-    assert proc.returncode == 0, proc.stdout
-    assert f"chain {built.chain_ids[1]}: 8 entries" in proc.stdout
-    assert "head seq 7" in proc.stdout
+    assert proc.returncode == 1, proc.stdout
+    assert f"chain {built.chain_ids[1]}, segment {built.checkpoint_key(1, 2)}, seq 8: " \
+           "rollback: " in proc.stdout
+    assert "signed archive index 2 recorded checkpoint 2" in proc.stdout
+    assert "checked: 5 signed checkpoints and 5 segments" in proc.stdout
+    assert "object locks: NOT checked (a local directory does not enforce" in proc.stdout
 
 
 def test_missing_archive_exits_2(tmp_path: Path) -> None:

@@ -220,7 +220,7 @@ def stolen_archiver_key_resealed_entries(b: BuiltArchive) -> Broken:
     reseal(records, 1, signer("attacker"))
     data = _rewrite_segment(b, 0, 1, records)
     forged = forge_checkpoint(b.read_checkpoint(0, 1), b.archivers[0], records=records,
-                              segment=data)
+                              segment=data, before=b.frontier_before(0, 1))
     write_object(b.checkpoint_path(0, 1), forged)
     return Broken(0, "unknown-key", 1, 5, "not in the trusted keyring")
 
@@ -232,7 +232,7 @@ def stolen_archiver_key_sealer_key_id(b: BuiltArchive) -> Broken:
     reseal(records, 2, signer("attacker"), key_id=b.sealers[0].key_id)
     data = _rewrite_segment(b, 0, 1, records)
     forged = forge_checkpoint(b.read_checkpoint(0, 1), b.archivers[0], records=records,
-                              segment=data)
+                              segment=data, before=b.frontier_before(0, 1))
     write_object(b.checkpoint_path(0, 1), forged)
     return Broken(0, "signature", 1, 6, "is invalid")
 
@@ -245,7 +245,7 @@ def entry_rehashed_signature_kept(b: BuiltArchive) -> Broken:
     reseal(records, 1)
     data = _rewrite_segment(b, 1, 2, records)
     forged = forge_checkpoint(b.read_checkpoint(1, 2), b.archivers[0], records=records,
-                              segment=data)
+                              segment=data, before=b.frontier_before(1, 2))
     write_object(b.checkpoint_path(1, 2), forged)
     return Broken(1, "signature", 2, 9, "is invalid")
 
@@ -278,7 +278,7 @@ def entry_inserted(b: BuiltArchive) -> Broken:
     reseal(records, 2, signer("attacker"))
     data = _rewrite_segment(b, 0, 1, records)
     forged = forge_checkpoint(b.read_checkpoint(0, 1), signer("attacker"), records=records,
-                              segment=data)
+                              segment=data, before=b.frontier_before(0, 1))
     write_object(b.checkpoint_path(0, 1), forged)
     return Broken(0, "unknown-key", 1, 6, "seq 6")
 
@@ -337,7 +337,8 @@ def retired_key_forges_after_rotation(b: BuiltArchive) -> Broken:
     _alter_event(records[0])
     reseal(records, 0, old)
     data = _rewrite_segment(b, 0, 2, records)
-    forged = forge_checkpoint(b.read_checkpoint(0, 2), old, records=records, segment=data)
+    forged = forge_checkpoint(b.read_checkpoint(0, 2), old, records=records, segment=data,
+                              before=b.frontier_before(0, 2))
     write_object(b.checkpoint_path(0, 2), forged)
     return Broken(0, "signature", 2, 8, "validity window")
 
@@ -463,8 +464,9 @@ def test_attack_is_detected(tmp_path: Path, name: str) -> None:
         assert len(chain.findings) == 1, chain.findings
         check_finding(built, chain.findings[0], broken[chain_id])
         want = broken[chain_id]
-        if want.kind != "unreferenced" and want.seq is not None:
-            # Nothing at or after the break is counted as verified.
+        if want.kind not in ("unreferenced", "completeness") and want.seq is not None:
+            # Nothing at or after the break is counted as verified. (A hole in the raw
+            # offsets is not a break of the chain: verify checks on, to name every hole.)
             assert chain.head_seq < want.seq
 
 
@@ -475,22 +477,34 @@ def test_checks_skip_entry_signatures_but_not_checkpoints(tmp_path: Path) -> Non
     check_finding(built, report.chains[want.chain].findings[0], want)
 
 
-def test_tail_truncation_is_not_detectable_without_an_external_head(tmp_path: Path) -> None:
-    """Deleting the last segment and its checkpoint leaves a chain that verifies, shorter.
-
-    Known limitation: an archive alone cannot show that its newest segment is gone, because
-    the newest remaining checkpoint is a valid end of chain. Detecting tail truncation needs
-    a chain head held outside the archive (signed heartbeats, planned); until then the
-    report's head_seq is what an auditor compares with what they expect.
-    """
+def test_tail_truncation_is_caught_by_the_signed_index(tmp_path: Path) -> None:
+    """Deleting the newest segment and checkpoint of a chain leaves a valid-looking shorter
+    chain, but the newest signed archive index lists the removed checkpoint: rollback."""
     built = _standard(tmp_path)
     built.segment_path(0, 2).unlink()
     built.checkpoint_path(0, 2).unlink()
     report = verify_built(built)
-    assert report.ok
+    assert not report.ok and report.index_seq == 2
+    [finding] = report.chains[0].findings
+    assert (finding.kind, finding.segment, finding.seq) == (
+        "rollback", built.checkpoint_key(0, 2), 8)
+    assert "signed archive index 2 recorded checkpoint 2" in finding.message
+    assert report.chains[1].ok
+
+
+def test_tail_truncation_with_the_newest_index_needs_a_witness(tmp_path: Path) -> None:
+    """Known limit: removing the newest index too, so that the newest index left is one
+    written before the removed checkpoint, leaves an archive that verifies (shorter).
+    Only a record kept outside the archive (verify --witness) catches that; see
+    test_witness.py."""
+    built = _standard(tmp_path)
+    built.segment_path(0, 2).unlink()
+    built.checkpoint_path(0, 2).unlink()
+    built.path(layout.index_key(2)).unlink()
+    report = verify_built(built)
+    assert report.ok and report.index_seq == 1
     heads = {c.chain_id: c.head_seq for c in report.chains}
     assert heads == {built.chain_ids[0]: 7, built.chain_ids[1]: 11}
-    assert report.chains[0].head_hash == built.records[built.chain_ids[0]][7]["entry_hash"].hex()
 
 
 def test_first_break_stops_the_chain_but_not_the_archive(tmp_path: Path) -> None:

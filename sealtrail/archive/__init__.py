@@ -24,6 +24,7 @@ from urllib.parse import unquote, urlsplit
 from sealtrail.archive._errors import (
     ArchiveError,
     ArchiveUrlError,
+    NoRetentionError,
     ObjectExistsError,
     ObjectMissingError,
     RetentionError,
@@ -33,6 +34,7 @@ __all__ = [
     "ArchiveError",
     "ArchiveStore",
     "ArchiveUrlError",
+    "NoRetentionError",
     "ObjectExistsError",
     "ObjectMissingError",
     "Retention",

@@ -7,6 +7,7 @@ from sealtrail.errors import ConfigError, TransportError
 __all__ = [
     "ArchiveError",
     "ArchiveUrlError",
+    "NoRetentionError",
     "ObjectExistsError",
     "ObjectMissingError",
     "RetentionError",
@@ -34,6 +35,11 @@ class ObjectMissingError(ArchiveError):
     def __init__(self, key: str, where: str) -> None:
         super().__init__(f"archive object {key!r} not found in {where}")
         self.key = key
+
+
+class NoRetentionError(ArchiveError):
+    """The object exists but carries no retention (no Object Lock, or no retention record):
+    the answer to "how is it retained" is "not at all", not a failure to ask."""
 
 
 class RetentionError(ArchiveError):

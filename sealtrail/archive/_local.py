@@ -37,6 +37,7 @@ from sealtrail.archive import (
 )
 from sealtrail.archive._errors import (
     ArchiveError,
+    NoRetentionError,
     ObjectExistsError,
     ObjectMissingError,
     RetentionError,
@@ -158,7 +159,7 @@ class LocalStore:
             raise ObjectMissingError(key, self.url)
         found = self._read_sidecar(key)
         if found is None:
-            raise ArchiveError(
+            raise NoRetentionError(
                 f"retention record for {key!r} is missing (expected {self._sidecar(key)}); "
                 "the archive may have been altered outside sealtrail"
             )

@@ -50,6 +50,7 @@ from sealtrail.archive import (
 from sealtrail.archive._errors import (
     ArchiveError,
     ArchiveUrlError,
+    NoRetentionError,
     ObjectExistsError,
     ObjectMissingError,
     RetentionError,
@@ -380,7 +381,7 @@ class S3Store:
         head = self._head(key)
         mode, until, hold_on = self._lock_state(key, head)
         if mode is None or until is None:
-            raise ArchiveError(
+            raise NoRetentionError(
                 f"s3://{self.bucket}/{self._full(key)} has no Object Lock retention: it was not "
                 "written by sealtrail, or the bucket lacks Object Lock"
             )

@@ -76,9 +76,12 @@ def register(sub: _Sub) -> None:
 
     p = sub.add_parser("prove", help="write an offline proof that one event is archived",
                        description="Find EVENT_ID in the archive and write its sealed record, "
-                       "its RFC 6962 inclusion proof and the signed checkpoint covering it.")
+                       "its RFC 6962 inclusion proof and the signed checkpoint covering it. "
+                       "The chain is verified (against --keys) up to the segment holding the "
+                       "event; a break before it exits 1, naming it.")
     p.add_argument("event_id", metavar="EVENT_ID")
     _archive_arg(p)
+    _keys_arg(p)
     p.add_argument("--out", required=True, metavar="FILE", help="proof file to write")
     p.set_defaults(func=_prove)
     p = sub.add_parser("verify-proof", help="check a proof file offline",
@@ -97,9 +100,13 @@ def register(sub: _Sub) -> None:
                        "hashes. Prints the note verifier key on stderr.")
     p.add_argument("chain_id", metavar="CHAIN")
     p.add_argument("--index", type=int, help="checkpoint index (default: the newest)")
+    p.add_argument("--since", type=int, metavar="INDEX",
+                   help="also prove consistency from this earlier checkpoint: write a C2SP "
+                   "tlog-witness add-checkpoint body (old size, RFC 9162 proof, the note)")
     p.add_argument("--origin", default="sealtrail", help="origin prefix (a log name you own)")
     p.add_argument("--name", help="note key name (default: the origin prefix)")
     _archive_arg(p)
+    _keys_arg(p)
     p.add_argument("--out", metavar="FILE", help="write here instead of stdout")
     p.set_defaults(func=_export_note)
     p = sub.add_parser("verify-note", help="check a C2SP checkpoint note's signature",
@@ -111,6 +118,18 @@ def register(sub: _Sub) -> None:
     p.add_argument("--key-id", required=True, help="keyring key id that signed the note")
     p.add_argument("--name", default="sealtrail", help="note key name")
     p.set_defaults(func=_verify_note)
+
+
+def _keys_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--keys", metavar="KEYRING",
+                   help="public keyring the archive is verified against (default: "
+                   "<keys_dir>/public.json)")
+
+
+def _keyring_of(args: argparse.Namespace, settings: Settings) -> Any:
+    from sealtrail.keys import PUBLIC_KEYRING, load_keyring
+
+    return load_keyring(Path(args.keys) if args.keys else settings.keys / PUBLIC_KEYRING)
 
 
 def _hold_common(p: argparse.ArgumentParser) -> None:
@@ -321,8 +340,8 @@ def _hold_list(args: argparse.Namespace) -> int:
 def _prove(args: argparse.Namespace) -> int:
     from sealtrail.proof import build_proof
 
-    _, store = _open(args)
-    data = build_proof(store, args.event_id)
+    settings, store = _open(args)
+    data = build_proof(store, args.event_id, _keyring_of(args, settings))
     write_private_bytes(Path(args.out), data)
     doc = json.loads(data)
     print(f"proof for event {args.event_id}: chain {doc['entry']['chain_id']} seq "
@@ -362,7 +381,8 @@ def _export_note(args: argparse.Namespace) -> int:
     signer = load_signer(settings.keys)
     name = args.name or args.origin
     note = chain_note(store, args.chain_id, origin=args.origin, name=name, signer=signer,
-                      public_key=signer.public_key, index=args.index)
+                      public_key=signer.public_key, index=args.index,
+                      keyring=_keyring_of(args, settings), since=args.since)
     if args.out:
         write_private_bytes(Path(args.out), note)
     else:

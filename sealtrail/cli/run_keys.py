@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from datetime import UTC, datetime
 
 from sealtrail.cli.common import print_json, settings_from
@@ -23,17 +24,25 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                         "to give verifiers. Existing keys are kept; missing ones are added.")
     k.set_defaults(func=_keys_init)
     k = ksub.add_parser(
-        "rotate", help="make a new signing key active; the old one stays verifiable",
-        description="Create a new Ed25519 signing key and make it the active one. The old "
-        "private key moves to <keys_dir>/retired/ (0600); public.json gets the new key, valid "
-        "from now, and the old key's not_after set to now + --grace seconds, so records the "
-        "old key signed keep verifying and nothing it signs later does. Running sealers and "
+        "rotate", help="make a new signing key active; destroy the old private key",
+        description="Create a new Ed25519 signing key and make it the active one. "
+        "public.json gets the new key, valid from now, and the old key's not_after set to "
+        "now + --grace seconds, so records the old key signed keep verifying. The old "
+        "private key is destroyed (overwritten, then removed): a retired key that still "
+        "exists could sign backdated evidence. --keep-retired keeps it instead, encrypted "
+        "under a passphrase, in <keys_dir>/retired/<key id>.pem (0600). Running sealers and "
         "archivers switch to the new key within a second, without a restart. Hand the new "
         "public.json to verifiers (`sealtrail keys export-public`).",
     )
     k.add_argument("--grace", type=float, default=None, metavar="SECONDS",
                    help="how long the old key stays valid after now (default 10: running "
                    "processes reload within about 1 s)")
+    k.add_argument("--keep-retired", action="store_true",
+                   help="keep the old private key, encrypted (PKCS#8, passphrase from "
+                   "--passphrase-file or $SEALTRAIL_RETIRED_KEY_PASSPHRASE, at least 12 "
+                   "characters); default: destroy it")
+    k.add_argument("--passphrase-file", metavar="FILE",
+                   help="file holding the passphrase for --keep-retired")
     k.add_argument("--hmac", action="store_true", help="also rotate the HMAC key")
     k.set_defaults(func=_keys_rotate)
     k = ksub.add_parser(
@@ -67,14 +76,40 @@ def _keys_rotate(args: argparse.Namespace) -> int:
 
     keys_dir = settings_from(args).keys
     grace = DEFAULT_GRACE_S if args.grace is None else args.grace
-    rotation = rotate_signing_key(keys_dir, grace_s=grace)
+    passphrase = _passphrase(args) if args.keep_retired else None
+    rotation = rotate_signing_key(keys_dir, grace_s=grace, keep_passphrase=passphrase)
+    kept = (f"private key kept encrypted in {rotation.retired_file}" if rotation.retired_file
+            else "private key destroyed")
     print(f"signing key rotated: {rotation.new_key_id} is active from {_when(rotation.at_us)}; "
           f"{rotation.old_key_id} retired (valid until {_when(rotation.old_not_after)}, "
-          f"private key kept in {rotation.retired_file}). Give verifiers the updated "
-          f"{keys_dir / PUBLIC_KEYRING}.")
+          f"{kept}). Give verifiers the updated {keys_dir / PUBLIC_KEYRING}.")
+    for path in rotation.plaintext_retired:
+        print(f"WARNING: {path} holds a retired signing key IN CLEAR (kept by an earlier "
+              "version): it can still sign backdated evidence. Destroy it (shred -u), or keep "
+              "it encrypted offline (docs/keys.md).", file=sys.stderr)
     if args.hmac:
         return _keys_rotate_hmac(args)
     return 0
+
+
+def _passphrase(args: argparse.Namespace) -> bytes:
+    """The passphrase for --keep-retired, from --passphrase-file or the environment."""
+    import os
+    from pathlib import Path
+
+    from sealtrail.errors import ConfigError
+
+    if args.passphrase_file:
+        try:
+            text = Path(args.passphrase_file).read_text().rstrip("\n")
+        except OSError as exc:
+            raise ConfigError(f"cannot read {args.passphrase_file}: {exc.strerror}") from None
+    else:
+        text = os.environ.get("SEALTRAIL_RETIRED_KEY_PASSPHRASE", "")
+    if not text:
+        raise ConfigError("--keep-retired needs a passphrase: --passphrase-file FILE or "
+                          "$SEALTRAIL_RETIRED_KEY_PASSPHRASE (it is never kept in clear)")
+    return text.encode("utf-8")
 
 
 def _keys_rotate_hmac(args: argparse.Namespace) -> int:

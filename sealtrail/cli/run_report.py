@@ -33,15 +33,16 @@ def _report(args: argparse.Namespace) -> int:
     from sealtrail.custody import operator_name, require_access
     from sealtrail.durable import write_private_bytes
     from sealtrail.keys import PUBLIC_KEYRING, load_keyring
-    from sealtrail.replay import ArchiveSource, parse_time
+    from sealtrail.replay import parse_time
     from sealtrail.report import collect, render_html
+    from sealtrail.verify import ArchiveReader
 
     settings = settings_from(args, archive_url=args.archive).with_stack()
     keyring = load_keyring(Path(args.keys) if args.keys else settings.keys / PUBLIC_KEYRING)
     store = open_archive(settings)
     since, until = parse_time(args.since), parse_time(args.until)
     operator = operator_name(args.operator)
-    data = collect(ArchiveSource(store, keyring, check_signatures=not args.no_signatures),
+    data = collect(ArchiveReader(store, keyring, check_signatures=not args.no_signatures),
                    since, until)
     html = render_html(data, generated_by=operator)
     custody = require_access(settings, tool="report", operator=operator,

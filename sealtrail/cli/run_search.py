@@ -236,14 +236,22 @@ def _verify_export(args: argparse.Namespace) -> int:
     manifest = result.manifest
     if args.json:
         print(json.dumps({"ok": result.ok, "count": result.count, "problems": result.problems,
-                          "query": manifest.get("query"),
-                          "time_range_asked": manifest.get("time_range_asked")}, sort_keys=True))
+                          "events_jsonl_checked": result.events_checked,
+                          "unsigned_context": {"query": manifest.get("query"),
+                                               "time_range_asked":
+                                               manifest.get("time_range_asked"),
+                                               "operator": manifest.get("operator")}},
+                         sort_keys=True))
     else:
         for problem in result.problems:
             print(f"BROKEN {problem}")
         asked = manifest.get("time_range_asked", {})
         print(f"{'VERIFIED' if result.ok else 'FAILED'}: {result.count} of "
-              f"{manifest.get('count')} events proven against signed checkpoints; query "
+              f"{manifest.get('count')} events proven against signed checkpoints (entry "
+              "hash, entry signature, inclusion proof, checkpoint signature)"
+              + ("; events.jsonl is exactly the proven entries" if result.events_checked
+                 else "; no events.jsonl"))
+        print(f"unsigned context (the manifest; not evidence): query "
               f"{manifest.get('query')!r}, time range {asked.get('since_utc')} .. "
               f"{asked.get('until_utc')}, exported by {manifest.get('operator')}")
     return 0 if result.ok else 1

@@ -117,6 +117,21 @@ def _archive(args: argparse.Namespace) -> int:
         StageMetric("sealtrail_archiver_records_buffered",
                     "Sealed records consumed but not yet archived.",
                     lambda: writer.buffered, kind="gauge"),
+        StageMetric("sealtrail_archiver_tail_check_failures_total",
+                    "Chains whose tail in the archive did not check out before the archiver "
+                    "would have written after it (nothing was written for them).",
+                    lambda: writer.tail_failures),
+        StageMetric("sealtrail_archiver_quarantined_chains",
+                    "Chains the archiver does not write for (tail check failed); offsets are "
+                    "not committed while any is.",
+                    lambda: len(writer.quarantined), kind="gauge"),
+        StageMetric("sealtrail_archiver_index_written_total",
+                    "Signed archive indexes written.",
+                    lambda: writer.index.written if writer.index else 0),
+        StageMetric("sealtrail_archiver_index_broken",
+                    "1 when the newest archive index did not check out and no index is "
+                    "written on top of it.",
+                    lambda: int(bool(writer.index and writer.index.broken)), kind="gauge"),
     ])
     if telemetry.server is not None:
         archiver.on_flush = Histogram(

@@ -7,6 +7,7 @@ import os
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from sealtrail.cli.common import print_json, settings_from
 from sealtrail.errors import KeyMaterialError
@@ -40,6 +41,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                    "chains, failures by kind) for node_exporter's textfile collector")
     p.add_argument("--workers", type=int, default=0, metavar="N",
                    help="verify chains in N processes (default 0: one per core)")
+    p.add_argument("--witness", action="append", default=[], metavar="DIR_OR_NOTES",
+                   help="hold the archive to a witness's record (repeatable): its state "
+                   "directory, or notes it cosigned (a .note file or a directory of them, "
+                   "with --witness-key); fails when anything it saw is missing or behind")
+    p.add_argument("--witness-key", action="append", default=[], metavar="VKEY",
+                   help="the verifier key (witness.vkey) of a witness whose exported notes "
+                   "--witness names (repeatable)")
     p.add_argument("--completeness", action="store_true",
                    help="also report, per raw partition, the source offsets the chains cover "
                    "and any hole or offset sealed twice (fails when there is one)")
@@ -55,7 +63,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 def _verify(args: argparse.Namespace) -> int:
     from sealtrail.archive import open_archive
     from sealtrail.keys import load_keyring
-    from sealtrail.verify import ChainReport, verify_archive
+    from sealtrail.verify import verify_archive
 
     settings = settings_from(args)
     url = args.archive_pos or args.archive or settings.archive
@@ -73,28 +81,26 @@ def _verify(args: argparse.Namespace) -> int:
     if not AVAILABLE and not args.json:
         print(f"note: {NOT_BUILT}")
 
-    def show(report: ChainReport) -> None:
-        if args.json:
-            return
-        status = "OK" if report.ok else "BROKEN"
-        print(f"{status:6} chain {report.chain_id}: {report.entries} entries "
-              f"({report.events} events, {sum(report.rejections.values())} rejections) in "
-              f"{report.segments} segments; head seq {report.head_seq}"
-              + (f"; newest checkpoint {report.age_seconds:.0f} s old"
-                 if report.age_seconds is not None else "")
-              + (f"; {report.purged} entries purged after retention" if report.purged else ""))
-        for finding in report.findings:
-            print(f"       {finding}")
-
+    shown: dict[str, int] = {}  # chain id -> findings printed
+    show = _shower(args.json, shown)
     from sealtrail.retention import RetentionPolicy  # lock checks and staleness: issue 8
+    from sealtrail.witness import apply_records, load_record
 
     locks = store.enforces_retention if args.locks is None else args.locks
+    records = [load_record(Path(w), args.witness_key) for w in args.witness]
+    anchors: dict[str, list[Any]] = {}
+    for record in records:
+        for chain_id, found in record.anchors().items():
+            anchors.setdefault(chain_id, []).extend(found)
     report = verify_archive(store, keyring, check_signatures=not args.no_signatures,
                             progress=show, now_us=int(datetime.now(UTC).timestamp() * 1e6),
                             max_age_seconds=args.max_age,
                             locks=RetentionPolicy.from_settings(settings) if locks else None,
                             workers=args.workers if args.workers > 0 else (os.cpu_count() or 1),
-                            reopen=lambda: open_archive(settings, url))
+                            reopen=lambda: open_archive(settings, url), anchors=anchors)
+    apply_records(store, report, records)
+    if not args.json:  # what the index and the witnesses found after the walks
+        _show_later(report, shown, show)
     if args.metrics_file:
         from sealtrail.verify_metrics import write_verify_metrics
 
@@ -111,11 +117,75 @@ def _verify(args: argparse.Namespace) -> int:
         print(f"{'VERIFIED' if report.ok else 'FAILED'}: {len(report.chains)} chains, "
               f"{sum(c.entries for c in report.chains)} entries, {broken} broken "
               f"({datetime.now(UTC).isoformat(timespec='seconds')})")
+        print(checked_summary(report, signatures=not args.no_signatures,
+                              local=not store.enforces_retention))
+        for note in report.notes:
+            print(f"note: {note}")
     if args.completeness:  # issue 7: per raw partition, every offset accounted for
         from sealtrail.completeness import print_completeness
 
-        return max(0 if report.ok else 1, print_completeness(store, as_json=args.json))
+        return max(0 if report.ok else 1, print_completeness(report, as_json=args.json))
     return 0 if report.ok else 1
+
+
+def _shower(as_json: bool, shown: dict[str, int]) -> Any:
+    """The per-chain progress line printer (it notes what it printed in ``shown``)."""
+
+    def show(report: Any) -> None:
+        if as_json:
+            return
+        shown[report.chain_id] = len(report.findings)
+        status = "OK" if report.ok else "BROKEN"
+        print(f"{status:6} chain {report.chain_id}: {report.entries} entries "
+              f"({report.events} events, {sum(report.rejections.values())} rejections) in "
+              f"{report.segments} segments; head seq {report.head_seq}"
+              + (f"; newest checkpoint {report.age_seconds:.0f} s old"
+                 if report.age_seconds is not None else "")
+              + (f"; {report.purged} entries purged after retention" if report.purged else ""))
+        for finding in report.findings:
+            print(f"       {finding}")
+
+    return show
+
+
+def _show_later(report: Any, shown: dict[str, int], show: Any) -> None:
+    """Chains, and chain findings, added after a chain's line was printed (the index's and
+    the witnesses' findings): gone chains get their line, others their new findings."""
+    for chain in report.chains:
+        if chain.chain_id not in shown:
+            show(chain)
+        elif len(chain.findings) > shown[chain.chain_id]:
+            print(f"BROKEN chain {chain.chain_id}:")
+            for finding in chain.findings[shown[chain.chain_id]:]:
+                print(f"       {finding}")
+
+
+def checked_summary(report: Any, *, signatures: bool, local: bool) -> str:
+    """What a verify run checked, in one paragraph (and what it did not)."""
+    chains = report.chains
+    parts = [f"checked: {sum(c.checkpoints for c in chains)} signed checkpoints and "
+             f"{sum(c.segments for c in chains)} segments (SHA-256, Merkle roots and chain "
+             f"trees, entry hashes and links, "
+             + ("entry signatures" if signatures else "NOT entry signatures (--no-signatures)")
+             + ", raw offsets)"]
+    purged = sum(c.purged for c in chains)
+    if purged:
+        parts.append(f"{purged} entries purged after their signed retain-until")
+    if report.index_seq is not None:
+        parts.append(f"signed archive index {report.index_seq} ({report.index_chains} chains: "
+                     "none gone, behind or unlisted unless said above)")
+    if report.schemas_checked:
+        parts.append(f"{report.schemas_checked} schema files the index lists")
+    if report.witnesses:
+        parts.append("witness records " + ", ".join(report.witnesses))
+    if report.locks:
+        parts.append(f"object locks of {report.locks_checked} objects and the legal holds "
+                     "the hold manifests call for")
+    else:
+        parts.append("object locks: NOT checked" + (
+            " (a local directory does not enforce retention; --locks checks what it records)"
+            if local else " (--no-locks)"))
+    return "; ".join(parts)
 
 
 def _policy_check(args: argparse.Namespace) -> int:

@@ -21,7 +21,8 @@ from sealtrail.core.hashing import (
 )
 from sealtrail.core.signing import Keyring, Signer
 
-__all__ = ["ChainHead", "LinkError", "check_entry", "entry_hash", "genesis_hash", "seal"]
+__all__ = ["ChainHead", "LinkError", "check_entry", "entry_hash", "entry_signature_problem",
+           "genesis_hash", "seal"]
 
 
 def genesis_hash(chain_id: str) -> bytes:
@@ -72,13 +73,25 @@ def seal(head: ChainHead, unsealed: dict[str, Any], signer: Signer) -> dict[str,
     return record
 
 
+def entry_signature_problem(keyring: Keyring, key_id: str, digest: bytes, signature: bytes,
+                            at_us: int) -> str | None:
+    """Why the seal of an entry whose hash is ``digest`` does not verify, or None.
+
+    The one place where entry signatures are checked (the reference and the native segment
+    paths both call it): a second signature scheme is added here, beside this one."""
+    return keyring.verify(key_id, SIG_ENTRY_DOMAIN + digest, signature, at_us=at_us)
+
+
 @dataclass(frozen=True)
 class LinkError:
     """Why an entry does not check out: ``kind`` is one of hash, link, seq, epoch, chain,
-    signature ("hash" also covers a record that lacks a field or cannot be hashed)."""
+    signature, unknown-key ("hash" also covers a record that lacks a field or cannot be
+    hashed); ``expected``/``found`` the values compared, where there are two."""
 
     kind: str
     message: str
+    expected: str | None = None
+    found: str | None = None
 
 
 # The fields check_entry compares or passes on, with the type each must have.
@@ -113,16 +126,19 @@ def check_entry(
     if record["chain_id"] != prev.chain_id:
         return LinkError("chain", f"entry seq {seq} belongs to chain {record['chain_id']!r}")
     if seq != prev.seq + 1:
-        return LinkError("seq", f"expected seq {prev.seq + 1}, found {seq}")
+        return LinkError("seq", f"expected seq {prev.seq + 1}, found {seq}", str(prev.seq + 1),
+                         str(seq))
     if record["epoch"] < prev.epoch:
         return LinkError(
-            "epoch", f"seq {seq} has epoch {record['epoch']} after epoch {prev.epoch} (fenced)"
+            "epoch", f"seq {seq} has epoch {record['epoch']} after epoch {prev.epoch} (fenced)",
+            f">= {prev.epoch}", str(record["epoch"]),
         )
     if record["prev_hash"] != prev.entry_hash:
         return LinkError(
             "link",
             f"seq {seq} prev_hash {record['prev_hash'].hex()} does not match "
             f"entry_hash {prev.entry_hash.hex()} of seq {prev.seq}",
+            prev.entry_hash.hex(), record["prev_hash"].hex(),
         )
     try:
         digest = entry_hash(record)
@@ -133,12 +149,12 @@ def check_entry(
             "hash",
             f"seq {seq} entry_hash {record['entry_hash'].hex()} does not match its "
             f"content (calculated {digest.hex()})",
+            digest.hex(), record["entry_hash"].hex(),
         )
     if keyring is not None:
-        problem = keyring.verify(
-            record["key_id"], SIG_ENTRY_DOMAIN + digest, record["signature"],
-            at_us=record["ingested_at"],
-        )
+        problem = entry_signature_problem(keyring, record["key_id"], digest,
+                                          record["signature"], record["ingested_at"])
         if problem:
-            return LinkError("signature", f"seq {seq}: {problem}")
+            kind = "unknown-key" if problem.startswith("unknown key") else "signature"
+            return LinkError(kind, f"seq {seq}: {problem}")
     return None

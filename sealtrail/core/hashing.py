@@ -8,13 +8,16 @@ import hashlib
 
 __all__ = [
     "CHECKPOINT_DOMAIN",
+    "CHECKPOINT_V2_DOMAIN",
     "ENTRY_DOMAIN",
     "GENESIS_DOMAIN",
     "HASH_SIZE",
+    "INDEX_DOMAIN",
     "MERKLE_LEAF_PREFIX",
     "MERKLE_NODE_PREFIX",
     "SIG_CHECKPOINT_DOMAIN",
     "SIG_ENTRY_DOMAIN",
+    "SIG_INDEX_DOMAIN",
     "ZERO_HASH",
     "hasher",
     "sha256",
@@ -26,8 +29,11 @@ ZERO_HASH = bytes(HASH_SIZE)
 ENTRY_DOMAIN = b"sealtrail:entry:v1\x00"
 GENESIS_DOMAIN = b"sealtrail:genesis:v1\x00"
 CHECKPOINT_DOMAIN = b"sealtrail:checkpoint:v1\x00"
+CHECKPOINT_V2_DOMAIN = b"sealtrail:checkpoint:v2\x00"
+INDEX_DOMAIN = b"sealtrail:index:v1\x00"
 SIG_ENTRY_DOMAIN = b"sealtrail:sig:entry:v1\x00"
 SIG_CHECKPOINT_DOMAIN = b"sealtrail:sig:checkpoint:v1\x00"
+SIG_INDEX_DOMAIN = b"sealtrail:sig:index:v1\x00"
 # RFC 6962 section 2.1: leaves and interior nodes use different one-byte prefixes.
 MERKLE_LEAF_PREFIX = b"\x00"
 MERKLE_NODE_PREFIX = b"\x01"

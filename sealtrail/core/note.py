@@ -20,6 +20,7 @@ docs/format.md ("C2SP checkpoint notes") gives the mapping from sealtrail checkp
 from __future__ import annotations
 
 import base64
+import binascii
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -31,19 +32,28 @@ from sealtrail.core.signing import Signer
 from sealtrail.errors import IntegrityError, MalformedInputError
 
 __all__ = [
+    "COSIGNATURE_TYPE",
     "MAX_NOTE_BYTES",
     "NoteCheckpoint",
     "NoteSignature",
     "checkpoint_body",
+    "consistency_request",
+    "cosign",
+    "cosigner_key",
     "key_hash",
     "parse_checkpoint_body",
+    "parse_consistency_request",
     "parse_note",
+    "parse_verifier_key",
     "sign_note",
     "verifier_key",
+    "verify_cosignature",
     "verify_note",
 ]
 
 ED25519_TYPE = b"\x01"
+#: Signature type of a C2SP tlog-cosignature/v1 (Ed25519): https://c2sp.org/tlog-cosignature
+COSIGNATURE_TYPE = b"\x04"
 #: The largest note verify-note reads (a tlog-checkpoint body and its signature lines).
 MAX_NOTE_BYTES = 1024 * 1024
 MAX_SIGNATURES = 100
@@ -179,3 +189,100 @@ def verify_note(note: bytes, name: str, public_key: bytes) -> NoteCheckpoint:
                 raise IntegrityError(f"note signature by {name!r} is invalid") from None
             return parse_checkpoint_body(body)
     raise IntegrityError(f"note carries no signature by key {name!r} ({want.hex()})")
+
+
+# -- C2SP tlog-cosignature/v1 (a witness's timestamped cosignature) -------------------------
+
+
+def cosigner_key(name: str, public_key: bytes) -> str:
+    """The verifier key of a cosigner: ``<name>+<hex key id>+<base64(0x04 || key)>``."""
+    _check_name(name)
+    kid = sha256(name.encode("utf-8"), b"\n", COSIGNATURE_TYPE, public_key)[:4]
+    return f"{name}+{kid.hex()}+{base64.b64encode(COSIGNATURE_TYPE + public_key).decode()}"
+
+
+def parse_verifier_key(vkey: str) -> tuple[str, bytes, bytes]:
+    """(name, signature type, public key) of a verifier key string; IntegrityError when it is
+    not one, or its key id does not match."""
+    parts = vkey.strip().split("+", 2)  # base64 may hold "+"; names and ids do not
+    if len(parts) != 3:
+        raise IntegrityError("a verifier key is <name>+<hex key id>+<base64 key>")
+    name, kid, b64 = parts
+    try:
+        raw = base64.b64decode(b64, validate=True)
+        want = bytes.fromhex(kid)
+    except (binascii.Error, ValueError):
+        raise IntegrityError("verifier key is not <name>+<hex>+<base64>") from None
+    if len(raw) != 33 or raw[:1] not in (ED25519_TYPE, COSIGNATURE_TYPE):
+        raise IntegrityError("verifier key is not an Ed25519 note or cosignature key")
+    if sha256(name.encode("utf-8"), b"\n", raw[:1], raw[1:])[:4] != want:
+        raise IntegrityError("verifier key id does not match its name and key")
+    return name, raw[:1], raw[1:]
+
+
+def _cosigned_message(body: bytes, timestamp: int) -> bytes:
+    return f"cosignature/v1\ntime {timestamp}\n".encode() + body
+
+
+def cosign(body: bytes, name: str, signer: Signer, public_key: bytes, timestamp: int) -> bytes:
+    """The C2SP cosignature line (``\u2014 <name> base64(key id || u64 timestamp ||
+    signature)``) of ``signer`` over checkpoint ``body`` at POSIX time ``timestamp``."""
+    if not body.endswith(b"\n") or not 0 <= timestamp < 2**63:
+        raise ValueError("a note body ends with a newline; the timestamp is a u63")
+    kid = sha256(name.encode("utf-8"), b"\n", COSIGNATURE_TYPE, public_key)[:4]
+    blob = kid + timestamp.to_bytes(8, "big") + signer.sign(_cosigned_message(body, timestamp))
+    return f"{_DASH} {name} {base64.b64encode(blob).decode()}\n".encode()
+
+
+def verify_cosignature(note: bytes, name: str, public_key: bytes) -> tuple[NoteCheckpoint, int]:
+    """The checkpoint of ``note`` and the time of the cosignature by ``name``'s key, once it
+    verifies; IntegrityError otherwise."""
+    body, sigs = parse_note(note)
+    kid = sha256(name.encode("utf-8"), b"\n", COSIGNATURE_TYPE, public_key)[:4]
+    for sig in sigs:
+        if sig.name == name and sig.key_hash == kid:
+            if len(sig.signature) != 72:
+                raise IntegrityError(f"cosignature by {name!r} is not 8 + 64 bytes")
+            timestamp = int.from_bytes(sig.signature[:8], "big")
+            try:
+                Ed25519PublicKey.from_public_bytes(public_key).verify(
+                    sig.signature[8:], _cosigned_message(body, timestamp))
+            except InvalidSignature:
+                raise IntegrityError(f"cosignature by {name!r} is invalid") from None
+            return parse_checkpoint_body(body), timestamp
+    raise IntegrityError(f"note carries no cosignature by {name!r} ({kid.hex()})")
+
+
+def consistency_request(old_size: int, proof: Sequence[bytes], note: bytes) -> bytes:
+    """A consistency proof and the checkpoint it leads to, in the form of a C2SP tlog-witness
+    add-checkpoint request body: ``old <size>``, one base64 hash per line, an empty line,
+    the note."""
+    if old_size < 0 or len(proof) > 63:
+        raise ValueError("old size must be >= 0 and a proof at most 63 hashes")
+    lines = [f"old {old_size}"] + [base64.b64encode(h).decode() for h in proof]
+    return ("\n".join(lines) + "\n\n").encode() + note
+
+
+def parse_consistency_request(data: bytes) -> tuple[int, list[bytes], bytes]:
+    """(old size, proof hashes, note) of an add-checkpoint body; IntegrityError if not one."""
+    head, sep, note = data.partition(b"\n\n")
+    if not sep:
+        raise MalformedInputError("no empty line between the proof and the checkpoint")
+    try:
+        lines = head.decode("ascii").split("\n")
+    except UnicodeDecodeError:
+        raise MalformedInputError("proof lines are not ASCII") from None
+    first = lines[0].split(" ")
+    if len(first) != 2 or first[0] != "old" or not first[1].isdigit() or \
+            (first[1] != "0" and first[1].startswith("0")):
+        raise MalformedInputError("the first line must be 'old <size>'")
+    proof = []
+    for line in lines[1:]:
+        try:
+            h = base64.b64decode(line, validate=True)
+        except binascii.Error:
+            raise MalformedInputError("a proof line is not base64") from None
+        if len(h) != HASH_SIZE:
+            raise MalformedInputError("a proof line is not a 32-byte hash")
+        proof.append(h)
+    return int(first[1]), proof, note

@@ -66,4 +66,4 @@ class ReplayResult:
                 "checked": self.checked, "written": self.written, "chains": self.chains,
                 "segments": self.segments, "ok": self.ok, "resumed": self.resumed,
                 "seconds": round(self.seconds, 3),
-                "breaks": [asdict(b) for b in self.breaks]}
+                "breaks": [b.to_json() for b in self.breaks]}

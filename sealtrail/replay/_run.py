@@ -26,6 +26,19 @@ from sealtrail.replay._sources import (
     init_worker,
 )
 from sealtrail.replay._state import ReplayState, save_progress, state_for
+from sealtrail.verify import Junction, exact_break
+
+
+def _problem(source: ArchiveSource, task: Any, seg: SegmentResult,
+             junction: Junction | None) -> Break | None:
+    """The break of a segment checked apart, as verify names it: when it broke, or does not
+    continue the segment before (raw offsets, epochs), it is checked again from exactly
+    where the chain stood."""
+    if seg.problem is None and (junction is None or junction.expects_result(
+            seg.first_offset, seg.first_epoch)):
+        return None
+    return exact_break(source.store, task.planned, source.entry_keyring, junction) or \
+        seg.problem
 
 
 def _begin(source: str, query: Query, dest: str, state_path: Path | None, bootstrap: str
@@ -55,7 +68,7 @@ def replay_archive(
     jsonl = isinstance(sink, JsonlSink)
     chain_ids = layout.chain_ids(source.store.list(layout.CHAINS))
     plans = [source.plan(c, query) for c in chain_ids]
-    total = sum(cp.checkpoint.size for p in plans for cp in p.checkpoints[p.first:])
+    total = sum(p.checkpoint.size for plan in plans for p in plan.segments[plan.first:])
     meter = Progress(progress, total)
     pool = spill_dir = None
     if workers > 1:
@@ -70,32 +83,26 @@ def replay_archive(
         for plan in plans:
             result.chains += 1
             pos = state.positions.get(plan.chain_id, {})
-            start = max(plan.first, int(pos.get("next_index", 0)))
-            last_offset: int | None = pos.get("last_offset")
-            last_epoch = int(pos.get("last_epoch", 0))
+            first = (plan.segments[plan.first].position if plan.first < len(plan.segments)
+                     else len(plan.checkpoints))
+            start = max(first, int(pos.get("next_index", 0)))
+            junction: Junction | None = None
+            previous = int(pos.get("next_index", 0)) - 1
+            if "last_offset" in pos:  # resumed: where the segment before ended
+                junction = Junction(pos.get("last_offset"), int(pos.get("last_epoch", 0)))
             tasks = list(source.tasks(plan, start, query, jsonl, spill_dir))
             if pool is not None:
                 results: Iterator[SegmentResult] = pool.imap(check_segment, tasks)
             else:
                 results = (check_segment(t, source.entry_keyring) for t in tasks)
             problem: Break | None = None
-            for seg in results:
+            for task, seg in zip(tasks, results, strict=False):
                 if stop():
                     break
-                problem = seg.problem
-                if problem is None and last_offset is not None and seg.first_offset is not None \
-                        and seg.first_offset != last_offset + 1:
-                    problem = Break("completeness", plan.chain_id,
-                                    f"raw offset {seg.first_offset} follows {last_offset}: "
-                                    f"offsets {last_offset + 1}..{seg.first_offset - 1} of "
-                                    f"partition {seg.partition} are unaccounted for",
-                                    layout.segment_key(plan.chain_id, seg.index),
-                                    plan.checkpoints[seg.index].checkpoint.first_seq)
-                if problem is None and seg.first_epoch < last_epoch:
-                    problem = Break("epoch", plan.chain_id,
-                                    f"epoch {seg.first_epoch} after epoch {last_epoch} (fenced)",
-                                    layout.segment_key(plan.chain_id, seg.index),
-                                    plan.checkpoints[seg.index].checkpoint.first_seq)
+                if junction is not None:
+                    junction = Junction(junction.last_offset, junction.last_epoch,
+                                        plan.purged_between(previous, task.index))
+                problem = _problem(source, task, seg, junction)
                 result.checked += seg.entries
                 if problem is not None:
                     break
@@ -106,10 +113,11 @@ def replay_archive(
                     sink.write(seg.matched, seg.jsonl)
                 result.written += seg.count
                 result.segments += 1
-                last_offset, last_epoch = seg.last_offset, seg.last_epoch
+                junction = Junction(seg.last_offset, seg.last_epoch)
+                previous = seg.index
                 state.positions[plan.chain_id] = {"next_index": seg.index + 1,
-                                                  "last_offset": last_offset,
-                                                  "last_epoch": last_epoch}
+                                                  "last_offset": seg.last_offset,
+                                                  "last_epoch": seg.last_epoch}
                 if state_path is not None and time.monotonic() - saved_at >= _pkg.SAVE_EVERY_S:
                     save_progress(state, sink, result.written, state_path)
                     saved_at = time.monotonic()

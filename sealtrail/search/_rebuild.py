@@ -1,4 +1,5 @@
-"""Rebuilding the search index from the archive, verifying what it reads."""
+"""Rebuilding the search index from the archive, verifying what it reads (through the one
+verifier's reader: the same checks, and the same findings, as ``sealtrail verify``)."""
 
 from __future__ import annotations
 
@@ -8,9 +9,9 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from sealtrail import layout
-from sealtrail.replay import ArchiveSource, Break, Query, check_segment
+from sealtrail.core.findings import Finding
 from sealtrail.search import IndexBackend, row_from_record, row_values
+from sealtrail.verify import ArchiveReader
 
 __all__ = ["RebuildResult", "rebuild_index"]
 
@@ -20,43 +21,35 @@ class RebuildResult:
     checked: int = 0
     indexed: int = 0
     chains: int = 0
-    breaks: list[Break] = field(default_factory=list)
+    breaks: list[Finding] = field(default_factory=list)
 
 
-def rebuild_index(source: ArchiveSource, index: IndexBackend, *, clear: bool = True
+def rebuild_index(source: ArchiveReader | object, index: IndexBackend, *, clear: bool = True
                   ) -> RebuildResult:
     """Index every event of every chain that checks out against its checkpoints. A chain
     is indexed up to its first break; the break is reported and the other chains go on.
 
     Segments are checked and decoded on the native path where it is built (sealtrail.
     fast_segments); with ``clear`` an index that can load in bulk (SQLite) builds its
-    secondary and full-text indexes once, after the rows are in."""
+    secondary and full-text indexes once, after the rows are in.
+
+    ``source``: an :class:`ArchiveReader` (or anything with one as ``reader``, such as
+    replay's ArchiveSource)."""
+    reader: ArchiveReader = getattr(source, "reader", source)  # type: ignore[assignment]
     result = RebuildResult()
     if clear:
         index.clear()
-    everything = Query()
     with _loader(index, clear) as add, _without_cycle_collection():
-        for chain_id in layout.chain_ids(source.store.list(layout.CHAINS)):
+        for chain_id in reader.chain_ids():
             result.chains += 1
-            plan = source.plan(chain_id, everything)
-            problem = None
-            last_offset: int | None = None
-            for task in source.tasks(plan, 0, everything, jsonl=False):
-                seg = check_segment(task, source.entry_keyring)
-                result.checked += seg.entries
-                problem = seg.problem
-                if problem is None and last_offset is not None \
-                        and seg.first_offset != last_offset + 1:
-                    problem = Break("completeness", chain_id, f"raw offset {seg.first_offset} "
-                                    f"follows {last_offset}", task.checkpoint.segment_key,
-                                    task.checkpoint.first_seq)
-                if problem is not None:
+            plan = reader.plan(chain_id)
+            for planned, outcome in reader.segments(plan, want_records=True):
+                result.checked += outcome.entries
+                if outcome.finding is not None:
                     break
-                last_offset = seg.last_offset
-                result.indexed += add(seg.matched, task.index)
-            problem = problem or plan.problem
-            if problem is not None:
-                result.breaks.append(problem)
+                result.indexed += add(outcome.records or [], planned.position)
+            if plan.problem is not None:
+                result.breaks.append(plan.problem)
     return result
 
 
