@@ -31,6 +31,7 @@ from sealtrail.core.fencing import Fence
 from sealtrail.core.hashing import ZERO_HASH
 from sealtrail.core.signing import Signer
 from sealtrail.errors import DecodeError
+from sealtrail.kafka.client import kafka_config
 from sealtrail.retention import RetentionPolicy
 from sealtrail.schema_cache import WriterSchemas
 from sealtrail.segments import read_segment, write_segment
@@ -255,7 +256,7 @@ class Archiver:
         self._stop = threading.Event()
         self._assigned_chains: list[str] | None = None
         self._consumer = Consumer({
-            "bootstrap.servers": settings.bootstrap,
+            **kafka_config(settings),
             "group.id": settings.archiver_group,
             "session.timeout.ms": settings.session_timeout_ms,
             "enable.auto.commit": False,

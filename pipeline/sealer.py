@@ -42,6 +42,7 @@ from sealtrail.core.hashing import sha256
 from sealtrail.core.redaction import Policy
 from sealtrail.core.signing import Signer
 from sealtrail.errors import DecodeError, TransportError
+from sealtrail.kafka.client import kafka_config
 from sealtrail.schema_cache import WriterSchemas
 
 __all__ = ["Sealer"]
@@ -97,7 +98,7 @@ class Sealer:
             f"{settings.sealed_topic}-value", Schema(json.dumps(sealed_schema), "AVRO")
         )
         self._base = {
-            "bootstrap.servers": settings.bootstrap,
+            **kafka_config(settings),
             "session.timeout.ms": settings.session_timeout_ms,
         }
         self._consumer = Consumer({

@@ -20,6 +20,9 @@ from sealtrail.errors import ConfigError
 
 __all__ = ["Settings", "load_settings"]
 
+_KAFKA_PROTOCOLS = ("PLAINTEXT", "SASL_PLAINTEXT", "SASL_SSL", "SSL")
+_SASL_MECHANISMS = ("SCRAM-SHA-256", "SCRAM-SHA-512", "PLAIN")
+
 
 @dataclass(frozen=True)
 class Settings:
@@ -119,6 +122,14 @@ class Settings:
     """Search index: a SQLite file path or postgresql://...; empty means <home>/index.sqlite."""
     indexer_group: str = "sealtrail-indexer"
     """Consumer group of the indexer (sealed topic -> search index)."""
+    kafka_security_protocol: str = "PLAINTEXT"
+    """Kafka security.protocol: PLAINTEXT, SASL_PLAINTEXT or SASL_SSL (docs/operations.md)."""
+    kafka_sasl_mechanism: str = "SCRAM-SHA-256"
+    """SASL mechanism with a SASL_* protocol: SCRAM-SHA-256, SCRAM-SHA-512 or PLAIN."""
+    kafka_sasl_username: str = ""
+    """SASL user this process authenticates as (one principal per stage, docs/operations.md)."""
+    kafka_sasl_password: str = ""
+    """That user's SASL password; never logged, masked by `config show`."""
 
     def __post_init__(self) -> None:
         if self.retention_mode not in ("COMPLIANCE", "GOVERNANCE"):
@@ -126,6 +137,13 @@ class Settings:
         for name in ("partitions", "max_event_bytes", "segment_max_records", "retention_days"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1")
+        if self.kafka_security_protocol not in _KAFKA_PROTOCOLS:
+            raise ConfigError(f"kafka_security_protocol must be one of "
+                              f"{', '.join(_KAFKA_PROTOCOLS)}, not "
+                              f"{self.kafka_security_protocol!r}")
+        if self.kafka_sasl_mechanism not in _SASL_MECHANISMS:
+            raise ConfigError(f"kafka_sasl_mechanism must be one of "
+                              f"{', '.join(_SASL_MECHANISMS)}")
 
     @property
     def archive(self) -> str:
@@ -151,11 +169,27 @@ class Settings:
             state = json.loads(self.dev_state_file.read_text())
         except (OSError, ValueError):
             return self
-        return dataclasses.replace(
+        filled = dataclasses.replace(
             self,
             bootstrap=self.bootstrap or state.get("bootstrap", ""),
             registry_url=self.registry_url or state.get("registry", ""),
         )
+        return filled._with_stack_user(state)
+
+    def _with_stack_user(self, state: dict[str, Any]) -> Settings:
+        """On a secured dev stack (`dev up --secure`), authenticate as its ``tools`` user
+        unless a user is configured: the least-privileged principal an operator's commands
+        need. Stages get their own users (docs/operations.md)."""
+        users_file = state.get("users_file")
+        if not users_file or self.kafka_sasl_username:
+            return self
+        try:
+            users = json.loads(Path(users_file).read_text())
+        except (OSError, ValueError):
+            return self
+        return dataclasses.replace(
+            self, kafka_security_protocol="SASL_PLAINTEXT", kafka_sasl_mechanism="SCRAM-SHA-256",
+            kafka_sasl_username="tools", kafka_sasl_password=users.get("tools", ""))
 
     def require_endpoints(self) -> Settings:
         """Settings with bootstrap and registry set, or a ConfigError saying how to set them."""

