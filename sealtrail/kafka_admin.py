@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import time
+from typing import Any
+
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
 
@@ -32,7 +35,7 @@ def ensure_topics(settings: Settings, timeout: float = 15.0) -> None:
             except KafkaException as exc:
                 if "TOPIC_ALREADY_EXISTS" not in str(exc):
                     raise TransportError(f"cannot create topic {topic}: {exc}") from None
-        existing = admin.list_topics(timeout=timeout).topics
+        existing = _wait_for_topics(admin, wanted, timeout)
     raw = len(existing[settings.raw_topic].partitions)
     sealed = len(existing[settings.sealed_topic].partitions)
     if sealed < raw:
@@ -40,3 +43,16 @@ def ensure_topics(settings: Settings, timeout: float = 15.0) -> None:
             f"topic {settings.sealed_topic} has {sealed} partitions but {settings.raw_topic} "
             f"has {raw}: the sealed topic needs at least as many"
         )
+
+
+def _wait_for_topics(admin: AdminClient, wanted: list[str], timeout: float) -> dict[str, Any]:
+    """Metadata once every topic of ``wanted`` shows with its partitions: Apache Kafka
+    answers CreateTopics before every broker's metadata has the new topics."""
+    deadline = time.monotonic() + timeout
+    while True:
+        topics = admin.list_topics(timeout=timeout).topics
+        ready = all(t in topics and topics[t].partitions and topics[t].error is None
+                    for t in wanted)
+        if ready or time.monotonic() > deadline:
+            return dict(topics)
+        time.sleep(0.1)

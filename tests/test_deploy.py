@@ -221,3 +221,13 @@ def test_terraform_bucket_is_locked_and_policed() -> None:
     out = subprocess.run([terraform, "fmt", "-check", "-diff", str(DEPLOY / "terraform")],
                          capture_output=True, text=True)
     assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_deploy_acls_are_what_sealtrail_kafka_acls_prints() -> None:
+    """deploy/kafka/acls.txt lists exactly the bindings `sealtrail kafka acls --print`
+    derives from the default settings: shipped ACLs never drift from the code."""
+    from sealtrail.kafka.principals import acls_for
+
+    shipped = [line for line in (DEPLOY / "kafka" / "acls.txt").read_text().splitlines()
+               if line and not line.startswith("#")]
+    assert shipped == [str(a) for a in acls_for(Settings())]

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import time
 from pathlib import Path
 
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import (
     AclBinding,
+    AclBindingFilter,
     AclOperation,
     AclPermissionType,
     AdminClient,
@@ -51,7 +53,26 @@ def apply_acls(admin_settings: Settings, acls: list[Acl], timeout: float = 30.0)
             elif "AUTHORIZATION" in err.name():
                 hint = " (the configured user may not alter ACLs: use an admin principal)"
             raise TransportError(f"ACL {bound} refused: {err.str()}{hint}") from None
+    _await_visible(admin, acls, timeout)
     return len(acls)
+
+
+def _await_visible(admin: AdminClient, acls: list[Acl], timeout: float) -> None:
+    """Wait until the broker's authorizer lists every binding of ``acls``: CreateAcls is
+    answered once the controller has them, a moment before the broker enforces them."""
+    wanted = {binding(a) for a in acls}
+    everything = AclBindingFilter(ResourceType.ANY, None, ResourcePatternType.ANY, None, None,
+                                  AclOperation.ANY, AclPermissionType.ANY)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            found = set(admin.describe_acls(everything, request_timeout=timeout).result())
+        except KafkaException as exc:
+            raise TransportError(f"cannot list ACLs: {exc}") from None
+        if wanted <= found:
+            return
+        time.sleep(0.1)
+    raise TransportError(f"the broker did not list the new ACLs within {timeout:.0f} s")
 
 
 def as_user(settings: Settings, users_file: str | Path, user: str) -> Settings:
