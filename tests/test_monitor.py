@@ -280,3 +280,36 @@ def get_ready(port: int) -> int:
         return get(f"http://127.0.0.1:{port}/readyz")[0]
     except OSError:
         return 0
+
+
+
+def test_monitor_consumer_reads_committed(tmp_path: Path) -> None:
+    """The monitor's faust consumer is created read_committed, like every other reader of
+    the sealed topic. faust reads committed data only in its own exactly_once mode, which
+    cannot run on the embedded broker, so the monitor sets the isolation level through
+    faust's and aiokafka's consumer hooks (docs/architecture.md, "The monitor and faust");
+    this fails if an upgrade of either drops or renames them. (Tansu itself hands records
+    of aborted transactions to read_committed readers, so this is checked on the consumer
+    faust builds, not by counting records.)"""
+    import asyncio
+    import inspect
+
+    import aiokafka
+    from prometheus_client import CollectorRegistry
+
+    from sealtrail.monitor.app import build_app
+    from sealtrail.observability import Health
+
+    offline = Settings(home=tmp_path, bootstrap="127.0.0.1:9", registry_url="http://127.0.0.1:9")
+    app = build_app(offline, CollectorRegistry(), Health())
+
+    async def create() -> Any:
+        return app.consumer._thread._create_worker_consumer(app.transport)
+
+    consumer = asyncio.run(create())
+    assert isinstance(consumer, aiokafka.AIOKafkaConsumer)
+    assert consumer._isolation_level == "read_committed"
+    del consumer  # never started: nothing to close
+    # aiokafka's start() hands the attribute to its fetcher: the hook only works while it does
+    assert "isolation_level=self._isolation_level" in inspect.getsource(
+        aiokafka.AIOKafkaConsumer.start)

@@ -33,7 +33,7 @@ from faust.transport.drivers import aiokafka as _aiokafka
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from sealtrail.config import Settings
-from sealtrail.errors import DecodeError, SealtrailError, TransportError
+from sealtrail.errors import ConfigError, DecodeError, SealtrailError, TransportError
 from sealtrail.monitor.rules import Alert, Monitor, Thresholds
 from sealtrail.observability import Health, LogCounter, lag_gauge
 from sealtrail.registry_client import registry_client
@@ -131,12 +131,32 @@ def ensure_alerts_topic(settings: Settings, timeout: float = 15.0) -> None:
         raise TransportError(f"cannot create topic {settings.alerts_topic}: {exc}") from None
 
 
-class _ReadCommittedThread(_aiokafka.AIOKafkaConsumerThread):
-    """faust reads read_uncommitted unless it runs exactly_once itself; the sealer writes
-    in transactions, so the monitor must not count records of aborted ones."""
+# faust reads read_uncommitted unless it runs exactly_once itself (which needs an
+# idempotent aiokafka producer, refused by the embedded broker); the sealer writes in
+# transactions, so the monitor must not count records of aborted ones. faust offers no
+# public setting for the isolation level, so these three overrides of faust's and
+# aiokafka's private hooks set it (docs/architecture.md, "The monitor and faust"). The
+# versions are pinned in pyproject.toml; _check_hooks() refuses to start on a version
+# without them, and tests/test_monitor.py checks the consumer faust builds.
+_HOOKS = ((faust.App, "_new_transport"), (_aiokafka.Consumer, "_new_consumer_thread"),
+          (_aiokafka.AIOKafkaConsumerThread, "_create_worker_consumer"))
 
+
+def _check_hooks() -> None:
+    missing = [f"{cls.__name__}.{name}" for cls, name in _HOOKS if not hasattr(cls, name)]
+    if missing:
+        raise ConfigError(
+            f"this faust-streaming/aiokafka version lacks {', '.join(missing)}, which the "
+            "monitor needs to read the sealed topic read_committed; install the versions "
+            "pinned in sealtrail's pyproject.toml")
+
+
+class _ReadCommittedThread(_aiokafka.AIOKafkaConsumerThread):
     def _create_worker_consumer(self, transport: Any) -> Any:
         consumer = super()._create_worker_consumer(transport)
+        if not hasattr(consumer, "_isolation_level"):
+            raise ConfigError("this aiokafka version keeps no _isolation_level; install the "
+                              "version pinned in sealtrail's pyproject.toml")
         consumer._isolation_level = "read_committed"  # read by aiokafka's start()
         return consumer
 
@@ -157,6 +177,7 @@ class _MonitorApp(faust.App):
 
 def build_app(settings: Settings, registry: CollectorRegistry, health: Health) -> faust.App:
     """The faust app of the monitor; run it with ``faust.Worker(app).execute_from_...``."""
+    _check_hooks()
     thresholds = Thresholds.from_settings(settings)
     monitor = Monitor(thresholds)
     metrics = MonitorMetrics(registry)
