@@ -31,7 +31,7 @@ from sealtrail.core.fencing import Fence
 from sealtrail.core.hashing import ZERO_HASH
 from sealtrail.core.signing import Signer
 from sealtrail.errors import DecodeError
-from sealtrail.kafka.client import kafka_config
+from sealtrail.kafka.client import group_config, kafka_config
 from sealtrail.retention import RetentionPolicy
 from sealtrail.schema_cache import WriterSchemas
 from sealtrail.segments import read_segment, write_segment
@@ -257,8 +257,7 @@ class Archiver:
         self._assigned_chains: list[str] | None = None
         self._consumer = Consumer({
             **kafka_config(settings),
-            "group.id": settings.archiver_group,
-            "session.timeout.ms": settings.session_timeout_ms,
+            **group_config(settings, settings.archiver_group),
             "enable.auto.commit": False,
             "auto.offset.reset": "earliest",
             "isolation.level": "read_committed",

@@ -42,7 +42,7 @@ from sealtrail.core.hashing import sha256
 from sealtrail.core.redaction import Policy
 from sealtrail.core.signing import Signer
 from sealtrail.errors import DecodeError, TransportError
-from sealtrail.kafka.client import kafka_config
+from sealtrail.kafka.client import group_config, kafka_config
 from sealtrail.schema_cache import WriterSchemas
 
 __all__ = ["Sealer"]
@@ -97,17 +97,15 @@ class Sealer:
         self._sealed_schema_id = registry.register_schema(
             f"{settings.sealed_topic}-value", Schema(json.dumps(sealed_schema), "AVRO")
         )
-        self._base = {
-            **kafka_config(settings),
-            "session.timeout.ms": settings.session_timeout_ms,
-        }
+        # What producers and the recovery readers share: no group settings (librdkafka warns
+        # about consumer properties handed to a producer).
+        self._base = kafka_config(settings)
         self._consumer = Consumer({
             **self._base,
-            "group.id": settings.sealer_group,
+            **group_config(settings, settings.sealer_group),
             "enable.auto.commit": False,
             "auto.offset.reset": "earliest",
             "isolation.level": "read_committed",
-            "partition.assignment.strategy": "range",
             # Small fetches per partition, so that one consume() call holds records of
             # several partitions and they progress together.
             "max.partition.fetch.bytes": 128 * 1024,
@@ -171,14 +169,18 @@ class Sealer:
         if producer is not None:
             producer.flush(10)
 
+    # Assignments are incremental (cooperative-sticky, or KIP-848): the callbacks get only
+    # the partitions that change hands, and the others keep sealing through a rebalance.
+
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         for tp in partitions:
             tp.offset = self._take(tp.partition).next_source_offset
-        consumer.assign(partitions)
+        consumer.incremental_assign(partitions)
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         for tp in partitions:
             self._release(tp.partition)
+        consumer.incremental_unassign(partitions)
 
     # -- sealing ---------------------------------------------------------------------
 
@@ -383,7 +385,8 @@ class Sealer:
     def run(self) -> None:
         """Seal until :meth:`stop` is called. Transient failures are retried."""
         self._consumer.subscribe(
-            [self.settings.raw_topic], on_assign=self._on_assign, on_revoke=self._on_revoke
+            [self.settings.raw_topic], on_assign=self._on_assign, on_revoke=self._on_revoke,
+            on_lost=self._on_revoke,
         )
         backoff = 0.5
         try:

@@ -130,6 +130,11 @@ class Settings:
     """SASL user this process authenticates as (one principal per stage, docs/operations.md)."""
     kafka_sasl_password: str = ""
     """That user's SASL password; never logged, masked by `config show`."""
+    kafka_group_protocol: str = "classic"
+    """Consumer groups: "classic" (cooperative-sticky; every broker) or "consumer" (KIP-848)."""
+    kafka_group_instance_id: str = ""
+    """Static membership: a stable id per process (e.g. the pod name); a restart keeps its
+    partitions without a rebalance. Unique per process within a group; empty = dynamic."""
 
     def __post_init__(self) -> None:
         if self.retention_mode not in ("COMPLIANCE", "GOVERNANCE"):
@@ -141,6 +146,9 @@ class Settings:
             raise ConfigError(f"kafka_security_protocol must be one of "
                               f"{', '.join(_KAFKA_PROTOCOLS)}, not "
                               f"{self.kafka_security_protocol!r}")
+        if self.kafka_group_protocol not in ("classic", "consumer"):
+            raise ConfigError("kafka_group_protocol must be classic or consumer (KIP-848, "
+                              "Apache Kafka 4.0 or newer)")
         if self.kafka_sasl_mechanism not in _SASL_MECHANISMS:
             raise ConfigError(f"kafka_sasl_mechanism must be one of "
                               f"{', '.join(_SASL_MECHANISMS)}")

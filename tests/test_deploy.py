@@ -231,3 +231,27 @@ def test_deploy_acls_are_what_sealtrail_kafka_acls_prints() -> None:
     shipped = [line for line in (DEPLOY / "kafka" / "acls.txt").read_text().splitlines()
                if line and not line.startswith("#")]
     assert shipped == [str(a) for a in acls_for(Settings())]
+
+
+def test_compose_runs_the_kafka_version_and_settings_the_tests_run() -> None:
+    """The compose broker is the Apache Kafka release the suite fetches, with every broker
+    setting of the test broker (sealtrail.kafka.broker.BROKER_SETTINGS) at the same value,
+    and compose and Kubernetes join groups with the protocol the Kafka tests use."""
+    from sealtrail.kafka._fetch import KAFKA_VERSION
+    from sealtrail.kafka.broker import BROKER_SETTINGS
+
+    kafka = compose()["services"]["kafka"]
+    assert kafka["image"] == f"apache/kafka:{KAFKA_VERSION}"
+    env = kafka["environment"]
+    for key, value in BROKER_SETTINGS.items():
+        name = "KAFKA_" + key.upper().replace(".", "_")
+        assert str(env.get(name)) == value, f"{name}: compose {env.get(name)!r}, tests {value!r}"
+    config = next(d for d in k8s_docs() if d["kind"] == "ConfigMap")["data"]
+    for where, values in (("compose", compose()["x-sealtrail-env"]), ("k8s", config)):
+        assert values["SEALTRAIL_KAFKA_GROUP_PROTOCOL"] == "consumer", where
+    assert f"tested: {KAFKA_VERSION}" in (DEPLOY / "k8s" / "config.yaml").read_text()
+    sealer = next(d for d in k8s_docs() if d["kind"] == "Deployment"
+                  and d["metadata"]["name"] == "sealtrail-sealer")
+    env_list = sealer["spec"]["template"]["spec"]["containers"][0]["env"]
+    instance = next(e for e in env_list if e["name"] == "SEALTRAIL_KAFKA_GROUP_INSTANCE_ID")
+    assert instance["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
