@@ -1,26 +1,29 @@
 """How fast a sealer's partitions seal again after a SIGKILL, per kill, on each broker.
 
-Two ``sealtrail seal`` processes with static membership (``kafka_group_instance_id``
-``seal-a`` and ``seal-b``) share ``PARTITIONS`` raw partitions while a producer writes about
-``RATE`` records/s round-robin. Each round SIGKILLs ``seal-a`` and starts it again at once
-with the same instance id (what a supervisor does: systemd, a Kubernetes container restart).
+Two ``sealtrail seal`` processes share ``PARTITIONS`` raw partitions while a producer writes
+about ``RATE`` records/s round-robin. Each round SIGKILLs one of them and starts it again at
+once (what a supervisor does: systemd, a Kubernetes container restart), with the same
+``kafka_group_instance_id`` when membership is static.
 
 * ``recovery.restart_s``: per kill, seconds from the restart until every partition the
-  killed process owned has committed a new transaction (its committed raw offset moved):
-  the restarted member rejoins as itself, gets its partitions back without a rebalance,
-  fences its predecessor's transactions and recovers the chains. Printed per kill, then
-  ``recovery.restart_s.max``.
+  killed process owned has committed a new transaction (its committed raw offset moved);
+  then ``.median`` and ``.max``.
 * ``recovery.survivor_stall_s``: over the same windows, the longest time any partition of
-  the *other* process went without a commit while records were waiting: the other sealer
-  keeps sealing through its peer's restart (incremental assignment: nothing is revoked
-  from it).
+  the *other* process went without a commit: does it keep sealing through the restart?
 * ``recovery.takeover_s``: a last SIGKILL without restart: seconds until the survivor has
-  committed on every partition of the dead process (bounded by the session timeout,
-  ``session_timeout_ms`` or the broker's ``group.consumer.session.timeout.ms``).
+  committed on every partition of the dead process (bounded by the session timeout).
 
-Figures without suffix are on Tansu (classic protocol, cooperative-sticky); ``.kafka`` on
-Apache Kafka (KIP-848 consumer protocol) where java and mvn exist. ``SEALTRAIL_BENCH_KILLS``
-sets the kills per broker (default 3).
+Variants (label after ``recovery.``):
+
+* ``tansu.classic``: the embedded broker, classic protocol, cooperative-sticky, dynamic
+  membership (Tansu does not honour static membership: a static member's partitions never
+  moved in our runs);
+* ``kafka.static``: Apache Kafka, classic protocol, cooperative-sticky, static membership:
+  the restarted member rejoins as itself and gets its partitions back at once, fencing its
+  predecessor's transactions (the configuration docs/operations.md recommends);
+* ``kafka.kip848``: Apache Kafka, KIP-848 consumer protocol, dynamic membership.
+
+``SEALTRAIL_BENCH_KILLS`` sets the kills per variant (default 3).
 """
 
 from __future__ import annotations
@@ -52,9 +55,9 @@ _TOOK = re.compile(r"partition (\d+): (?:new chain|chain \S+ resumes)")
 
 
 class _Sealer:
-    def __init__(self, settings: Settings, instance: str, log: Path) -> None:
+    def __init__(self, settings: Settings, instance: str, log: Path, static: bool) -> None:
         self.log = log
-        s = dataclasses.replace(settings, kafka_group_instance_id=instance)
+        s = dataclasses.replace(settings, kafka_group_instance_id=instance if static else "")
         with open(log, "wb") as out:
             self.proc = subprocess.Popen([sys.executable, "-m", "sealtrail.cli.main", "seal"],
                                          stdout=out, stderr=out, stdin=subprocess.DEVNULL,
@@ -125,8 +128,9 @@ def _wait_owned(sealers: list[_Sealer], timeout: float = 120) -> None:
     raise RuntimeError("the sealers did not share every partition")
 
 
-def recovery(broker: str, kills: int) -> dict[str, object]:
-    suffix = "" if broker == "tansu" else f".{broker}"
+def recovery(broker: str, kills: int, protocol: str, static: bool, label: str
+             ) -> dict[str, object]:
+    suffix = f".{label}"
     with tempfile.TemporaryDirectory(prefix="bench-recovery-") as tmp:
         home = Path(tmp)
         stack = dev.start_stack(home / "stack", broker_kind=broker)
@@ -138,11 +142,11 @@ def recovery(broker: str, kills: int) -> dict[str, object]:
                          raw_topic=f"raw-{tag}", sealed_topic=f"sealed-{tag}",
                          dlq_topic=f"dlq-{tag}", sealer_group=f"sealer-{tag}",
                          partitions=PARTITIONS,
-                         kafka_group_protocol="consumer" if broker == "kafka" else "classic")
+                         kafka_group_protocol=protocol)
             init_keys(s.keys)
             ensure_topics(s)
-            a = _Sealer(s, "seal-a", home / "seal-a-0.log")
-            b = _Sealer(s, "seal-b", home / "seal-b.log")
+            a = _Sealer(s, "seal-a", home / "seal-a-0.log", static)
+            b = _Sealer(s, "seal-b", home / "seal-b.log", static)
             sealers += [a, b]
             _wait_owned(sealers)
             load = _Load(s)
@@ -155,7 +159,7 @@ def recovery(broker: str, kills: int) -> dict[str, object]:
                 mine, theirs = a.took(), b.took()
                 base = _committed(probe, s)
                 a.kill()
-                a = _Sealer(s, "seal-a", home / f"seal-a-{k + 1}.log")
+                a = _Sealer(s, "seal-a", home / f"seal-a-{k + 1}.log", static)
                 sealers.append(a)
                 took, stall = _until_all_moved(probe, s, mine, base, theirs - mine)
                 times.append(took)
@@ -176,20 +180,21 @@ def recovery(broker: str, kills: int) -> dict[str, object]:
                     sealer.kill()
             dev.stop_stack(home / "stack")
     return {
-        f"recovery.restart_s{suffix}": " ".join(f"{t:.2f}" for t in times),
-        f"recovery.restart_s.median{suffix}": round(statistics.median(times), 2),
-        f"recovery.restart_s.max{suffix}": round(max(times), 2),
-        f"recovery.survivor_stall_s{suffix}": round(max(stalls), 2),
-        f"recovery.takeover_s{suffix}": round(takeover, 2),
+        f"recovery{suffix}.restart_s": " ".join(f"{t:.2f}" for t in times),
+        f"recovery{suffix}.restart_s.median": round(statistics.median(times), 2),
+        f"recovery{suffix}.restart_s.max": round(max(times), 2),
+        f"recovery{suffix}.survivor_stall_s": round(max(stalls), 2),
+        f"recovery{suffix}.takeover_s": round(takeover, 2),
     }
 
 
 def run() -> dict[str, object]:
     kills = int(os.environ.get("SEALTRAIL_BENCH_KILLS", "3"))
-    figures = recovery("tansu", kills)
+    figures = recovery("tansu", kills, "classic", static=False, label="tansu.classic")
     why = missing_tools()
     if why:
         figures["recovery.kafka"] = f"skipped: {why}"
-    else:
-        figures.update(recovery("kafka", kills))
+        return figures
+    figures.update(recovery("kafka", kills, "classic", static=True, label="kafka.static"))
+    figures.update(recovery("kafka", kills, "consumer", static=False, label="kafka.kip848"))
     return figures

@@ -100,7 +100,7 @@ class Sealer:
         # What producers and the recovery readers share: no group settings (librdkafka warns
         # about consumer properties handed to a producer).
         self._base = kafka_config(settings)
-        self._consumer = Consumer({
+        self._consumer_conf = {
             **self._base,
             **group_config(settings, settings.sealer_group),
             "enable.auto.commit": False,
@@ -109,7 +109,8 @@ class Sealer:
             # Small fetches per partition, so that one consume() call holds records of
             # several partitions and they progress together.
             "max.partition.fetch.bytes": 128 * 1024,
-        })
+        }
+        self._consumer = Consumer(self._consumer_conf)
         self._chains: dict[int, ChainState] = {}
         self._producers: dict[int, Producer] = {}
         self._own_end: dict[int, int] = {}  # per partition: end of our last checked write
@@ -173,8 +174,16 @@ class Sealer:
     # the partitions that change hands, and the others keep sealing through a rebalance.
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        for tp in partitions:
-            tp.offset = self._take(tp.partition).next_source_offset
+        # Partitions are taken over in parallel: each waits on the broker (the previous
+        # owner's transaction aborted by init_transactions, then the chain's tail read).
+        if len(partitions) > 1:
+            with ThreadPoolExecutor(min(len(partitions), 16),
+                                    thread_name_prefix="sealtrail-take") as pool:
+                states = list(pool.map(self._take, [tp.partition for tp in partitions]))
+        else:
+            states = [self._take(tp.partition) for tp in partitions]
+        for tp, state in zip(partitions, states, strict=True):
+            tp.offset = state.next_source_offset
         consumer.incremental_assign(partitions)
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
@@ -384,10 +393,7 @@ class Sealer:
 
     def run(self) -> None:
         """Seal until :meth:`stop` is called. Transient failures are retried."""
-        self._consumer.subscribe(
-            [self.settings.raw_topic], on_assign=self._on_assign, on_revoke=self._on_revoke,
-            on_lost=self._on_revoke,
-        )
+        self._subscribe()
         backoff = 0.5
         try:
             while not self._stop.is_set():
@@ -396,6 +402,10 @@ class Sealer:
                     err = m.error()
                     if err is None:
                         by_partition.setdefault(m.partition(), []).append(m)
+                    elif err.fatal() or err.code() == KafkaError._FATAL:
+                        self._rejoin(err)
+                        by_partition.clear()
+                        break
                     elif err.code() != KafkaError._PARTITION_EOF:
                         log.warning("consumer: %s", err)
                 for partition, msgs in by_partition.items():
@@ -418,3 +428,27 @@ class Sealer:
 
     def stop(self) -> None:
         self._stop.set()
+
+    def _subscribe(self) -> None:
+        self._consumer.subscribe(
+            [self.settings.raw_topic], on_assign=self._on_assign, on_revoke=self._on_revoke,
+            on_lost=self._on_revoke,
+        )
+
+    def _rejoin(self, err: KafkaError) -> None:
+        """After a fatal consumer error, leave the group with a new consumer. With static
+        membership this happens when a restarted process's instance id is still held by
+        its killed predecessor (KIP-848: UNRELEASED_INSTANCE_ID until that member's session
+        expires) or was taken over by another process with the same id (FENCED_INSTANCE_ID):
+        the partitions are released (their producers flushed) and the process joins again,
+        instead of idling with a dead consumer."""
+        log.warning("consumer failed fatally, joining the group again in 1 s: %s", err.str())
+        for partition in list(self._producers):
+            self._release(partition)
+        try:
+            self._consumer.close()
+        except KafkaException as exc:
+            log.info("closing the failed consumer: %s", exc)
+        self._stop.wait(1.0)
+        self._consumer = Consumer(self._consumer_conf)
+        self._subscribe()
