@@ -3,6 +3,10 @@
 The registry is asked once per schema id (cached). A registry that cannot be
 reached raises TransportError, which the sealer retries: a transient outage
 must never turn good events into rejections.
+
+Bodies are decoded under the writer schema's bounds (``decode_max_depth``,
+``decode_max_items``; sealtrail.core.avro_bounds): a record or a writer schema beyond them
+is rejected as LIMIT, whatever its bytes claim.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sealtrail.core.avro import AvroCodec, SchemaMismatchError, unframe
+from sealtrail.core.avro_bounds import LimitError
 from sealtrail.core.envelope import check_event
 from sealtrail.errors import DecodeError, EventValidationError
 from sealtrail.schema_cache import UnknownSchemaError, WriterSchemas
@@ -55,8 +60,13 @@ class RawDecoder:
             writer = self._writers.codec(schema_id)
         except UnknownSchemaError as exc:
             return Rejected("UNKNOWN_SCHEMA", str(exc), schema_id)
+        except LimitError as exc:
+            return Rejected("LIMIT", f"{exc} (rule {exc.rule})", schema_id)
         try:
             event = self._reader.decode(body, writer)
+        except LimitError as exc:
+            return Rejected("LIMIT", f"schema id {schema_id}: {exc} (rule {exc.rule})",
+                            schema_id)
         except SchemaMismatchError as exc:
             return Rejected("INVALID", f"schema id {schema_id}: {exc}", schema_id)
         except DecodeError as exc:

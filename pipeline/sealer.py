@@ -32,6 +32,7 @@ from typing import Any
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
 from sealtrail.pipeline.decode import Decoded, RawDecoder, Rejected
+from sealtrail.pipeline.guard import dlq_value, internal_rejection
 from sealtrail.pipeline.recovery import ChainState, recover_chain
 
 from sealtrail import schemas
@@ -90,7 +91,7 @@ class Sealer:
         self._clock = clock
         self._stop = threading.Event()
         reader = AvroCodec(schemas.load(schemas.AUDIT_EVENT))
-        self._writers = WriterSchemas(registry)
+        self._writers = WriterSchemas(registry, settings.decode_limits)
         self._decoder = RawDecoder(self._writers, reader, max_bytes=settings.max_event_bytes)
         sealed_schema = schemas.sealed_record()
         self._sealed = AvroCodec(sealed_schema)
@@ -198,8 +199,25 @@ class Sealer:
     ) -> tuple[bytes, dict[str, Any], Rejected | None]:
         """Seal one raw record (its value and coordinates) as the next entry of ``state``'s
         chain: the framed sealed record, the record, and the rejection if it was rejected.
-        This is the whole per-record hot path, with no Kafka I/O (the benchmark's floor)."""
-        outcome = self._decoder.decode(value)
+        This is the whole per-record hot path, with no Kafka I/O (the benchmark's floor).
+
+        Whatever the record holds, it is sealed: any failure on its path but a transport
+        one (retried) becomes a rejection with reason INTERNAL (sealtrail.pipeline.guard),
+        and ``state`` only moves once the record is sealed and encoded."""
+        try:
+            return self._seal_outcome(state, self._decoder.decode(value), value, topic,
+                                      partition, offset)
+        except TransportError:
+            raise
+        except Exception as exc:
+            rejected = internal_rejection(exc, value)
+            log.error("partition %d offset %d: %s", partition, offset, rejected.detail)
+            return self._seal_outcome(state, rejected, value, topic, partition, offset)
+
+    def _seal_outcome(
+        self, state: ChainState, outcome: Decoded | Rejected, value: bytes | None, topic: str,
+        partition: int, offset: int,
+    ) -> tuple[bytes, dict[str, Any], Rejected | None]:
         policy = self._policy
         if isinstance(outcome, Decoded):
             event_id = outcome.event["event_id"]
@@ -230,11 +248,12 @@ class Sealer:
                                      "raw_sha256": sha256(raw), "raw_size": len(raw)}
             rejected = outcome
         record = seal(state.head, unsealed, self._signer)
+        framed = frame(self._sealed_schema_id, self._sealed.encode(_tagged(record)))
         state.head = state.head.advance(record)
         state.next_source_offset = offset + 1
         if rejected is None:
             state.remember(record["event"]["event_id"], record["seq"], self.settings.dedupe_window)
-        return frame(self._sealed_schema_id, self._sealed.encode(_tagged(record))), record, rejected
+        return framed, record, rejected
 
     def _seal_partition(self, partition: int, msgs: list[Message]) -> None:
         """Seal ``msgs`` (all of one raw partition) in one transaction.
@@ -274,10 +293,11 @@ class Sealer:
                 sealed += 1
                 continue
             rejected_n += 1
+            dead, omitted = dlq_value(msg.value())
             producer.produce(
-                self.settings.dlq_topic, msg.value(), msg.key(),
+                self.settings.dlq_topic, dead, msg.key(),
                 headers={"reason": rejected.reason, "chain_id": record["chain_id"],
-                         "seq": str(record["seq"])},
+                         "seq": str(record["seq"]), **omitted},
             )
         if fresh and sealed + rejected_n:
             self._check_first_write(partition, state, base, producer, delivered)

@@ -31,9 +31,15 @@ __all__ = [
 
 AUDIT_EVENT = "AuditEvent"
 SEALED_RECORD = "SealedRecord"
-# FULL_TRANSITIVE: during a rolling upgrade producers and the sealer run different versions in
-# both orders, and the archive is read back years later by whatever version is current.
-COMPATIBILITY: dict[str, str] = {AUDIT_EVENT: "FULL_TRANSITIVE", SEALED_RECORD: "FULL_TRANSITIVE"}
+# AuditEvent, FULL_TRANSITIVE: during a rolling upgrade producers and the sealer run different
+# versions in both orders, and the archive is read back years later by whatever version is
+# current. SealedRecord, BACKWARD_TRANSITIVE: every reader of sealed records decodes with the
+# record's own writer schema (the segment header, the registry id), so an older reader never
+# has to resolve a newer writer; upgrade the readers (archiver, indexer, monitor, tools) before
+# the sealer (docs/schemas.md). SealedRecord v2 widens source.schema_id to a long and adds
+# reject reasons, which only BACKWARD allows.
+COMPATIBILITY: dict[str, str] = {AUDIT_EVENT: "FULL_TRANSITIVE",
+                                 SEALED_RECORD: "BACKWARD_TRANSITIVE"}
 _NAME = re.compile(r"^(?P<name>[A-Za-z]+)\.v(?P<version>\d+)\.avsc$")
 
 

@@ -67,6 +67,19 @@ static int fail(const char *why) {
     return -1;
 }
 
+/* Array items and map entries the current transcode() call may still read: each takes at
+ * least one byte unless its type encodes to nothing (an array of nulls), so a block of n
+ * bytes has at most n + ITEM_SLACK in honest data; beyond that the count lies. */
+#define ITEM_SLACK 1024
+static int64_t items_left;
+
+static int take_items(int64_t count) {
+    if (count > items_left)
+        return fail("more items than the block can hold");
+    items_left -= count;
+    return 0;
+}
+
 /* ---------------------------------------------------------------- buffers */
 
 static inline int reserve(Buf *b, Py_ssize_t extra) {
@@ -327,12 +340,18 @@ static int map(const Node *node, In *in, Buf *out, Buf *scratch, int depth) {
             int64_t size;
             if ((rc = read_long(in, &size)) < 0)
                 break;
+            if (count == INT64_MIN) {
+                rc = fail("map block count out of range");
+                break;
+            }
             count = -count;
         }
         if (count > in->end - in->p) { /* each entry takes at least one byte */
             rc = fail("map block count out of range");
             break;
         }
+        if ((rc = take_items(count)) < 0)
+            break;
         if (n + count > cap) {
             cap = (n + count) * 2;
             Span *k2 = realloc(keys, sizeof(Span) * (size_t)cap);
@@ -401,11 +420,15 @@ static int array(const Node *node, In *in, Buf *out, Buf *scratch, int depth) {
             int64_t size;
             if (read_long(in, &size) < 0)
                 return -1;
+            if (count == INT64_MIN)
+                return fail("array block count out of range");
             count = -count;
         }
         /* (an array of nulls can claim more items than bytes: the Python path takes it) */
         if (count > in->end - in->p)
             return fail("array block count out of range");
+        if (take_items(count) < 0)
+            return -1;
         for (int64_t j = 0; j < count; j++, n++) {
             if (n && putc1(out, ',') < 0)
                 return -1;
@@ -784,6 +807,7 @@ static PyObject *transcode(PyObject *self, PyObject *args) {
         goto done;
     In in = {block.buf, (const unsigned char *)block.buf + block.len};
     problem = NULL;
+    items_left = (int64_t)block.len + ITEM_SLACK;
     int rc = 0;
     for (Py_ssize_t r = 0; r < count && rc == 0; r++) {
         fields.len = full.len = body.len = 0;

@@ -16,6 +16,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from sealtrail.core.avro_bounds import DecodeLimits
 from sealtrail.errors import ConfigError
 
 __all__ = ["Settings", "load_settings"]
@@ -58,6 +59,11 @@ class Settings:
     """Consumer group of the archiver processes."""
     max_event_bytes: int = 256 * 1024
     """Raw records larger than this are rejected (OVERSIZE) without being decoded."""
+    decode_max_depth: int = 32
+    """Avro nesting (records, arrays, maps, unions) a writer schema and a raw record may have."""
+    decode_max_items: int = 100_000
+    """Array items and map entries one raw record may decode to, under a writer schema whose
+    arrays can hold zero-size items or that is recursive (others are bounded by the bytes)."""
     dedupe_window: int = 10_000
     """Per chain, the number of most recent event_ids the sealer remembers for dedupe."""
     segment_max_records: int = 5_000
@@ -139,7 +145,8 @@ class Settings:
     def __post_init__(self) -> None:
         if self.retention_mode not in ("COMPLIANCE", "GOVERNANCE"):
             raise ConfigError("retention_mode must be COMPLIANCE or GOVERNANCE")
-        for name in ("partitions", "max_event_bytes", "segment_max_records", "retention_days"):
+        for name in ("partitions", "max_event_bytes", "segment_max_records", "retention_days",
+                     "decode_max_depth", "decode_max_items"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1")
         if self.kafka_security_protocol not in _KAFKA_PROTOCOLS:
@@ -152,6 +159,13 @@ class Settings:
         if self.kafka_sasl_mechanism not in _SASL_MECHANISMS:
             raise ConfigError(f"kafka_sasl_mechanism must be one of "
                               f"{', '.join(_SASL_MECHANISMS)}")
+        if self.decode_max_depth > 256:
+            raise ConfigError("decode_max_depth must be at most 256")
+
+    @property
+    def decode_limits(self) -> DecodeLimits:
+        """The bounds raw records are decoded under (sealtrail.core.avro_bounds)."""
+        return DecodeLimits(self.decode_max_depth, self.decode_max_items)
 
     @property
     def archive(self) -> str:

@@ -12,6 +12,7 @@ __all__ = [
     "EventValidationError",
     "IntegrityError",
     "KeyMaterialError",
+    "MalformedInputError",
     "PolicyError",
     "SealtrailError",
     "TransportError",
@@ -53,6 +54,12 @@ class PolicyError(DataError):
 
 class KeyMaterialError(DataError):
     """A signing key or keyring is missing, malformed or not trusted for this use."""
+
+
+class MalformedInputError(DataError):
+    """A file given to a command is not the kind of file it checks: unreadable, too large,
+    nested too deeply, or not of the expected structure and types. Nothing was checked,
+    so this is not failed evidence: the CLI exits 2, not 1."""
 
 
 class IntegrityError(DataError):

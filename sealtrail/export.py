@@ -36,16 +36,17 @@ from sealtrail.archive import ArchiveStore, ObjectMissingError
 from sealtrail.core import merkle
 from sealtrail.core.canonical import canonical_json
 from sealtrail.core.signing import Keyring
-from sealtrail.errors import DataError, DecodeError, IntegrityError
+from sealtrail.errors import DataError, DecodeError, IntegrityError, MalformedInputError
+from sealtrail.inputs import BoundedZip, Shape, ZipLimits, check_shape, load_json
 from sealtrail.proof import FORMAT as PROOF_FORMAT
 from sealtrail.proof import HOW as PROOF_HOW
-from sealtrail.proof import _value_model, verify_proof
+from sealtrail.proof import MAX_PROOF_BYTES, _value_model, verify_proof
 from sealtrail.replay import ArchiveSource, Query, format_time, record_to_json
 from sealtrail.search import Coverage, IndexRow, SearchQuery
 from sealtrail.segments import read_segment
 
 __all__ = ["BUNDLE_FORMAT", "ExportResult", "VerifyExportResult", "build_export",
-           "verify_export"]
+           "open_bundle", "verify_export"]
 
 BUNDLE_FORMAT = "sealtrail-export/v1"
 
@@ -230,22 +231,50 @@ class VerifyExportResult:
         return not self.problems
 
 
-def verify_export(data: bytes, keyring: Keyring) -> VerifyExportResult:
-    """Check a bundle offline against ``keyring`` (the recipient's, not the bundle's)."""
-    problems: list[str] = []
-    try:
-        bundle = zipfile.ZipFile(io.BytesIO(data))
-        names = set(bundle.namelist())
-        manifest = json.loads(bundle.read("manifest.json"))
-    except (zipfile.BadZipFile, KeyError, ValueError) as exc:
-        raise IntegrityError(f"not a sealtrail export bundle: {exc}") from None
+#: The largest bundle verify-export reads, and the most its members may inflate to.
+MAX_BUNDLE_BYTES = 2 * 1024**3
+BUNDLE_LIMITS = ZipLimits()
+MAX_MANIFEST_BYTES = 64 * 1024 * 1024
+_OPTIONAL_TEXT = (str, type(None))
+MANIFEST_SHAPE = Shape({
+    "format": str, "files": dict, "count": int, "query": _OPTIONAL_TEXT,
+    "operator": _OPTIONAL_TEXT,
+    "time_range_asked": Shape({"since_utc": _OPTIONAL_TEXT, "until_utc": _OPTIONAL_TEXT},
+                              exact=False, optional=frozenset({"since_utc", "until_utc"})),
+}, exact=False, optional=frozenset({"query", "operator", "time_range_asked"}))
+
+
+def open_bundle(data: bytes) -> tuple[BoundedZip, dict[str, Any]]:
+    """The bundle's zip (under :data:`BUNDLE_LIMITS`) and its manifest, once both have the
+    structure and types of an export bundle; MalformedInputError otherwise."""
+    if len(data) > MAX_BUNDLE_BYTES:
+        raise MalformedInputError(f"bundle is {len(data)} bytes, more than {MAX_BUNDLE_BYTES}")
+    bundle = BoundedZip(data, what="bundle", limits=BUNDLE_LIMITS)
+    if "manifest.json" not in bundle.names():
+        raise MalformedInputError("bundle has no manifest.json: not a sealtrail export bundle")
+    manifest = load_json(bundle.read("manifest.json", max_bytes=MAX_MANIFEST_BYTES),
+                         what="bundle manifest.json", max_bytes=MAX_MANIFEST_BYTES)
     if not isinstance(manifest, dict) or manifest.get("format") != BUNDLE_FORMAT:
-        raise IntegrityError(f"manifest format is not {BUNDLE_FORMAT}")
-    listed: dict[str, str] = manifest.get("files") or {}
+        raise MalformedInputError(f"bundle manifest.json is not a {BUNDLE_FORMAT} manifest")
+    check_shape(manifest, MANIFEST_SHAPE, "bundle manifest.json")
+    for name, digest in manifest["files"].items():
+        if not isinstance(digest, str):
+            raise MalformedInputError(f"bundle manifest.json: files[{name[:200]!r}] must be "
+                                      "a hex string")
+    return bundle, manifest
+
+
+def verify_export(data: bytes, keyring: Keyring) -> VerifyExportResult:
+    """Check a bundle offline against ``keyring`` (the recipient's, not the bundle's).
+    MalformedInputError when ``data`` is not an export bundle (:func:`open_bundle`)."""
+    problems: list[str] = []
+    bundle, manifest = open_bundle(data)
+    names = bundle.names()
+    listed: dict[str, str] = manifest["files"]
     for name, digest in sorted(listed.items()):
         if name not in names:
             problems.append(f"{name}: listed in the manifest but absent")
-        elif hashlib.sha256(bundle.read(name)).hexdigest() != digest:
+        elif bundle.sha256(name) != digest:
             problems.append(f"{name}: SHA-256 differs from the manifest")
     for name in sorted(names - set(listed) - {"README.txt", "manifest.json"}):
         problems.append(f"{name}: not listed in the manifest")
@@ -253,9 +282,9 @@ def verify_export(data: bytes, keyring: Keyring) -> VerifyExportResult:
     count = 0
     for name in proofs:
         try:
-            verify_proof(bundle.read(name), keyring)
+            verify_proof(bundle.read(name, max_bytes=MAX_PROOF_BYTES), keyring)
             count += 1
-        except IntegrityError as exc:
+        except DataError as exc:  # IntegrityError, or a member that is not a proof at all
             problems.append(f"{name}: {exc}")
     if manifest.get("count") != len(proofs):
         problems.append(f"the manifest states {manifest.get('count')} events, the bundle holds "

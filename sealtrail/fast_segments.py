@@ -18,13 +18,12 @@ from __future__ import annotations
 
 import json
 import logging
-import zlib
 from typing import Any
 
 import fastavro
 
 from sealtrail.core.canonical import ENTRY_FIELDS
-from sealtrail.segments import check_schema
+from sealtrail.segments import check_schema, open_container
 
 try:
     from sealtrail import _canonical_avro as native  # type: ignore[attr-defined]
@@ -39,9 +38,6 @@ AVAILABLE = native is not None
 NOT_BUILT = ("the native segment reader (sealtrail._canonical_avro) is not built, so segments "
              "are read on the Python path, about 7x slower; reinstall sealtrail where a C "
              "compiler and the Python headers are present")
-
-MAGIC = b"Obj\x01"
-SYNC_SIZE = 16
 
 # What a chain check needs of each record, in the order of a row after its two texts.
 # ("event" is None for a rejection, else the index of its union branch.)
@@ -68,77 +64,15 @@ def transcode_segment(data: bytes) -> list[Row] | None:
     if native is None:
         return None
     try:
-        schema, codec, blocks = _container(data)
-        program, seal, captures = _program(schema)
+        container = open_container(data)  # the bounded parser of the reference path
+        program, seal, captures = _program(container.schema_text)
         rows: list[Row] = []
-        for count, raw in blocks:
-            block = raw if codec == "null" else zlib.decompress(raw, -15)
+        for count, block in container.blocks:
             rows.extend(native.transcode(program, block, count, seal, captures))
         return rows
     except Exception as exc:  # whatever it is, the reference path reads (or names) it
         log.debug("segment takes the reference path: %s", exc)
         return None
-
-
-# ---------------------------------------------------------------- the container file
-
-
-def _long(data: bytes, at: int) -> tuple[int, int]:
-    """The zigzag varint at ``at`` and the position after it."""
-    shift = value = 0
-    while True:
-        if at >= len(data) or shift > 63:
-            raise Unsupported("truncated or oversized varint")
-        byte = data[at]
-        at += 1
-        value |= (byte & 0x7F) << shift
-        if not byte & 0x80:
-            return (value >> 1) ^ -(value & 1), at
-        shift += 7
-
-
-def _skip(data: bytes, at: int, length: int) -> int:
-    """The position ``length`` bytes on from ``at``, which must stay inside ``data``."""
-    if not 0 <= length <= len(data) - at:
-        raise Unsupported("length out of range")
-    return at + length
-
-
-def _container(data: bytes) -> tuple[str, str, list[tuple[int, bytes]]]:
-    """The header's schema text and codec, and each block as (record count, bytes)."""
-    if data[:4] != MAGIC:
-        raise Unsupported("not an Avro object container file")
-    meta: dict[str, bytes] = {}
-    at = 4
-    while True:
-        count, at = _long(data, at)
-        if count == 0:
-            break
-        if count < 0:
-            count = -count
-            _size, at = _long(data, at)
-        for _ in range(count):
-            klen, at = _long(data, at)
-            key, at = data[at:at + klen].decode("utf-8"), _skip(data, at, klen)
-            vlen, at = _long(data, at)
-            meta[key], at = data[at:at + vlen], _skip(data, at, vlen)
-    sync = data[at:at + SYNC_SIZE]
-    at += SYNC_SIZE
-    codec = meta.get("avro.codec", b"null").decode()
-    if codec not in ("null", "deflate") or len(sync) != SYNC_SIZE:
-        raise Unsupported(f"codec {codec!r}")
-    blocks = []
-    while at < len(data):
-        count, at = _long(data, at)
-        size, at = _long(data, at)
-        if count < 0 or size < 0 or at + size + SYNC_SIZE > len(data):
-            raise Unsupported("block out of range")
-        blocks.append((count, data[at:at + size]))
-        at += size
-        if data[at:at + SYNC_SIZE] != sync:
-            raise Unsupported("sync marker differs")
-        at += SYNC_SIZE
-    return meta["avro.schema"].decode("utf-8"), codec, blocks
 
 
 # ---------------------------------------------------------------- schema programs

@@ -170,12 +170,21 @@ def load_hmac_key(keys_dir: Path) -> tuple[bytes, str]:
         raise KeyMaterialError(f"{path} is malformed") from None
 
 
+#: The largest keyring file read (one with a thousand keys is about 200 kB).
+MAX_KEYRING_BYTES = 16 * 1024 * 1024
+
+
 def load_keyring(path: Path) -> Keyring:
     """The pinned public keyring at ``path`` (a file the verifier supplies)."""
     try:
+        if path.stat().st_size > MAX_KEYRING_BYTES:
+            raise KeyMaterialError(f"keyring {path} is larger than {MAX_KEYRING_BYTES} bytes: "
+                                   "not a keyring")
         text = path.read_text()
     except OSError as exc:
         raise ConfigError(f"cannot read keyring {path}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise KeyMaterialError(f"keyring {path} is not UTF-8 text") from None
     return Keyring.loads(text)
 
 

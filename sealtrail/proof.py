@@ -33,11 +33,14 @@ from sealtrail.core.checkpoint import SignedCheckpoint
 from sealtrail.core.hashing import ENTRY_DOMAIN, SIG_ENTRY_DOMAIN, sha256
 from sealtrail.core.note import checkpoint_body, sign_note
 from sealtrail.core.signing import Keyring, Signer
-from sealtrail.errors import DataError, DecodeError, IntegrityError
+from sealtrail.errors import DataError, DecodeError, IntegrityError, MalformedInputError
+from sealtrail.inputs import ListOf, Shape, check_shape, load_json
 from sealtrail.retention import walk_units
 from sealtrail.segments import read_segment
 
-__all__ = ["HOW", "ProofResult", "build_proof", "chain_note", "verify_proof"]
+__all__ = ["HOW", "ProofResult", "build_proof", "chain_note", "load_proof", "verify_proof"]
+
+NONE = type(None)
 
 FORMAT = "sealtrail-proof/v1"
 HOW = (
@@ -105,17 +108,42 @@ def _hex(value: Any, what: str, size: int | None = None) -> bytes:
     return raw
 
 
-def verify_proof(data: bytes, keyring: Keyring) -> ProofResult:
-    """Check a proof file offline against ``keyring``; IntegrityError on any failure."""
-    try:
-        doc = json.loads(data)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise IntegrityError(f"proof is not JSON: {exc}") from None
+#: The largest proof file: one entry (an event is at most max_event_bytes), a checkpoint and
+#: an audit path of at most 64 hashes.
+MAX_PROOF_BYTES = 16 * 1024 * 1024
+_HEX = str
+_ENTRY = Shape({"chain_id": str, "seq": int, "epoch": int, "kind": str, "event": (dict, NONE),
+                "rejection": (dict, NONE), "redaction": dict, "ingested_at": int,
+                "source": dict, "prev_hash": _HEX, "key_id": str, "entry_hash": _HEX,
+                "signature": _HEX})
+PROOF_SHAPE = Shape({"format": str, "how": str, "event_id": str, "entry": _ENTRY,
+                     "leaf_index": int, "tree_size": int,
+                     "inclusion_proof": ListOf(_HEX, 64), "checkpoint_key": str,
+                     "checkpoint": Shape({"format": str, "checkpoint": Shape({
+                         "chain_id": str, "index": int, "first_seq": int, "last_seq": int,
+                         "head_hash": _HEX, "merkle_root": _HEX, "prev_checkpoint_hash": _HEX,
+                         "segment_key": str, "segment_sha256": _HEX, "segment_size": int,
+                         "created_at": int, "key_id": str}, exact=False),
+                         "checkpoint_hash": _HEX, "signature": _HEX})})
+
+
+def load_proof(data: bytes, what: str = "proof") -> dict[str, Any]:
+    """The proof document in ``data`` once its size, nesting, structure and types are those
+    of a proof; MalformedInputError otherwise (nothing is checked yet)."""
+    doc = load_json(data, what=what, max_bytes=MAX_PROOF_BYTES)
     if not isinstance(doc, dict) or doc.get("format") != FORMAT:
-        raise IntegrityError(f"proof format is not {FORMAT}")
+        raise MalformedInputError(f"{what} is not a {FORMAT} document")
+    check_shape(doc, PROOF_SHAPE, what)
+    return doc
+
+
+def verify_proof(data: bytes, keyring: Keyring) -> ProofResult:
+    """Check a proof file offline against ``keyring``: MalformedInputError when it is not a
+    proof at all (:func:`load_proof`), IntegrityError when its evidence does not hold."""
+    doc = load_proof(data)
     try:
         canonical = canonical_json(doc)
-    except TypeError as exc:
+    except (TypeError, ValueError) as exc:  # a float, a lone surrogate
         raise IntegrityError(f"proof holds a value without canonical form: {exc}") from None
     if canonical != data:
         raise IntegrityError("proof file is not in canonical form (it was altered)")

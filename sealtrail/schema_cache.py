@@ -13,6 +13,7 @@ from confluent_kafka.schema_registry import SchemaRegistryClient
 from confluent_kafka.schema_registry.error import SchemaRegistryError
 
 from sealtrail.core.avro import AvroCodec, unframe
+from sealtrail.core.avro_bounds import DecodeLimits, LimitError
 from sealtrail.errors import DecodeError, TransportError
 
 __all__ = ["UnknownSchemaError", "WriterSchemas"]
@@ -27,11 +28,15 @@ class UnknownSchemaError(DecodeError):
 
 class WriterSchemas:
     """Codecs for registry schema ids. Raises TransportError when the registry cannot be
-    asked (retry later), UnknownSchemaError when it answers that the id is unknown."""
+    asked (retry later), UnknownSchemaError when it answers that the id is unknown,
+    LimitError when the schema nests deeper than ``limits`` allow. Bytes are decoded under
+    ``limits`` (:mod:`sealtrail.core.avro_bounds`): a registry's schemas are not trusted."""
 
-    def __init__(self, registry: SchemaRegistryClient) -> None:
+    def __init__(self, registry: SchemaRegistryClient,
+                 limits: DecodeLimits | None = None) -> None:
         self._registry = registry
-        self._codecs: dict[int, AvroCodec | UnknownSchemaError] = {}
+        self._limits = limits or DecodeLimits()
+        self._codecs: dict[int, AvroCodec | DecodeError] = {}
 
     def codec(self, schema_id: int) -> AvroCodec:
         found = self._codecs.get(schema_id)
@@ -40,11 +45,11 @@ class WriterSchemas:
             if len(self._codecs) >= MAX_CACHED:
                 self._codecs.clear()
             self._codecs[schema_id] = found
-        if isinstance(found, UnknownSchemaError):
+        if isinstance(found, DecodeError):
             raise found
         return found
 
-    def _fetch(self, schema_id: int) -> AvroCodec | UnknownSchemaError:
+    def _fetch(self, schema_id: int) -> AvroCodec | DecodeError:
         try:
             schema = self._registry.get_schema(schema_id)
         except SchemaRegistryError as exc:
@@ -57,7 +62,9 @@ class WriterSchemas:
                 f"{type(exc).__name__}"
             ) from None
         try:
-            return AvroCodec(json.loads(schema.schema_str))
+            return AvroCodec(json.loads(schema.schema_str), self._limits)
+        except LimitError as exc:
+            return LimitError(exc.rule, f"schema id {schema_id}: {exc}")
         except Exception as exc:
             return UnknownSchemaError(f"schema id {schema_id} is not a usable Avro schema: {exc}")
 

@@ -45,3 +45,98 @@ def test_completeness_as_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     doc = json.loads(out[out.rindex('{\n  "completeness"'):])
     [part] = doc["completeness"]
     assert part["complete"] and part["ranges"] == [[0, 3]] and part["holes"] == []
+
+
+def _write_keyring(tmp_path: Path) -> str:
+    from archive_builder import write_keyring
+    from compliance_helpers import KEYRING
+
+    return str(write_keyring(tmp_path / "public.json", KEYRING))
+
+
+def test_heartbeat_checkpoints_are_no_crash_and_no_hole(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An intact archive with heartbeat checkpoints (no segment) between and after segments:
+    verify --completeness exits 0 (it crashed with 'archive key must be a non-empty string',
+    exit 1, issue 13)."""
+    from compliance_helpers import ChainFeeder, writer
+
+    from sealtrail.archive import open_store
+
+    store = open_store(tmp_path / "a")
+    w = writer(store)
+    feed = ChainFeeder(w)
+    feed.segment(["auth.login", "auth.login"])
+    assert w.heartbeat(0.0) == 1
+    feed.segment(["auth.login"])
+    assert w.heartbeat(0.0) == 1
+    code = main(["verify", str(tmp_path / "a"), "--keys", _write_keyring(tmp_path),
+                 "--completeness"])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "COMPLETE audit.raw/0: offsets 0..2 (3 records, 1 chain(s))" in out
+
+
+def test_an_archive_whose_every_segment_was_purged_is_complete(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Every segment purged after its retention, a heartbeat after them: intact, nothing
+    left to cover, exit 0, and the report says why no offset is listed."""
+    from compliance_helpers import ChainFeeder, age_sidecars, writer
+
+    from sealtrail.archive import open_store
+    from sealtrail.retention import purge
+
+    store = open_store(tmp_path / "a")
+    w = writer(store)
+    feed = ChainFeeder(w)
+    feed.segment(["auth.login", "auth.login"])
+    feed.segment(["auth.login"])
+    assert w.heartbeat(0.0) == 1
+    age_sidecars(tmp_path / "a")
+    assert len(purge(store).deleted) == 2
+    code = main(["verify", str(tmp_path / "a"), "--keys", _write_keyring(tmp_path),
+                 "--completeness"])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "3 entries were in segments purged" in out and "only purged ones" in out
+
+
+def test_purged_segments_are_counted_from_their_checkpoints(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Segments purged after their retention, at the start, in the middle and at the end of
+    a chain: the offsets across a purged middle segment count as covered, exit 0; a segment
+    deleted while still retained stops the coverage (verify names it missing), exit 1."""
+    from compliance_helpers import ChainFeeder, age_sidecars, policy, writer
+
+    from sealtrail.archive import open_store
+    from sealtrail.holds import HoldSelector, apply_hold
+    from sealtrail.retention import purge
+
+    root = tmp_path / "a"
+    store = open_store(root)
+    feed = ChainFeeder(writer(store))
+    for _ in range(5):
+        feed.segment(["payment.x", "payment.y"])
+    for segment in (1, 3):  # keep segments 1 and 3; 0, 2 and 4 go
+        at = feed.records[2 * segment]["event"]["occurred_at"]
+        apply_hold(store, f"CASE-{segment}", HoldSelector(at, at), policy=policy(),
+                   progress_dir=tmp_path / "progress", operator="tester")
+    age_sidecars(root)
+    assert len(purge(store).deleted) == 3
+    keys = _write_keyring(tmp_path)
+    code = main(["verify", str(root), "--keys", keys, "--completeness"])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "COMPLETE audit.raw/0: offsets 2..7 (6 records, 1 chain(s))" in out
+    assert "6 entries were in segments purged after their retention" in out
+    fresh = open_store(tmp_path / "b")
+    feed = ChainFeeder(writer(fresh))
+    feed.segment(["payment.x"])
+    feed.segment(["payment.x"])
+    (tmp_path / "b" / "chains" / feed.head.chain_id / "segments" / "0000000000.avro").unlink()
+    code = main(["verify", str(tmp_path / "b"), "--keys", keys, "--completeness"])
+    out = capsys.readouterr().out
+    assert code == 1 and "STOPPED  chain" in out and "missing" in out

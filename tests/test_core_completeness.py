@@ -54,3 +54,36 @@ def test_coverage_matches_counting_offsets(a: set[int], b: set[int]) -> None:
     assert expand(c.holes) == set(range(min(a | b), max(a | b) + 1)) - (a | b)
     assert expand(c.overlaps) == a & b
     assert c.complete == (not c.holes and not (a & b))
+
+
+def test_offsets_across_purged_entries_follow_when_exactly_that_many_apart() -> None:
+    """A purged segment of n entries between offsets a and a + n + 1 leaves one run; a
+    different distance starts a new run (a hole, or offsets twice); purged entries before
+    the first known offset change nothing."""
+    from sealtrail.core.completeness import Purged
+
+    coords: list[tuple[str, int, int] | Purged] = [
+        Purged(4), ("t", 0, 10), ("t", 0, 11), Purged(3), ("t", 0, 15), Purged(2),
+        ("t", 0, 20)]
+    assert [(r.first, r.last) for r in runs_of("c", coords)] == [(10, 15), (20, 20)]
+    assert runs_of("c", [("t", 0, 1), Purged(1), ("t", 1, 3)]) == [
+        Run("c", "t", 0, 1, 1), Run("c", "t", 1, 3, 3)]
+    assert runs_of("c", [Purged(5)]) == []
+
+
+@given(st.lists(st.integers(1, 5), min_size=1, max_size=20), st.data())
+def test_purging_any_middle_segments_keeps_one_run(sizes: list[int], data: st.DataObject) -> None:
+    """Contiguous offsets cut into segments, any of them purged but the first and last:
+    still exactly one run from the first offset to the last."""
+    from sealtrail.core.completeness import Purged
+
+    coords: list[tuple[str, int, int] | Purged] = []
+    offset = 0
+    for i, size in enumerate(sizes):
+        purge = 0 < i < len(sizes) - 1 and data.draw(st.booleans())
+        if purge:
+            coords.append(Purged(size))
+        else:
+            coords.extend(("t", 0, offset + k) for k in range(size))
+        offset += size
+    assert runs_of("c", coords) == [Run("c", "t", 0, 0, offset - 1)]

@@ -203,10 +203,13 @@ def test_keyring_json_round_trip() -> None:
         (_doc(_entry(not_before="soon")), "keyring entry 0 is malformed"),
         (_doc(_entry(not_before=10, not_after=5)), "not_after is before not_before"),
         (_doc(_entry(), _entry()), "keyring entry 1: key id .* is listed twice"),
+        ({"format": "sealtrail-keyring/v1", "keys": 5}, "'keys' must be a list"),
+        (_doc([_entry()]), "keyring entry 0 is malformed"),
     ],
     ids=["not-a-dict", "no-format", "wrong-format", "bad-base64", "bad-padding", "short-key",
          "long-key", "no-keys-field", "empty-keys", "algorithm", "missing-fields",
-         "entry-not-object", "bad-time", "inverted-window", "duplicate-id"],
+         "entry-not-object", "bad-time", "inverted-window", "duplicate-id", "keys-not-list",
+         "entry-a-list"],
 )
 def test_keyring_from_json_errors(doc: Any, message: str) -> None:
     """Malformed keyring documents raise KeyMaterialError (a DataError) saying what is wrong."""

@@ -13,7 +13,7 @@ from archive_builder import build_archive, keyring_of, reseal, segment_bytes, si
 from archive_builder import write_object as overwrite
 from test_replay import sealtrail
 
-from sealtrail.errors import IntegrityError
+from sealtrail.errors import IntegrityError, MalformedInputError
 from sealtrail.export import build_export, verify_export
 from sealtrail.replay import ArchiveSource
 from sealtrail.search import open_index, parse_query
@@ -93,7 +93,7 @@ def test_altered_bundles_fail_verification(exported: tuple[Path, Path, int],
     stranger = write_keyring(tmp_path / "other.json", keyring_of(signer("someone-else")))
     proc = sealtrail(tmp_path, "verify-export", bundle, "--keys", stranger)
     assert proc.returncode == 1 and "unknown key" in proc.stdout
-    with pytest.raises(IntegrityError):
+    with pytest.raises(MalformedInputError):  # not a bundle at all: exit 2, not 1
         verify_export(b"not a zip", keyring)
 
 

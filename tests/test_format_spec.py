@@ -451,3 +451,47 @@ def test_worked_example_archive_verifies_independently(tmp_path: Path) -> None:
 def test_golden_vectors_file_is_referenced_by_the_spec() -> None:
     assert "tests/vectors/entry_v1.json" in spec_text()
     json.loads(VECTORS.read_text(encoding="utf-8"))
+
+
+# -- SealedRecord versions --------------------------------------------------------------------
+
+
+def test_a_chain_of_v1_then_v2_segments_verifies_everywhere(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A chain sealed first with SealedRecord v1 and then, after an upgrade, with v2 (a
+    schema id of 2^32 - 1, the new reasons LIMIT and INTERNAL): the independent verifier,
+    the native path and the reference path of sealtrail's verifier all accept it, and the
+    segments' header schemas are v1 and v2."""
+    from sealtrail import fast_segments, schemas
+    from sealtrail.segments import open_container
+
+    signer = Ed25519Signer(bytes(range(32)))
+    store = open_store(tmp_path / "a")
+    writer = SegmentWriter(store, signer, retention_days=1, clock=lambda: 1700000001000000)
+    head = ChainHead.genesis("audit.raw.0.0123456789abcdef")
+    for i, (version, reason, schema_id) in enumerate([
+            (1, "UNKNOWN_SCHEMA", 2**31 - 1), (1, "INVALID", None),
+            (2, "UNKNOWN_SCHEMA", 2**32 - 1), (2, "LIMIT", 7), (2, "INTERNAL", None)]):
+        record = seal(head, {
+            "kind": "REJECTION", "event": None,
+            "rejection": {"reason": reason, "detail": f"test {i}", "raw_sha256": bytes(32),
+                          "raw_size": 0},
+            "redaction": {"policy_id": "default", "policy_version": 1, "fields": []},
+            "ingested_at": 1700000000000000 + i,
+            "source": {"topic": "audit.raw", "partition": 0, "offset": i,
+                       "schema_id": schema_id}}, signer)
+        head = head.advance(record)
+        writer.add(record, schemas.sealed_record(version=version))
+    writer.flush()
+    keyring = write_keyring(tmp_path / "public.json", keyring_of(signer))
+    assert iv.verify_dir(tmp_path / "a", keyring) == []
+    segments = sorted(k for k in store.list("chains/") if k.endswith(".avro"))
+    assert len(segments) == 2
+    docs = [open_container(store.get(k)).schema["doc"] for k in segments]
+    assert "Version 1" in docs[0] and "Version 2" in docs[1]
+    assert all(fast_segments.transcode_segment(store.get(k)) for k in segments)
+    report = verify_archive(store, keyring_of(signer))
+    assert report.ok and report.chains[0].rejections == {
+        "UNKNOWN_SCHEMA": 2, "INVALID": 1, "LIMIT": 1, "INTERNAL": 1}
+    monkeypatch.setattr(fast_segments, "native", None)  # the reference path
+    assert verify_archive(store, keyring_of(signer)).to_json() == report.to_json()

@@ -67,8 +67,9 @@ def test_shipped_schemas_pass() -> None:
     result = run_cli("schemas", "check")
     assert result.returncode == 0, result.stderr
     assert "ok  AuditEvent keeps FULL_TRANSITIVE: v1, v2\n" in result.stdout
-    assert ("ok  SealedRecord keeps FULL_TRANSITIVE: v1 with AuditEvent v1, "
-            "v1 with AuditEvent v2\n") in result.stdout
+    assert ("ok  SealedRecord keeps BACKWARD_TRANSITIVE: v1 with AuditEvent v1, "
+            "v1 with AuditEvent v2, v2 with AuditEvent v1, v2 with AuditEvent v2\n"
+            ) in result.stdout
     assert schema_check.check_dir() == []
 
 
@@ -104,6 +105,7 @@ def test_float_field_fails_canonical_rule(schema_dir: Path) -> None:
     problems = schema_check.check_dir(schema_dir)
     assert [(p.subject, p.rule, p.field) for p in problems if p.rule != "FORWARD"] == [
         ("AuditEvent", "CANONICAL", "amount"),
+        ("SealedRecord", "CANONICAL", "event.amount"),  # v1 and v2 of SealedRecord
         ("SealedRecord", "CANONICAL", "event.amount")]
     assert "canonical bytes have no form for float or double" in str(problems[0])
 
@@ -226,19 +228,22 @@ def secured() -> Iterator[RegistryServer]:
 
 
 def test_register_publishes_every_version_with_bearer_token(secured: RegistryServer) -> None:
-    """`schemas register` sets FULL_TRANSITIVE and registers v1, v2 in order on both
-    subjects; a second run returns the same ids."""
+    """`schemas register` sets each subject's level (FULL_TRANSITIVE for the raw topic,
+    BACKWARD_TRANSITIVE for the sealed topic) and registers every version in order; a second
+    run returns the same ids."""
     env = {"SEALTRAIL_REGISTRY_AUTH": f"Bearer {TOKEN}", "SEALTRAIL_RAW_TOPIC": "r",
            "SEALTRAIL_SEALED_TOPIC": "s"}
     first = run_cli("schemas", "register", "--registry", secured.url, "--json", env=env)
     assert first.returncode == 0, first.stderr
     published = json.loads(first.stdout)["published"]
     assert [(p["subject"], p["version"]) for p in published] == [
-        ("r-value", 1), ("r-value", 2), ("s-value", 1), ("s-value", 2)]
+        ("r-value", 1), ("r-value", 2), ("s-value", 1), ("s-value", 2), ("s-value", 3),
+        ("s-value", 4)]
     again = run_cli("schemas", "register", "--registry", secured.url, "--json", env=env)
     assert json.loads(again.stdout)["published"] == published
     client = registry_client(secured.url, f"Bearer {TOKEN}")
     assert client.get_compatibility("r-value") == "FULL_TRANSITIVE"
+    assert client.get_compatibility("s-value") == "BACKWARD_TRANSITIVE"
     latest = client.get_latest_version("r-value")
     assert json.loads(latest.schema.schema_str) == json.loads(
         json.dumps(schemas.load("AuditEvent", 2)))
@@ -296,7 +301,7 @@ def test_json_report_of_check() -> None:
     """`schemas check --json` lists the versions found and no violations."""
     result = run_cli("schemas", "check", "--json")
     doc = json.loads(result.stdout)
-    assert doc == {"ok": True, "schemas": {"AuditEvent": [1, 2], "SealedRecord": [1]},
+    assert doc == {"ok": True, "schemas": {"AuditEvent": [1, 2], "SealedRecord": [1, 2]},
                    "violations": []}
 
 

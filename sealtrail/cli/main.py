@@ -2,8 +2,10 @@
 
 Exit codes (the same for every subcommand):
   0  ok
-  1  verification failed: the evidence does not check out
-  2  usage, configuration or I/O error
+  1  verification failed: the evidence does not check out (and nothing else)
+  2  usage, configuration, input or I/O error: a file that is not what the command checks,
+     a service that cannot be reached; nothing was checked
+  3  internal error: a sealtrail bug (one line; the traceback with --debug)
 """
 
 from __future__ import annotations
@@ -13,13 +15,14 @@ import importlib
 import logging
 import pkgutil
 import sys
+import traceback
 from collections.abc import Sequence
 from types import ModuleType
 
 from sealtrail import __version__
 from sealtrail.errors import IntegrityError, SealtrailError
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
 
 EPILOG = """\
 Typical session on the embedded default (no configuration needed):
@@ -30,7 +33,8 @@ Typical session on the embedded default (no configuration needed):
   sealtrail verify .sealtrail/archive --keys .sealtrail/keys/public.json
 
 Configuration: --config FILE (TOML), SEALTRAIL_* environment variables; see
-docs/configuration.md. Exit codes: 0 ok, 1 verification failed, 2 usage or I/O error.
+docs/configuration.md. Exit codes: 0 ok, 1 verification failed (and nothing else), 2 usage,
+input or I/O error, 3 internal error (a bug; --debug shows the traceback).
 """
 
 
@@ -44,6 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"sealtrail {__version__}")
     parser.add_argument("--config", metavar="FILE", help="TOML configuration file")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug detail")
+    parser.add_argument("--debug", action="store_true",
+                        help="on an internal error (exit 3), print the traceback")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for module in _command_modules():
         module.register(sub)
@@ -68,6 +74,7 @@ def _command_modules() -> list[ModuleType]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; the only place that turns outcomes into exit codes."""
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(
@@ -88,6 +95,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SealtrailError as exc:
         print(f"sealtrail: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except OSError as exc:  # a file or socket the command was pointed at
+        print(f"sealtrail: I/O error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except Exception as exc:  # a bug: never mistaken for failed evidence (exit 1)
+        return internal_error(exc, debug=args.debug)
+
+
+def internal_error(exc: BaseException, *, debug: bool) -> int:
+    """Report an unexpected exception in one line (its type and where it was raised; the
+    message and traceback only with --debug, since a message may quote data) and return
+    :data:`EXIT_INTERNAL`."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    where = f" at {frames[-1].filename.rsplit('/', 1)[-1]}:{frames[-1].lineno}" if frames else ""
+    print(f"sealtrail: internal error: {type(exc).__name__}{where} (a sealtrail bug; run "
+          "again with --debug for the traceback and report it)", file=sys.stderr)
+    if debug:
+        traceback.print_exception(exc, file=sys.stderr)
+    return EXIT_INTERNAL
 
 
 if __name__ == "__main__":

@@ -12,9 +12,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sealtrail.cli.common import print_json, read_input, settings_from
+from sealtrail.cli.common import print_json, settings_from
 from sealtrail.config import Settings
-from sealtrail.errors import DataError, IntegrityError, SealtrailError
+from sealtrail.errors import IntegrityError, SealtrailError
 
 _Sub = argparse._SubParsersAction  # type: ignore[type-arg]
 
@@ -82,7 +82,9 @@ def register(sub: _Sub) -> None:
     p.set_defaults(func=_prove)
     p = sub.add_parser("verify-proof", help="check a proof file offline",
                        description="Exit 0 when the proof checks out against KEYRING, 1 when "
-                       "not, 2 for usage errors. Needs no archive and no network.")
+                       "not, 2 when the file cannot be read or is not a proof (too large, not "
+                       "JSON, nested too deeply, members of the wrong type). Needs no archive "
+                       "and no network.")
     p.add_argument("proof", metavar="PROOF")
     p.add_argument("--keys", required=True, metavar="KEYRING", help="public keyring JSON")
     p.set_defaults(func=_verify_proof)
@@ -99,7 +101,10 @@ def register(sub: _Sub) -> None:
     _archive_arg(p)
     p.add_argument("--out", metavar="FILE", help="write here instead of stdout")
     p.set_defaults(func=_export_note)
-    p = sub.add_parser("verify-note", help="check a C2SP checkpoint note's signature")
+    p = sub.add_parser("verify-note", help="check a C2SP checkpoint note's signature",
+                       description="Exit 0 when a signature by --key-id (from KEYRING) "
+                       "verifies, 1 when none does, 2 when the file cannot be read or is not "
+                       "a signed note.")
     p.add_argument("note", metavar="NOTE")
     p.add_argument("--keys", required=True, metavar="KEYRING", help="public keyring JSON")
     p.add_argument("--key-id", required=True, help="keyring key id that signed the note")
@@ -331,13 +336,14 @@ def _keyring(path: str) -> Any:
 
 
 def _verify_proof(args: argparse.Namespace) -> int:
-    from sealtrail.proof import verify_proof
+    from sealtrail.inputs import read_file
+    from sealtrail.proof import MAX_PROOF_BYTES, verify_proof
 
     keyring = _keyring(args.keys)
-    data = read_input(args.proof)
+    data = read_file(args.proof, what="proof", max_bytes=MAX_PROOF_BYTES)
     try:
-        result = verify_proof(data, keyring)
-    except DataError as exc:  # IntegrityError included
+        result = verify_proof(data, keyring)  # not a proof at all: MalformedInputError, exit 2
+    except IntegrityError as exc:
         print(f"FAILED: {exc}")
         return 1
     print(f"VERIFIED: event {result.event_id} is entry seq {result.seq} of chain "
@@ -365,15 +371,17 @@ def _export_note(args: argparse.Namespace) -> int:
 
 
 def _verify_note(args: argparse.Namespace) -> int:
-    from sealtrail.core.note import verify_note
+    from sealtrail.core.note import MAX_NOTE_BYTES, verify_note
+    from sealtrail.inputs import read_file
 
     keyring = _keyring(args.keys)
     key = keyring.keys.get(args.key_id)
     if key is None:
         print(f"sealtrail: key {args.key_id!r} is not in {args.keys}", file=sys.stderr)
         return 2
+    data = read_file(args.note, what="note", max_bytes=MAX_NOTE_BYTES)
     try:
-        cp = verify_note(Path(args.note).read_bytes(), args.name, key.public_key)
+        cp = verify_note(data, args.name, key.public_key)  # malformed: exit 2
     except IntegrityError as exc:
         print(f"FAILED: {exc}")
         return 1

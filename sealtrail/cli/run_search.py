@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from sealtrail.cli.common import read_input, settings_from, stop_on_signals
+from sealtrail.cli.common import settings_from, stop_on_signals
 from sealtrail.config import Settings
 
 QUERY_HELP = ("query: actor:ID action:A type:EVENT_TYPE resource:TYPE/ID outcome:O service:S "
@@ -66,7 +66,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("verify-export", help="check an export bundle offline",
                        description="Check every proof of an export bundle against a keyring "
                        "you obtained yourself (never the one inside the bundle). Exit 0 when "
-                       "every proof checks, 1 otherwise.")
+                       "every proof checks, 1 otherwise, 2 when the file cannot be read or is "
+                       "not an export bundle (not a zip, members that would inflate beyond "
+                       "the caps, a manifest of the wrong structure).")
     p.add_argument("bundle", metavar="BUNDLE.zip")
     p.add_argument("--keys", required=True, metavar="KEYRING")
     p.add_argument("--json", action="store_true")
@@ -216,13 +218,14 @@ def _export(args: argparse.Namespace) -> int:
 
 def _verify_export(args: argparse.Namespace) -> int:
     from sealtrail.errors import IntegrityError
-    from sealtrail.export import verify_export
+    from sealtrail.export import MAX_BUNDLE_BYTES, verify_export
+    from sealtrail.inputs import read_file
     from sealtrail.keys import load_keyring
 
     keyring = load_keyring(Path(args.keys))
-    data = read_input(args.bundle)
+    data = read_file(args.bundle, what="bundle", max_bytes=MAX_BUNDLE_BYTES)
     try:
-        result = verify_export(data, keyring)
+        result = verify_export(data, keyring)  # not a bundle at all: MalformedInputError, exit 2
     except IntegrityError as exc:
         print(f"FAILED: {exc}")
         return 1

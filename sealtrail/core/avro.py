@@ -12,6 +12,7 @@ from typing import Any
 import fastavro
 from fastavro.read import SchemaResolutionError
 
+from sealtrail.core.avro_bounds import DecodeLimits, Guard, shape
 from sealtrail.core.envelope import strip_logical_types
 from sealtrail.errors import DecodeError, EventValidationError
 
@@ -44,11 +45,21 @@ def unframe(data: bytes) -> tuple[int, memoryview]:
 
 
 class AvroCodec:
-    """Encode and decode records of one schema (the reader schema when decoding)."""
+    """Encode and decode records of one schema (the reader schema when decoding).
 
-    def __init__(self, schema: dict[str, Any]) -> None:
+    ``limits``: the schema is not trusted (a writer schema from a registry), so bytes
+    written with it are decoded under these bounds (:mod:`sealtrail.core.avro_bounds`);
+    LimitError here when the schema itself nests deeper than they allow."""
+
+    def __init__(self, schema: dict[str, Any], limits: DecodeLimits | None = None) -> None:
         self.schema = schema
+        self._guard: Guard | None = None
+        # The shape before fastavro sees the schema (it recurses on nesting), the guard after
+        # (which then only meets valid names).
+        linear = shape(schema, limits).linear if limits is not None else True
         self.parsed = fastavro.parse_schema(strip_logical_types(schema))  # parsed once: hinted
+        if limits is not None and not linear:
+            self._guard = Guard(strip_logical_types(schema), limits)
         self.name = str(schema.get("name", "?"))
         self._records = _record_paths(schema, ())
 
@@ -85,7 +96,11 @@ class AvroCodec:
 
     def decode(self, body: bytes | memoryview, writer: AvroCodec | None = None) -> Any:
         """Decode ``body`` written with ``writer`` (this schema when None), resolved to this
-        schema; DecodeError when the bytes do not parse."""
+        schema; DecodeError when the bytes do not parse, LimitError (one) when decoding them
+        would go beyond the writer's limits."""
+        guard = (writer or self)._guard
+        if guard is not None:
+            guard.check(body)
         buf = io.BytesIO(body)
         try:
             record = fastavro.schemaless_reader(buf, (writer or self).parsed, self.parsed)

@@ -29,6 +29,10 @@ _INT_FIELDS = ("index", "first_seq", "last_seq", "segment_size", "created_at")
 _HASH_FIELDS = ("head_hash", "merkle_root", "prev_checkpoint_hash", "segment_sha256")
 
 
+#: The largest checkpoint file a reader parses (sealtrail writes about 900 bytes).
+MAX_CHECKPOINT_BYTES = 64 * 1024
+
+
 @dataclass(frozen=True)
 class Checkpoint:
     """The statement a checkpoint signs. Hashes are lowercase hex in JSON."""
@@ -125,6 +129,9 @@ class SignedCheckpoint:
     def from_bytes(cls, data: bytes) -> SignedCheckpoint:
         import json
 
+        if len(data) > MAX_CHECKPOINT_BYTES:  # one is about 900 bytes
+            raise IntegrityError(f"malformed checkpoint: {len(data)} bytes, at most "
+                                 f"{MAX_CHECKPOINT_BYTES}")
         try:
             doc = json.loads(data)
             if doc.get("format") != "sealtrail-checkpoint/v1":
@@ -135,7 +142,9 @@ class SignedCheckpoint:
                 bytes.fromhex(doc["signature"]),
             )
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
-            raise IntegrityError(f"malformed checkpoint: {exc}") from None
+            raise IntegrityError(f"malformed checkpoint: {str(exc)[:300]}") from None
+        except RecursionError:
+            raise IntegrityError("malformed checkpoint: JSON nested too deeply") from None
 
     def problem(self, keyring: Keyring) -> str | None:
         """None when the hash and the signature check out against ``keyring``."""

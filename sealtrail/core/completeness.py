@@ -8,6 +8,11 @@ consecutive offsets, as a verifier reads them chain by chain; the output says, p
 topic and partition, the ranges covered, the holes between them and the offsets covered
 more than once.
 
+Segments purged after their retention (docs/format.md, "Purged segments") no longer say
+which offsets they held, only how many entries: a :class:`Purged` marker in a chain's
+coordinates stands for them, and the offsets across it count as covered when the entries
+on both sides are exactly that many offsets apart.
+
 Pure: no I/O.
 """
 
@@ -16,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-__all__ = ["Coverage", "Run", "coverage", "runs_of"]
+__all__ = ["Coverage", "Purged", "Run", "coverage", "runs_of"]
 
 
 @dataclass(frozen=True)
@@ -53,19 +58,34 @@ class Coverage:
         return sum(last - first + 1 for first, last in self.ranges)
 
 
-def runs_of(chain_id: str, coordinates: Iterable[tuple[str, int, int]]) -> list[Run]:
+@dataclass(frozen=True)
+class Purged:
+    """``count`` entries of a chain whose segment was purged after its retention."""
+
+    count: int
+
+
+def runs_of(chain_id: str, coordinates: Iterable[tuple[str, int, int] | Purged]) -> list[Run]:
     """Runs of consecutive offsets in ``coordinates`` (topic, partition, offset), in the
-    order of one chain's entries; a new run starts wherever an offset does not follow."""
+    order of one chain's entries; a new run starts wherever an offset does not follow. Across
+    :class:`Purged` entries, an offset follows when it is exactly that many further on."""
     runs: list[Run] = []
     current: Run | None = None
-    for topic, partition, offset in coordinates:
+    purged = 0
+    for item in coordinates:
+        if isinstance(item, Purged):
+            purged += item.count
+            continue
+        topic, partition, offset = item
         if (current is not None and current.topic == topic and current.partition == partition
-                and current.last == offset - 1):
+                and current.last + purged == offset - 1):
             current = Run(chain_id, topic, partition, current.first, offset)
+            purged = 0
             continue
         if current is not None:
             runs.append(current)
         current = Run(chain_id, topic, partition, offset, offset)
+        purged = 0
     if current is not None:
         runs.append(current)
     return runs

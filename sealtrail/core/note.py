@@ -29,9 +29,10 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from sealtrail.core.hashing import HASH_SIZE, sha256
 from sealtrail.core.signing import Signer
-from sealtrail.errors import IntegrityError
+from sealtrail.errors import IntegrityError, MalformedInputError
 
 __all__ = [
+    "MAX_NOTE_BYTES",
     "NoteCheckpoint",
     "NoteSignature",
     "checkpoint_body",
@@ -44,6 +45,9 @@ __all__ = [
 ]
 
 ED25519_TYPE = b"\x01"
+#: The largest note verify-note reads (a tlog-checkpoint body and its signature lines).
+MAX_NOTE_BYTES = 1024 * 1024
+MAX_SIGNATURES = 100
 _DASH = "\u2014"
 
 
@@ -129,34 +133,42 @@ def sign_note(body: bytes, name: str, signer: Signer, public_key: bytes) -> byte
 
 
 def parse_note(note: bytes) -> tuple[bytes, list[NoteSignature]]:
-    """(body, signatures) of a signed note; IntegrityError when malformed."""
+    """(body, signatures) of a signed note; MalformedInputError when it is not one."""
+    if len(note) > MAX_NOTE_BYTES:
+        raise MalformedInputError(f"signed note is {len(note)} bytes, at most {MAX_NOTE_BYTES}")
     split = note.rfind(b"\n\n")
     if split < 0:
-        raise IntegrityError("signed note has no blank line before its signatures")
+        raise MalformedInputError("signed note has no blank line before its signatures")
     body, sig_text = note[: split + 1], note[split + 2 :]
     try:
         lines = sig_text.decode("utf-8").split("\n")
     except UnicodeDecodeError:
-        raise IntegrityError("signed note signatures are not UTF-8") from None
+        raise MalformedInputError("signed note signatures are not UTF-8") from None
     if not lines or lines[-1] != "" or len(lines) < 2:
-        raise IntegrityError("signed note must end with a newline after its signatures")
+        raise MalformedInputError("signed note must end with a newline after its signatures")
+    if len(lines) - 1 > MAX_SIGNATURES:
+        raise MalformedInputError(f"signed note has {len(lines) - 1} signature lines, at most "
+                                  f"{MAX_SIGNATURES}")
     sigs = []
-    for line in lines[:-1]:
+    for number, line in enumerate(lines[:-1], 1):
         parts = line.split(" ")
         if len(parts) != 3 or parts[0] != _DASH:
-            raise IntegrityError(f"malformed signature line {line!r}")
+            raise MalformedInputError(f"signature line {number} is not "
+                                      "'\u2014 <name> <base64>'")
         try:
             blob = base64.b64decode(parts[2], validate=True)
         except binascii.Error:
-            raise IntegrityError(f"signature line {line!r} is not base64") from None
+            raise MalformedInputError(f"signature line {number} is not base64") from None
         if len(blob) < 5 or base64.b64encode(blob).decode() != parts[2]:
-            raise IntegrityError(f"signature line {line!r} is too short or not canonical base64")
+            raise MalformedInputError(f"signature line {number} is too short or not "
+                                      "canonical base64")
         sigs.append(NoteSignature(parts[1], blob[:4], blob[4:]))
     return body, sigs
 
 
 def verify_note(note: bytes, name: str, public_key: bytes) -> NoteCheckpoint:
-    """The checkpoint of ``note`` once a signature by key ``name`` verifies; else raise."""
+    """The checkpoint of ``note`` once a signature by key ``name`` verifies: IntegrityError
+    when none does, MalformedInputError when ``note`` is not a signed note at all."""
     body, sigs = parse_note(note)
     want = key_hash(name, public_key)
     for sig in sigs:

@@ -158,7 +158,12 @@ class Keyring:
         if not isinstance(doc, dict) or doc.get("format") != "sealtrail-keyring/v1":
             raise KeyMaterialError("not a sealtrail keyring (expected format sealtrail-keyring/v1)")
         keys = []
-        for i, entry in enumerate(doc.get("keys") or []):
+        entries = doc.get("keys") or []
+        if not isinstance(entries, list):
+            raise KeyMaterialError("keyring 'keys' must be a list")
+        for i, entry in enumerate(entries):
+            if not isinstance(entry, dict):
+                raise KeyMaterialError(f"keyring entry {i} is malformed: not an object")
             try:
                 if entry["algorithm"] != "ed25519":
                     raise KeyMaterialError(f"keyring entry {i}: unsupported algorithm")
@@ -186,6 +191,9 @@ class Keyring:
     @classmethod
     def loads(cls, text: str) -> Keyring:
         try:
-            return cls.from_json(json.loads(text))
-        except json.JSONDecodeError as exc:
-            raise KeyMaterialError(f"keyring is not valid JSON: {exc}") from None
+            doc = json.loads(text)
+        except ValueError as exc:  # JSONDecodeError, and numbers of more than 4300 digits
+            raise KeyMaterialError(f"keyring is not valid JSON: {str(exc)[:200]}") from None
+        except RecursionError:
+            raise KeyMaterialError("keyring is not a keyring: JSON nested too deeply") from None
+        return cls.from_json(doc)
