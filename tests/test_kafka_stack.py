@@ -116,3 +116,21 @@ def test_demo_on_kafka_after_the_embedded_demo_verifies(tmp_path: Path) -> None:
     assert "sealed             900 events" in second.stdout
     assert "PASSED: 6 chains in the archive (3 from earlier runs)" in second.stdout
     assert not (tmp_path / ".sealtrail" / "dev" / "stack.json").exists()
+
+
+@needs_kafka
+def test_secure_demo_runs_each_stage_as_its_own_principal(tmp_path: Path) -> None:
+    """`demo --broker kafka --secure`: SASL/SCRAM and ACLs, each stage as its own user; it
+    verifies, the users file is 0600, and no password appears in its output or the logs."""
+    out = run(["demo", "--broker", "kafka", "--secure", "--events", "300"], tmp_path)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "with SASL/SCRAM and ACLs" in out.stdout
+    assert "verify             PASSED: 3 chains" in out.stdout
+    users_file = tmp_path / ".sealtrail" / "dev" / "kafka-users.json"
+    assert users_file.stat().st_mode & 0o777 == 0o600
+    passwords = json.loads(users_file.read_text()).values()
+    logs = "".join(p.read_text(errors="replace")
+                   for p in (tmp_path / ".sealtrail").rglob("*.log"))
+    for password in passwords:
+        assert password not in out.stdout + out.stderr + logs
+    assert "AUTHORIZATION_FAILED" not in logs
