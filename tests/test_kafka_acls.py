@@ -261,3 +261,42 @@ def test_the_pipeline_runs_with_each_stage_as_its_own_principal(
         for stage in stages:
             if stage.alive():
                 stage.kill()
+
+
+def test_the_monitor_reads_as_its_own_principal(
+    secured: Settings, secure_stack: dev.Stack, tmp_path: Path
+) -> None:
+    """The faust monitor authenticates as `monitor` (SASL/SCRAM through aiokafka) and, with
+    only its ACLs, reads the sealed records the sealer writes: its metrics count them."""
+    import urllib.request
+
+    from sealtrail.dev import free_port
+
+    port = free_port()
+    monitor_settings = dataclasses.replace(
+        as_(secured, secure_stack, "monitor"), metrics_port=port, monitor_probe_seconds=1.0)
+    stages = [Stage(monitor_settings, "monitor", tmp_path / "monitor.log"),
+              Stage(as_(secured, secure_stack, "sealer"), "seal", tmp_path / "seal.log")]
+
+    def metrics() -> str:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+                return str(r.read().decode())
+        except OSError:
+            return ""
+
+    try:
+        p = Producer(kafka_config(as_(secured, secure_stack, "producer")))
+        for _ in range(30):
+            p.produce(secured.raw_topic, b"not avro")
+        assert p.flush(30) == 0
+        wait(lambda: 'sealtrail_monitor_rejections_total{reason="UNDECODABLE"} 30.0'
+             in metrics(), 120, "the monitor to count the sealed rejections",
+             alive=lambda: all(s.alive() for s in stages))
+        for stage in stages:
+            assert "AUTHORIZATION_FAILED" not in stage.output(), stage.output()
+            assert "SaslAuthenticationFailed" not in stage.output()
+    finally:
+        for stage in stages:
+            if stage.alive():
+                stage.kill()

@@ -89,12 +89,24 @@ def as_user(settings: Settings, users_file: str | Path, user: str) -> Settings:
 
 
 def provision(settings: Settings, users_file: str) -> None:
-    """Create the pipeline's topics of ``settings`` and, on a secured stack (``users_file``
-    set), grant each principal its ACLs, both as the stack's admin."""
+    """Create the pipeline's topics of ``settings`` (and the monitor's alerts topic) and, on
+    a secured stack (``users_file`` set), grant each principal its ACLs, all as the stack's
+    admin: no stage needs the right to create topics."""
+    from confluent_kafka.admin import NewTopic
+
     from sealtrail.kafka.principals import acls_for
     from sealtrail.kafka_admin import ensure_topics
 
     admin = as_user(settings, users_file, "admin") if users_file else settings
     ensure_topics(admin)
+    client = AdminClient(kafka_config(admin))
+    if settings.alerts_topic not in client.list_topics(timeout=30).topics:
+        for future in client.create_topics([NewTopic(settings.alerts_topic, 1, 1)]).values():
+            try:
+                future.result(30)
+            except KafkaException as exc:
+                if "TOPIC_ALREADY_EXISTS" not in str(exc):
+                    raise TransportError(f"cannot create topic {settings.alerts_topic}: "
+                                         f"{exc}") from None
     if users_file:
         apply_acls(admin, acls_for(settings))
