@@ -32,6 +32,7 @@ from typing import Any
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
 from sealtrail.pipeline.decode import Decoded, RawDecoder, Rejected
+from sealtrail.pipeline.dlq import DlqCipher
 from sealtrail.pipeline.guard import dlq_value, internal_rejection
 from sealtrail.pipeline.recovery import ChainState, recover_chain
 
@@ -84,8 +85,11 @@ class Sealer:
         policy: Policy,
         registry: SchemaRegistryClient,
         clock: Callable[[], int] = lambda: time.time_ns() // 1000,
+        dlq: DlqCipher | None = None,
     ) -> None:
         self.settings = settings
+        # Dead letters are encrypted under their own key (pipeline/dlq.py).
+        self._dlq = dlq or DlqCipher.for_keys(settings.keys)
         self._signer = signer
         self._policy = policy
         self._clock = clock
@@ -223,9 +227,9 @@ class Sealer:
             event_id = outcome.event["event_id"]
             original = state.recent_ids.get(event_id)
             if original is not None:
-                outcome = Rejected("DUPLICATE", f"event_id {event_id} was sealed as seq "
-                                   f"{original} of chain {state.head.chain_id}",
-                                   outcome.schema_id)
+                outcome = Rejected("DUPLICATE", f"event_id ({len(event_id)} characters) "
+                                   f"was sealed as seq {original} of chain "
+                                   f"{state.head.chain_id}", outcome.schema_id)
         unsealed: dict[str, Any] = {
             "kind": "EVENT",
             "event": None,
@@ -238,7 +242,7 @@ class Sealer:
         }
         rejected: Rejected | None
         if isinstance(outcome, Decoded):
-            unsealed["redaction"]["fields"] = policy.apply(outcome.event)
+            unsealed["redaction"]["fields"] = policy(outcome.event)
             unsealed["event"] = outcome.event
             rejected = None
         else:
@@ -294,10 +298,15 @@ class Sealer:
                 continue
             rejected_n += 1
             dead, omitted = dlq_value(msg.value())
+            coordinates = {"topic": msg.topic(), "partition": partition,
+                           "offset": msg.offset()}
             producer.produce(
-                self.settings.dlq_topic, dead, msg.key(),
-                headers={"reason": rejected.reason, "chain_id": record["chain_id"],
-                         "seq": str(record["seq"]), **omitted},
+                self.settings.dlq_topic,
+                self._dlq.seal(msg.key(), dead, **coordinates),
+                record["chain_id"].encode(),
+                headers={**self._dlq.headers(reason=rejected.reason,
+                                             chain_id=record["chain_id"],
+                                             seq=record["seq"], **coordinates), **omitted},
             )
         if fresh and sealed + rejected_n:
             self._check_first_write(partition, state, base, producer, delivered)

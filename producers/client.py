@@ -30,6 +30,7 @@ from sealtrail.producers.envelope import (  # noqa: F401  (re-exported)
     build_event,
     encode_event,
     new_event_id,
+    normalise_enums,
 )
 from sealtrail.producers.errors import ClientClosedError, EmitBackpressureError, SpoolFullError
 from sealtrail.producers.instrument import EventBuilder, audited
@@ -198,11 +199,18 @@ class AuditClient:
         attributes: Mapping[str, str] | None = None,
         event_id: str | None = None,
         occurred_at: int | None = None,
+        actor_name: str | None = None,
+        actor_email: str | None = None,
+        instance: str | None = None,
+        service_version: str | None = None,
     ) -> str:
         """Validate, encode, spool and enqueue one event; returns its event_id.
 
-        Fields not given come from the bound request context (:mod:`.context`): actor,
-        request id, source ip, user agent, trace id, tenant. Raises EventValidationError
+        Fields not given come from the bound request context (:mod:`.context`): actor
+        (with its display name and e-mail), request id, source ip, user agent, trace id,
+        tenant. ``instance`` and ``service_version`` override the client's for this event.
+        ``outcome``, ``decision`` and ``classification`` (PUBLIC, INTERNAL, CONFIDENTIAL,
+        RESTRICTED, PII, PHI, PCI) are accepted in any case. Raises EventValidationError
         (naming the field) for a bad event, SpoolFullError when the spool is full and the
         full-spool policy gives up. Never waits on the network.
         """
@@ -211,7 +219,8 @@ class AuditClient:
                 self._origin, event_type, action, resource_type, resource_id, actor_id,
                 actor_type, principal, on_behalf_of, session_id, outcome, reason, source_ip,
                 user_agent, request_id, trace_id, tenant, classification, decision, policy,
-                permissions, attributes, event_id, occurred_at)
+                permissions, attributes, event_id, occurred_at, actor_name, actor_email,
+                instance, service_version)
         except EventValidationError:
             self.metrics.reject("invalid")
             raise
@@ -219,7 +228,9 @@ class AuditClient:
 
     def emit_event(self, event: dict[str, Any]) -> str:
         """Emit a complete AuditEvent dict (the envelope as in schemas/); every field is
-        checked against the schema, unknown keys included."""
+        checked against the schema, unknown keys included. Enum values are accepted in any
+        case (normalised in place)."""
+        normalise_enums(event)
         return self._accept(event, strict=True, checked=False)
 
     def _accept(self, event: dict[str, Any], *, strict: bool, checked: bool) -> str:

@@ -45,6 +45,10 @@ class RequestContext:
     """The authenticated actor, as the application's authentication established it."""
     actor_type: str = "user"
     principal: str | None = None
+    actor_name: str | None = None
+    """The actor's display name (personal data: the default policy pseudonymises it)."""
+    actor_email: str | None = None
+    """The actor's e-mail address (personal data: the default policy pseudonymises it)."""
     request_id: str | None = None
     source_ip: str | None = None
     user_agent: str | None = None
@@ -90,12 +94,14 @@ def bind_now(**fields: Any) -> None:
     _current.set(dataclasses.replace(_current.get() or RequestContext(), **fields))
 
 
-def set_actor(actor_id: str, *, actor_type: str = "user", principal: str | None = None) -> None:
+def set_actor(actor_id: str, *, actor_type: str = "user", principal: str | None = None,
+              display_name: str | None = None, email: str | None = None) -> None:
     """Record the authenticated actor in the current context (call it from your
     authentication code once it has verified who the caller is)."""
     ctx = _current.get() or RequestContext()
     _current.set(dataclasses.replace(ctx, actor_id=actor_id, actor_type=actor_type,
-                                     principal=principal))
+                                     principal=principal, actor_name=display_name,
+                                     actor_email=email))
 
 
 def propagate(fn: Callable[..., T]) -> Callable[..., T]:

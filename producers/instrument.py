@@ -186,9 +186,10 @@ class EventBuilder:
         self._fields: dict[str, Any] = {}
         self._attributes: dict[str, str] = {}
 
-    def actor(self, actor_id: str, *, actor_type: str = "user",
-              principal: str | None = None) -> EventBuilder:
-        self._fields.update(actor_id=actor_id, actor_type=actor_type, principal=principal)
+    def actor(self, actor_id: str, *, actor_type: str = "user", principal: str | None = None,
+              display_name: str | None = None, email: str | None = None) -> EventBuilder:
+        self._fields.update(actor_id=actor_id, actor_type=actor_type, principal=principal,
+                            actor_name=display_name, actor_email=email)
         return self
 
     def resource(self, resource_type: str, resource_id: str) -> EventBuilder:

@@ -13,10 +13,19 @@ from __future__ import annotations
 
 import contextvars
 import re
-from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, MutableMapping
+from collections.abc import (
+    Awaitable,
+    Callable,
+    Iterable,
+    Iterator,
+    Mapping,
+    MutableMapping,
+    Sequence,
+)
 from typing import Any
 
 from sealtrail.producers import context
+from sealtrail.producers.forwarded import TrustedProxies, split_forwarded
 
 __all__ = ["ASGIAuditMiddleware", "WSGIAuditMiddleware", "starlette_user", "wsgi_remote_user"]
 
@@ -50,10 +59,14 @@ def _trace_id(traceparent: str | None) -> str | None:
     return context.otel_trace_id() or context.trace_id_from_traceparent(traceparent)
 
 
-def _forwarded_for(value: str | None) -> str | None:
-    if not value:
-        return None
-    return _bounded(value.split(",")[0].strip()) or None
+def _proxies(trusted_proxies: int | str | Sequence[str] | TrustedProxies | None,
+             trust_forwarded: bool) -> TrustedProxies:
+    """The trusted proxies of a middleware; ``trust_forwarded=True`` (the older switch)
+    means one proxy in front."""
+    proxies = TrustedProxies.of(trusted_proxies)
+    if trust_forwarded and not proxies.enabled:
+        proxies = TrustedProxies(count=1)
+    return proxies
 
 
 def starlette_user(scope: Mapping[str, Any]) -> str | None:
@@ -75,17 +88,21 @@ class ASGIAuditMiddleware:
 
     ``actor(scope)`` returns the authenticated actor id or None; it is called when the
     request starts (put this middleware inside your authentication middleware).
-    ``trust_forwarded`` takes the source ip from X-Forwarded-For (only behind a proxy you
-    control).
+    ``trusted_proxies`` says which reverse proxies in front of the application are yours:
+    their number, or their networks (``["10.0.0.0/8"]``); the source ip is then the
+    rightmost X-Forwarded-For hop that is not one of them (see
+    :mod:`sealtrail.producers.forwarded`). Default: none, the peer address.
+    ``trust_forwarded=True`` is the older spelling of ``trusted_proxies=1``.
     """
 
     def __init__(self, app: ASGIApp, *,
                  actor: Callable[[Mapping[str, Any]], str | None] = starlette_user,
+                 trusted_proxies: int | str | Sequence[str] | TrustedProxies | None = None,
                  trust_forwarded: bool = False,
                  request_id_header: str = "x-request-id") -> None:
         self.app = app
         self.actor = actor
-        self.trust_forwarded = trust_forwarded
+        self.proxies = _proxies(trusted_proxies, trust_forwarded)
         self.request_id_header = request_id_header.lower().encode("latin-1")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -95,7 +112,8 @@ class ASGIAuditMiddleware:
         headers: dict[bytes, bytes] = {}
         for key, value in scope.get("headers") or ():
             key = key.lower()
-            if key == b"traceparent" and key in headers:  # as a WSGI server joins them
+            # Repeated headers are joined, as a WSGI server does: X-Forwarded-For in order.
+            if key in (b"traceparent", b"x-forwarded-for") and key in headers:
                 headers[key] += b", " + value
             else:
                 headers.setdefault(key, value)
@@ -105,9 +123,10 @@ class ASGIAuditMiddleware:
             return raw.decode("latin-1") if raw is not None else None
 
         client = scope.get("client")
-        source_ip = client[0] if client else None
-        if self.trust_forwarded:
-            source_ip = _forwarded_for(header(b"x-forwarded-for")) or source_ip
+        peer = client[0] if client else None
+        source_ip = self.proxies.client(
+            peer, split_forwarded([header(b"x-forwarded-for") or ""])
+            if self.proxies.enabled else ())
         fields: dict[str, Any] = {
             "request_id": _request_id(header(self.request_id_header)),
             "source_ip": source_ip,
@@ -128,18 +147,20 @@ class WSGIAuditMiddleware:
 
     def __init__(self, app: Callable[..., Iterable[bytes]], *,
                  actor: Callable[[Mapping[str, Any]], str | None] = wsgi_remote_user,
+                 trusted_proxies: int | str | Sequence[str] | TrustedProxies | None = None,
                  trust_forwarded: bool = False,
                  request_id_header: str = "X-Request-Id") -> None:
         self.app = app
         self.actor = actor
-        self.trust_forwarded = trust_forwarded
+        self.proxies = _proxies(trusted_proxies, trust_forwarded)
         self.request_id_key = "HTTP_" + request_id_header.upper().replace("-", "_")
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]
                  ) -> Iterable[bytes]:
-        source_ip = environ.get("REMOTE_ADDR")
-        if self.trust_forwarded:
-            source_ip = _forwarded_for(environ.get("HTTP_X_FORWARDED_FOR")) or source_ip
+        source_ip = self.proxies.client(
+            environ.get("REMOTE_ADDR"),
+            split_forwarded([environ.get("HTTP_X_FORWARDED_FOR") or ""])
+            if self.proxies.enabled else ())
         fields: dict[str, Any] = {
             "request_id": _request_id(environ.get(self.request_id_key)),
             "source_ip": source_ip,

@@ -10,6 +10,7 @@ from typing import Any
 from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
 from confluent_kafka.schema_registry.error import SchemaRegistryError
 
+from sealtrail.core.disclosure import mask_url
 from sealtrail.errors import ConfigError, TransportError
 
 __all__ = ["check_bootstrap", "register_schema", "safe_name"]
@@ -39,11 +40,12 @@ def register_schema(schema: dict[str, Any], topic: str, url: str, auth: str) -> 
         return int(_registry(url, auth).register_schema(f"{topic}-value", avro))
     except SchemaRegistryError as exc:
         raise TransportError(
-            f"schema registry at {url} refused the AuditEvent schema: {exc}"
+            f"schema registry at {mask_url(url)} refused the AuditEvent schema: {exc}"
         ) from None
     except Exception as exc:  # requests/httpx connection errors
         raise TransportError(
-            f"schema registry at {url} is unreachable ({type(exc).__name__}); the client "
+            f"schema registry at {mask_url(url)} is unreachable ({type(exc).__name__}); "
+            "the client "
             "needs it once at start to learn the schema id"
         ) from None
 

@@ -42,7 +42,12 @@ class Settings:
     sealed_topic: str = "audit.sealed"
     """Topic the sealer writes sealed records to; raw partition p is sealed into p."""
     dlq_topic: str = "audit.dlq"
-    """Raw bytes of rejected records, with the reason in headers."""
+    """Rejected raw records, encrypted under dlq.key (they never went through the redaction
+    policy); reason and coordinates in headers. Read with `sealtrail dlq read`; grant the
+    topic to no one but the sealer (write) and the operators who triage (docs/operations.md)."""
+    dlq_retention_hours: float = 72.0
+    """Retention (retention.ms) of the DLQ topic when sealtrail creates it: short, since it
+    holds raw personal data (encrypted); long enough to triage a rejection."""
     partitions: int = 3
     """Partitions of the raw and sealed topics when sealtrail creates them."""
     archive_url: str = ""
@@ -118,8 +123,9 @@ class Settings:
     """How often the monitor reads consumer lag and the archive's checkpoints."""
     retention_classes: str = "pci_dss=365d,hipaa=6y,sox=7y"
     """Retention classes as name=duration (Nd days, Ny calendar years), comma-separated."""
-    retention_map: str = ""
-    """Event-type globs to classes, e.g. "payment.*=pci_dss,phi.*=hipaa"; longest match wins."""
+    retention_map: str = "classification:PHI=hipaa,classification:PCI=pci_dss"
+    """Event-type globs and classification:NAME entries to classes, e.g.
+    "payment.*=pci_dss,phi.*=hipaa,classification:PHI=hipaa"; the longest matching class wins."""
     retention_default_class: str = "default"
     """Class of unmapped events and rejections; if not in retention_classes, retention_days."""
     heartbeat_seconds: float = 300.0
@@ -141,6 +147,10 @@ class Settings:
     kafka_group_instance_id: str = ""
     """Static membership: a stable id per process (e.g. the pod name); a restart keeps its
     partitions without a rebalance. Unique per process within a group; empty = dynamic."""
+    custody_required: bool = False
+    """Tools that hand out audit data (search, export, replay, report, dlq read) first record
+    their chain-of-custody event and refuse (exit 2, nothing written) when it cannot be
+    recorded. Off: they warn and go on."""
 
     def __post_init__(self) -> None:
         if self.retention_mode not in ("COMPLIANCE", "GOVERNANCE"):
@@ -159,6 +169,8 @@ class Settings:
         if self.kafka_sasl_mechanism not in _SASL_MECHANISMS:
             raise ConfigError(f"kafka_sasl_mechanism must be one of "
                               f"{', '.join(_SASL_MECHANISMS)}")
+        if not 0 < self.dlq_retention_hours <= 24 * 365:
+            raise ConfigError("dlq_retention_hours must be > 0 and at most a year")
         if self.decode_max_depth > 256:
             raise ConfigError("decode_max_depth must be at most 256")
 
@@ -224,8 +236,19 @@ class Settings:
         return s
 
 
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off", "")
+
+
 def _coerce(name: str, kind: Any, raw: Any) -> Any:
     try:
+        if kind in (bool, "bool"):
+            if isinstance(raw, bool):
+                return raw
+            text = str(raw).strip().lower()
+            if text in _TRUE or text in _FALSE:
+                return text in _TRUE
+            raise ValueError(raw)
         if kind in (int, "int"):
             return int(raw)
         if kind in (float, "float"):

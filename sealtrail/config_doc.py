@@ -86,7 +86,9 @@ def render() -> str:
         "`sealtrail config show` prints the effective configuration with secrets masked "
         "(`--json` for machines). Secrets are masked there and never logged: "
         + ", ".join(f"`{f.name}`" for f in dataclasses.fields(Settings) if is_secret(f.name))
-        + "; and a password inside any URL (`https://user:password@host`).",
+        + "; and, inside any URL, the password of its user information and the values of "
+        "password-like query parameters (`postgresql://user:********@host/db?sslpassword="
+        "********`), in `config show` and in every error and log line of the CLI.",
         "",
         "| Setting | Environment variable | Type | Default | Description |",
         "|---|---|---|---|---|",

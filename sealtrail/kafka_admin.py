@@ -16,7 +16,8 @@ __all__ = ["ensure_topics"]
 
 
 def ensure_topics(settings: Settings, timeout: float = 15.0) -> None:
-    """Create the raw, sealed and DLQ topics (``settings.partitions`` each) if missing.
+    """Create the raw, sealed and DLQ topics (``settings.partitions`` each) if missing;
+    the DLQ with ``retention.ms`` from ``dlq_retention_hours``.
 
     The sealed topic must have at least as many partitions as the raw topic: raw
     partition p is sealed into sealed partition p.
@@ -27,7 +28,12 @@ def ensure_topics(settings: Settings, timeout: float = 15.0) -> None:
     except KafkaException as exc:
         raise TransportError(f"broker {settings.bootstrap} is unreachable: {exc}") from None
     wanted = [settings.raw_topic, settings.sealed_topic, settings.dlq_topic]
-    missing = [NewTopic(t, settings.partitions, 1) for t in wanted if t not in existing]
+    # The DLQ holds raw records that never went through the redaction policy (encrypted):
+    # kept only as long as triage needs.
+    dlq_config = {"retention.ms": str(int(settings.dlq_retention_hours * 3_600_000))}
+    missing = [NewTopic(t, settings.partitions, 1,
+                        config=dlq_config if t == settings.dlq_topic else {})
+               for t in wanted if t not in existing]
     if missing:
         for topic, future in admin.create_topics(missing).items():
             try:

@@ -6,6 +6,7 @@ Layout of a keys directory (mode 0700; docs/keys.md)::
     signing.key        {"key_id", "algorithm": "ed25519", "seed": base64, "created_at"}  0600
     hmac.key           {"key_id", "secret": base64, "created_at"}                        0600
     master.key         {"key_id", "secret": base64, "created_at"}  wraps subject data keys 0600
+    dlq.key            {"key_id", "secret": base64, "created_at"}  encrypts dead letters 0600
     public.json        the public keyring (docs/format.md) to hand to verifiers
     retired/           signing and HMAC keys replaced by rotation, 0600 (``<key id>.key``)
     data-keys/, subjects/   the embedded subject key store (sealtrail.keystore)
@@ -35,6 +36,7 @@ from sealtrail.durable import fsync_dir
 from sealtrail.errors import ConfigError, KeyMaterialError
 
 __all__ = [
+    "DLQ_KEY",
     "HMAC_KEY",
     "MASTER_KEY",
     "PUBLIC_KEYRING",
@@ -58,6 +60,8 @@ log = logging.getLogger("sealtrail.keys")
 SIGNING_KEY = "signing.key"
 HMAC_KEY = "hmac.key"
 MASTER_KEY = "master.key"
+DLQ_KEY = "dlq.key"
+"""Encrypts the dead-letter copies of rejected records (sealtrail.pipeline.dlq)."""
 PUBLIC_KEYRING = "public.json"
 RETIRED = "retired"
 DEFAULT_GRACE_S = 10.0
@@ -129,7 +133,7 @@ def init_keys(keys_dir: Path) -> tuple[Ed25519Signer, bool]:
 
     A missing HMAC or master key is added to an existing directory."""
     keys_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    for name, prefix in ((HMAC_KEY, "h"), (MASTER_KEY, "mk-")):
+    for name, prefix in ((HMAC_KEY, "h"), (MASTER_KEY, "mk-"), (DLQ_KEY, "dlq-")):
         if not (keys_dir / name).exists():
             with contextlib.suppress(ConfigError):  # created meanwhile by another process
                 write_private(keys_dir / name, _secret_doc(prefix))

@@ -1,10 +1,11 @@
 """Retention classes: how long each archived object must be kept, and the tools around it.
 
 A *retention class* is a name and a duration (``365d`` days or ``6y`` calendar years).
-Event types map to classes by glob patterns (``Settings.retention_map``); an event matching
-several patterns gets the longest class, an unmapped event or a rejection gets the default
-class. Every archived object is retained until at least ``written + duration`` of the
-longest class among the events it holds; its checkpoint is retained as long as its segment.
+Event types map to classes by glob patterns (``Settings.retention_map``), and so do data
+classifications (``classification:PHI=hipaa``); an event matching several entries gets the
+longest class, an unmapped event or a rejection gets the default class. Every archived
+object is retained until at least ``written + duration`` of the longest class among the
+events it holds; its checkpoint is retained as long as its segment.
 
 This module also builds the ``sealtrail retention report`` (what expires when, per class),
 runs ``retention purge`` on a local archive (only expired, unheld segments; checkpoints stay
@@ -50,6 +51,9 @@ __all__ = [
 
 _DURATION = re.compile(r"^\s*(\d+)\s*([dy]?)\s*$")
 _NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+CLASSIFICATION = "classification:"
+"""Prefix of a retention_map entry that matches a data classification, not event types."""
+_CLASSIFICATIONS = ("PUBLIC", "INTERNAL", "CONFIDENTIAL", "RESTRICTED", "PII", "PHI", "PCI")
 
 
 def add_years(when: datetime, years: int) -> datetime:
@@ -113,6 +117,10 @@ class RetentionPolicy:
         for pattern, name in self.rules:
             if name not in self.classes:
                 raise ConfigError(f"retention_map: {pattern!r} maps to undefined class {name!r}")
+            if pattern.startswith(CLASSIFICATION) and \
+                    pattern[len(CLASSIFICATION):].upper() not in _CLASSIFICATIONS:
+                raise ConfigError(f"retention_map: {pattern!r} names no classification; use "
+                                  f"one of {', '.join(_CLASSIFICATIONS)}")
         if self.mode not in ("COMPLIANCE", "GOVERNANCE"):
             raise ConfigError("retention mode must be COMPLIANCE or GOVERNANCE")
 
@@ -142,31 +150,38 @@ class RetentionPolicy:
         ref = datetime(2000, 1, 1, tzinfo=UTC)
         return b if b.until(ref) > a.until(ref) else a
 
-    def class_for(self, event_type: str | None) -> RetentionClass:
-        """The class of one event type (None for a rejection): the longest matching class."""
+    def class_for(self, event_type: str | None, classification: str | None = None
+                  ) -> RetentionClass:
+        """The class of one event (None for a rejection): the longest class matching its
+        type (glob entries) or its classification (``classification:NAME`` entries)."""
         if event_type is None:
             return self.classes[self.default_class]
-        found = self._cache.get(event_type)
+        key = f"{event_type}\0{classification or ''}"
+        found = self._cache.get(key)
         if found is None:
-            matches = [self.classes[c] for p, c in self.rules if fnmatch.fnmatchcase(event_type, p)]
+            matches = [self.classes[c] for p, c in self.rules
+                       if _matches(p, event_type, classification)]
             found = matches[0] if matches else self.classes[self.default_class]
             for other in matches[1:]:
                 found = self._longer(found, other)
             if len(self._cache) < 10_000:
-                self._cache[event_type] = found
+                self._cache[key] = found
         return found
 
     def class_for_records(self, records: Iterable[Mapping[str, Any]]) -> RetentionClass:
         """The longest class among the events of ``records`` (the default when empty)."""
         result = self.classes[self.default_class]
-        seen: set[str | None] = set()
+        seen: set[tuple[str | None, str | None]] = set()
         for record in records:
             event = record.get("event")
-            event_type = event.get("event_type") if isinstance(event, Mapping) else None
-            if event_type in seen:
+            if isinstance(event, Mapping):
+                kind = (event.get("event_type"), event.get("classification"))
+            else:
+                kind = (None, None)
+            if kind in seen:
                 continue
-            seen.add(event_type)
-            result = self._longer(result, self.class_for(event_type))
+            seen.add(kind)
+            result = self._longer(result, self.class_for(*kind))
         return result
 
     def longest(self) -> RetentionClass:
@@ -179,6 +194,15 @@ class RetentionPolicy:
                   legal_holds: tuple[str, ...] = ()) -> Retention:
         """The Retention to put on an object of class ``cls_`` written at ``written``."""
         return Retention(self.mode, cls_.until(written), legal_holds, cls_.name)
+
+
+def _matches(pattern: str, event_type: str, classification: str | None) -> bool:
+    """Whether a retention_map entry applies: a glob over event types, or
+    ``classification:NAME`` (any case) for events of that classification."""
+    if pattern.startswith(CLASSIFICATION):
+        return classification is not None and \
+            pattern[len(CLASSIFICATION):].upper() == classification.upper()
+    return fnmatch.fnmatchcase(event_type, pattern)
 
 
 def _items(text: str, setting: str) -> list[tuple[str, str]]:

@@ -109,7 +109,8 @@ def make_event(n: int, partition: int) -> dict[str, Any]:
         "action": action,
         "occurred_at": T0 - 250_000 + n * TICK,
         "actor": {"id": f"user-{n % 7}", "type": "user",
-                  "principal": f"oidc|user-{n % 7}@example.com", "on_behalf_of": None},
+                  "principal": f"oidc|user-{n % 7}@example.com", "on_behalf_of": None,
+                  "display_name": None, "email": None},
         "origin": {
             "service": "billing-api", "instance": f"billing-api-{partition}",
             "service_version": "2.4.1", "environment": "test",

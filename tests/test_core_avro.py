@@ -75,9 +75,11 @@ def test_unframe_refuses_short_messages(data: bytes) -> None:
 
 @pytest.mark.parametrize("magic", [1, 0x7F, 0x80, 0xFF])
 def test_unframe_refuses_wrong_magic(magic: int) -> None:
-    """A first byte other than 0 is refused, and the message shows that byte unsigned."""
-    with pytest.raises(DecodeError, match=f"unknown magic byte {magic} "):
+    """A first byte other than 0 is refused; the message does not quote it (it is the
+    first byte of whatever was sent, and rejection details are sealed)."""
+    with pytest.raises(DecodeError, match="not the magic byte 0") as caught:
         unframe(bytes([magic]) + bytes(8))
+    assert str(magic) not in str(caught.value).replace("byte 0", "")
 
 
 # -- encode / decode -----------------------------------------------------------------
@@ -173,7 +175,7 @@ def test_valid_records_pass_validation() -> None:
         ({"occurred_at": True}, "occurred_at", "expected long, got bool"),
         ({"occurred_at": 2**63}, "occurred_at", "does not fit in an Avro long"),
         ({"occurred_at": -(2**63) - 1}, "occurred_at", "does not fit in an Avro long"),
-        ({"outcome": "MAYBE"}, "outcome", "'MAYBE' is not one of"),
+        ({"outcome": "MAYBE"}, "outcome", "is not one of .* \\(got str of 5 characters"),
         ({"actor": {"id": 1, "type": "user"}}, "actor.id", "expected string, got int"),
         ({"actor": {"type": "user"}}, "actor.id", "is required and missing"),
         ({"actor": "alice"}, "actor", "expected a Actor record"),

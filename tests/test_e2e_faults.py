@@ -152,10 +152,13 @@ def test_bad_input_becomes_sealed_rejections_and_the_sealer_stays_up(
     assert reasons == ["UNDECODABLE", "UNDECODABLE", "UNKNOWN_SCHEMA", "INVALID", "INVALID",
                        "OVERSIZE", "UNDECODABLE", "DUPLICATE", "UNDECODABLE"]
     details = [r["rejection"]["detail"] for r in records if r["kind"] == "REJECTION"]
-    assert "magic byte 1" in details[1]
+    assert "not the magic byte 0" in details[1]
     assert "987654" in details[2]
     assert "event_type" in details[4]
-    assert first in details[7]
+    assert "was sealed as seq" in details[7] and first not in details[7]
+    # Details name the field, the rule, the length and the character classes, never the
+    # value (they are sealed into WORM storage).
+    assert "Not A Type" not in details[4] and "10 characters" in details[4]
     for stage in stages:
         assert stage.stop() == 0
     assert verify(settings).ok

@@ -26,7 +26,8 @@ events = st.fixed_dictionaries({
     "event_id": text, "event_type": text, "action": text,
     "occurred_at": st.integers(-(1 << 63), (1 << 63) - 1),
     "actor": st.fixed_dictionaries({"id": text, "type": text, "principal": maybe,
-                                    "on_behalf_of": maybe}),
+                                    "on_behalf_of": maybe, "display_name": maybe,
+                                    "email": maybe}),
     "origin": st.fixed_dictionaries({
         "service": text, "instance": text, "service_version": maybe, "environment": maybe,
         "source_ip": maybe, "user_agent": maybe, "request_id": maybe, "trace_id": maybe}),
@@ -37,7 +38,8 @@ events = st.fixed_dictionaries({
         "decision": st.sampled_from(["ALLOW", "DENY", "NOT_EVALUATED"]), "policy": maybe,
         "permissions": st.lists(st.text(max_size=20), max_size=70)}),
     "tenant": maybe, "session_id": maybe,
-    "classification": st.sampled_from(["PUBLIC", "INTERNAL", "CONFIDENTIAL", "RESTRICTED"]),
+    "classification": st.sampled_from(["PUBLIC", "INTERNAL", "CONFIDENTIAL", "RESTRICTED",
+                                       "PII", "PHI", "PCI"]),
     "attributes": st.dictionaries(st.text(max_size=10), st.text(max_size=300), max_size=70),
 })
 
@@ -48,10 +50,12 @@ def test_the_compiled_encoder_writes_fastavros_bytes(event: dict[str, Any]) -> N
     assert FAST(event) == CODEC.encode(event)
 
 
-@pytest.mark.parametrize("version", [1, 2])
+@pytest.mark.parametrize("version", schemas.versions(schemas.AUDIT_EVENT))
 def test_every_audit_event_version_compiles(version: int) -> None:
     codec = AvroCodec(schemas.load(schemas.AUDIT_EVENT, version))
     event = sample()
+    if version < 3:
+        del event["actor"]["display_name"], event["actor"]["email"]
     if version == 1:
         del event["session_id"]
         del event["actor"]["on_behalf_of"]
@@ -62,7 +66,8 @@ def sample() -> dict[str, Any]:
     return {
         "event_id": "e-1", "event_type": "record.read", "action": "read",
         "occurred_at": 1_700_000_000_000_000,
-        "actor": {"id": "u-1", "type": "user", "principal": "sub-1", "on_behalf_of": None},
+        "actor": {"id": "u-1", "type": "user", "principal": "sub-1", "on_behalf_of": None,
+                  "display_name": "Ada L.", "email": None},
         "origin": {"service": "billing", "instance": "h:1", "service_version": "1.2",
                    "environment": None, "source_ip": "203.0.113.7", "user_agent": None,
                    "request_id": "r-1", "trace_id": None},

@@ -43,7 +43,7 @@ def test_fastapi_example_records_actor_request_trace_and_outcomes(settings: Sett
     read = events["req-1"]
     assert read["event_type"] == "record.read" and read["outcome"] == "SUCCESS"
     assert read["actor"] == {"id": "alice", "type": "user", "principal": "alice@idp.example.com",
-                             "on_behalf_of": None}
+                             "on_behalf_of": None, "display_name": None, "email": None}
     assert read["origin"]["trace_id"] == "4bf92f3577b34da6a3ce929d0e0e4736"
     assert read["origin"]["user_agent"] == "example/1.0"
     assert read["origin"]["service"] == "invoices-api"
@@ -81,7 +81,8 @@ def test_worker_example_keeps_job_context_across_its_thread_pool(settings: Setti
     runs = {e["origin"]["request_id"]: e for e in events if e["event_type"] == "job.run"}
     assert len(runs) == 14
     assert all(e["actor"] == {"id": "svc-reporting", "type": "service", "principal": None,
-                              "on_behalf_of": None} for e in events)
+                              "on_behalf_of": None, "display_name": None, "email": None}
+               for e in events)
     assert runs["job-6"]["outcome"] == "FAILURE"
     assert runs["job-6"]["reason"] == "ValueError: job 6: source data incomplete"
     assert runs["job-5"]["resource"]["id"] == "report-5"

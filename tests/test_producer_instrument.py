@@ -179,7 +179,7 @@ def test_asgi_middleware_binds_request_fields_and_the_authenticated_actor(
     async def app(scope: Any, receive: Any, send: Any) -> None:
         client.emit("api.call", "call", resource_type="endpoint", resource_id=scope["path"])
 
-    middleware = ASGIAuditMiddleware(app, trust_forwarded=True)
+    middleware = ASGIAuditMiddleware(app, trusted_proxies=["10.0.0.0/8"])
     headers = [(b"x-request-id", b"req-42"), (b"user-agent", b"curl/8"),
                (b"traceparent", TRACEPARENT.encode()),
                (b"x-forwarded-for", b"198.51.100.9, 10.0.0.1"), (b"x-user", b"mallory")]

@@ -258,3 +258,27 @@ def test_cli_purge_on_s3_prints_lifecycle_and_deletes_nothing(
     assert main(["retention", "report", "--archive", "s3://retention/cli", "--json"]) == 0
     rows = {r["class"]: r for r in json.loads(capsys.readouterr().out)["classes"]}
     assert rows["pci_dss"]["objects"] == 2
+
+
+def test_classification_entries_choose_a_class_with_event_types() -> None:
+    """classification:NAME entries (any case) map events of a classification, and the
+    longest of the type's and the classification's classes wins; the default map keeps
+    PHI six years."""
+    from sealtrail.config import Settings
+    from sealtrail.retention import RetentionPolicy
+
+    pol = RetentionPolicy.from_settings(Settings(
+        retention_map="payment.*=pci_dss,classification:phi=hipaa,classification:PII=sox"))
+    assert pol.class_for("record.read", "PHI").name == "hipaa"
+    assert pol.class_for("payment.capture", "PHI").name == "hipaa"  # hipaa 6y > pci 365d
+    assert pol.class_for("payment.capture", "INTERNAL").name == "pci_dss"
+    assert pol.class_for("record.read", "PII").name == "sox"
+    assert pol.class_for("record.read", None).name == "default"
+    records = [{"event": {"event_type": "record.read", "classification": "INTERNAL"}},
+               {"event": {"event_type": "record.read", "classification": "PHI"}}]
+    assert pol.class_for_records(records).name == "hipaa"
+    default = RetentionPolicy.from_settings(Settings())
+    assert default.class_for("record.read", "PHI").name == "hipaa"
+    assert default.class_for("record.read", "PCI").name == "pci_dss"
+    with pytest.raises(ConfigError, match="names no classification"):
+        RetentionPolicy.from_settings(Settings(retention_map="classification:SECRET=sox"))

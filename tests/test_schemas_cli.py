@@ -66,40 +66,42 @@ def test_shipped_schemas_pass() -> None:
     """The repository's schemas/ keep their level: exit 0, both schemas listed."""
     result = run_cli("schemas", "check")
     assert result.returncode == 0, result.stderr
-    assert "ok  AuditEvent keeps FULL_TRANSITIVE: v1, v2\n" in result.stdout
+    assert "ok  AuditEvent keeps FULL_TRANSITIVE: v1, v2, v3\n" in result.stdout
     assert ("ok  SealedRecord keeps BACKWARD_TRANSITIVE: v1 with AuditEvent v1, "
-            "v1 with AuditEvent v2, v2 with AuditEvent v1, v2 with AuditEvent v2\n"
-            ) in result.stdout
+            "v1 with AuditEvent v2, v1 with AuditEvent v3, v2 with AuditEvent v1, "
+            "v2 with AuditEvent v2, v2 with AuditEvent v3\n") in result.stdout
     assert schema_check.check_dir() == []
 
 
 def test_required_field_without_default_fails_naming_field_and_rule(schema_dir: Path) -> None:
-    """A v3 adding a required nested field fails BACKWARD, naming actor.level and the level."""
+    """A v4 adding a required nested field fails BACKWARD, naming actor.level and the level."""
     add_version(schema_dir, lambda s: field(s, "actor")["type"]["fields"].append(
         {"name": "level", "type": "string"}))
     result = run_cli("schemas", "check", "--dir", str(schema_dir))
     assert result.returncode == 1
-    assert ("AuditEvent: v3 breaks FULL_TRANSITIVE against v1: rule BACKWARD"
+    assert ("AuditEvent: v4 breaks FULL_TRANSITIVE against v1: rule BACKWARD"
             in result.stderr)
     assert "field actor.level: READER_FIELD_MISSING_DEFAULT_VALUE" in result.stderr
     assert "against v2: rule BACKWARD" in result.stderr
+    assert "against v3: rule BACKWARD" in result.stderr
     assert "rule FORWARD" not in result.stderr
 
 
 def test_removed_required_field_fails_forward(schema_dir: Path) -> None:
-    """A v3 dropping a field without default breaks FORWARD (old sealers cannot read it)."""
+    """A v4 dropping a field without default breaks FORWARD (old sealers cannot read it)."""
     add_version(schema_dir, lambda s: s.update(
         fields=[f for f in s["fields"] if f["name"] != "action"]))
     problems = schema_check.check_dir(schema_dir)
     raw = [p for p in problems if p.subject == "AuditEvent"]
     assert {(p.version, p.against, p.rule, p.field) for p in raw} == {
-        ("v3", "v1", "FORWARD", "action"), ("v3", "v2", "FORWARD", "action")}
+        ("v4", "v1", "FORWARD", "action"), ("v4", "v2", "FORWARD", "action"),
+        ("v4", "v3", "FORWARD", "action")}
     sealed = [p for p in problems if p.subject == "SealedRecord"]
     assert sealed and all(p.field == "event.action" for p in sealed)
 
 
 def test_float_field_fails_canonical_rule(schema_dir: Path) -> None:
-    """A v3 adding an optional double is Avro-compatible but has no canonical bytes."""
+    """A v4 adding an optional double is Avro-compatible but has no canonical bytes."""
     add_version(schema_dir, lambda s: s["fields"].append(
         {"name": "amount", "type": ["null", "double"], "default": None}))
     problems = schema_check.check_dir(schema_dir)
@@ -112,11 +114,11 @@ def test_float_field_fails_canonical_rule(schema_dir: Path) -> None:
 
 def test_gap_and_misnamed_file_are_reported(schema_dir: Path) -> None:
     """Versions must run 1..N and each file must hold the schema its name says."""
-    (schema_dir / "AuditEvent.v4.avsc").write_text(
+    (schema_dir / "AuditEvent.v5.avsc").write_text(
         (schema_dir / "SealedRecord.v1.avsc").read_text())
     rules = {(p.rule, p.version) for p in schema_check.check_dir(schema_dir)}
-    assert ("NUMBERING", "v4") in rules
-    assert ("NAMING", "v4") in rules
+    assert ("NUMBERING", "v5") in rules
+    assert ("NAMING", "v5") in rules
 
 
 def test_unreadable_schema_file_is_a_usage_error(schema_dir: Path) -> None:
@@ -237,8 +239,8 @@ def test_register_publishes_every_version_with_bearer_token(secured: RegistrySer
     assert first.returncode == 0, first.stderr
     published = json.loads(first.stdout)["published"]
     assert [(p["subject"], p["version"]) for p in published] == [
-        ("r-value", 1), ("r-value", 2), ("s-value", 1), ("s-value", 2), ("s-value", 3),
-        ("s-value", 4)]
+        ("r-value", 1), ("r-value", 2), ("r-value", 3), ("s-value", 1), ("s-value", 2),
+        ("s-value", 3), ("s-value", 4), ("s-value", 5), ("s-value", 6)]
     again = run_cli("schemas", "register", "--registry", secured.url, "--json", env=env)
     assert json.loads(again.stdout)["published"] == published
     client = registry_client(secured.url, f"Bearer {TOKEN}")
@@ -246,7 +248,7 @@ def test_register_publishes_every_version_with_bearer_token(secured: RegistrySer
     assert client.get_compatibility("s-value") == "BACKWARD_TRANSITIVE"
     latest = client.get_latest_version("r-value")
     assert json.loads(latest.schema.schema_str) == json.loads(
-        json.dumps(schemas.load("AuditEvent", 2)))
+        json.dumps(schemas.load("AuditEvent", 3)))
 
 
 def test_register_without_credentials_fails_without_leaking_them(
@@ -301,7 +303,7 @@ def test_json_report_of_check() -> None:
     """`schemas check --json` lists the versions found and no violations."""
     result = run_cli("schemas", "check", "--json")
     doc = json.loads(result.stdout)
-    assert doc == {"ok": True, "schemas": {"AuditEvent": [1, 2], "SealedRecord": [1, 2]},
+    assert doc == {"ok": True, "schemas": {"AuditEvent": [1, 2, 3], "SealedRecord": [1, 2]},
                    "violations": []}
 
 

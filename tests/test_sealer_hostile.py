@@ -137,10 +137,10 @@ class _Exploding:
     def __init__(self, real: Any) -> None:
         self.policy_id, self.version, self._real = real.policy_id, real.version, real
 
-    def apply(self, event: dict[str, Any]) -> Any:
+    def __call__(self, event: dict[str, Any]) -> Any:
         if event["actor"]["id"] == "u-7":
             raise ValueError(f"cannot redact {event['event_id']} secret-value-xyz")
-        return self._real.apply(event)
+        return self._real(event)
 
 
 def test_an_unexpected_failure_is_sealed_as_internal_and_sealing_goes_on(

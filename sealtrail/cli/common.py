@@ -42,3 +42,22 @@ def stop_on_signals(stop: Any) -> threading.Event:
     signal.signal(signal.SIGTERM, handler)
     signal.signal(signal.SIGINT, handler)
     return done
+
+
+class EscapingStdout:
+    """``sys.stdout`` with control characters escaped (newlines and tabs kept): what the
+    tools print comes from events and archives a hostile producer or archive writer may
+    have filled with terminal escape sequences (docs/search.md). Binary output through
+    ``.buffer`` (replay to ``-``) is left alone; it is canonical JSON, escaped already."""
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        from sealtrail.core.disclosure import escape_control
+
+        self._stream.write(escape_control(text, keep_newlines=True))
+        return len(text)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)

@@ -20,6 +20,8 @@ from collections.abc import Sequence
 from types import ModuleType
 
 from sealtrail import __version__
+from sealtrail.cli.common import EscapingStdout
+from sealtrail.core.disclosure import escape_control, mask_urls_in
 from sealtrail.errors import IntegrityError, SealtrailError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
@@ -73,6 +75,21 @@ def _command_modules() -> list[ModuleType]:
     return [importlib.import_module(f"sealtrail.cli.{name}") for name in names]
 
 
+def safe_message(exc: BaseException) -> str:
+    """An error for the terminal: secrets in URLs masked, control characters escaped."""
+    return escape_control(mask_urls_in(str(exc)), keep_newlines=True)
+
+
+def _masking_filter(record: logging.LogRecord) -> bool:
+    """Mask URL secrets in every log line of the CLI's processes (a connection error of a
+    library may quote the URL it was given)."""
+    message = record.getMessage()
+    masked = mask_urls_in(message)
+    if masked != message:
+        record.msg, record.args = masked, None
+    return True
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; the only place that turns outcomes into exit codes."""
     parser = build_parser()
@@ -82,24 +99,30 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(name)s %(levelname)s %(message)s",
         stream=sys.stderr,
     )
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(_masking_filter)
     for noisy in ("botocore", "httpx", "httpx2", "urllib3"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    stdout = sys.stdout
+    sys.stdout = EscapingStdout(stdout)  # type: ignore[assignment]
     try:
         code: int = args.func(args)
         return code
     except KeyboardInterrupt:
         return EXIT_USAGE
     except IntegrityError as exc:  # the evidence does not check out, whatever the command
-        print(f"sealtrail: {exc}", file=sys.stderr)
+        print(f"sealtrail: {safe_message(exc)}", file=sys.stderr)
         return EXIT_FAILED
     except SealtrailError as exc:
-        print(f"sealtrail: {exc}", file=sys.stderr)
+        print(f"sealtrail: {safe_message(exc)}", file=sys.stderr)
         return EXIT_USAGE
     except OSError as exc:  # a file or socket the command was pointed at
-        print(f"sealtrail: I/O error: {exc}", file=sys.stderr)
+        print(f"sealtrail: I/O error: {safe_message(exc)}", file=sys.stderr)
         return EXIT_USAGE
     except Exception as exc:  # a bug: never mistaken for failed evidence (exit 1)
         return internal_error(exc, debug=args.debug)
+    finally:
+        sys.stdout = stdout
 
 
 def internal_error(exc: BaseException, *, debug: bool) -> int:

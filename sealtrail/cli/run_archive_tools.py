@@ -14,6 +14,7 @@ from typing import Any
 
 from sealtrail.cli.common import print_json, settings_from
 from sealtrail.config import Settings
+from sealtrail.durable import write_private_bytes
 from sealtrail.errors import IntegrityError, SealtrailError
 
 _Sub = argparse._SubParsersAction  # type: ignore[type-arg]
@@ -322,7 +323,7 @@ def _prove(args: argparse.Namespace) -> int:
 
     _, store = _open(args)
     data = build_proof(store, args.event_id)
-    Path(args.out).write_bytes(data)
+    write_private_bytes(Path(args.out), data)
     doc = json.loads(data)
     print(f"proof for event {args.event_id}: chain {doc['entry']['chain_id']} seq "
           f"{doc['entry']['seq']}, {doc['checkpoint_key']}; written to {args.out}")
@@ -363,7 +364,7 @@ def _export_note(args: argparse.Namespace) -> int:
     note = chain_note(store, args.chain_id, origin=args.origin, name=name, signer=signer,
                       public_key=signer.public_key, index=args.index)
     if args.out:
-        Path(args.out).write_bytes(note)
+        write_private_bytes(Path(args.out), note)
     else:
         sys.stdout.write(note.decode())
     print(f"verifier key: {verifier_key(name, signer.public_key)}", file=sys.stderr)

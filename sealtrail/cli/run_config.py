@@ -4,12 +4,9 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import re
 
 from sealtrail.cli.common import print_json, settings_from
-
-MASK = "********"
-_URL_PASSWORD = re.compile(r"(?P<head>[a-z][a-z0-9+.-]*://[^/:@\s]*:)[^@/\s]+@", re.I)
+from sealtrail.core.disclosure import MASK, mask_urls_in
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -32,7 +29,9 @@ def masked(settings: object) -> dict[str, str]:
         value = str(getattr(settings, f.name))
         if value and is_secret(f.name):
             value = MASK
-        out[f.name] = _URL_PASSWORD.sub(lambda m: f"{m.group('head')}{MASK}@", value)
+        # URLs anywhere in a value: userinfo passwords and password-like query parameters
+        # (postgresql://u:p@h/db, ...?sslpassword=..., ...&X-Amz-Signature=...).
+        out[f.name] = mask_urls_in(value)
     return out
 
 

@@ -26,7 +26,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     p.add_argument("subject", metavar="SUBJECT", help="the data subject, e.g. an actor id")
     p.add_argument("--reason", default="", metavar="TEXT",
-                   help="why, e.g. the erasure request's ticket (goes into the receipt)")
+                   help="why, e.g. the erasure request's ticket (goes into the receipt, "
+                   "which is archived: a reason containing SUBJECT is refused)")
     p.add_argument("--operator", default=None, metavar="ID",
                    help="who runs the erasure (receipt actor; default: the OS user)")
     p.add_argument("--no-receipt", action="store_true",
@@ -41,6 +42,13 @@ def _forget(args: argparse.Namespace) -> int:
     settings = settings_from(args)
     if not args.subject:
         print("sealtrail: forget needs a non-empty SUBJECT", file=sys.stderr)
+        return 2
+    if reason_names_subject(args.reason, args.subject):
+        # The receipt is sealed into WORM storage: a reason naming the subject would keep
+        # in clear, forever, the very thing the erasure is about.
+        print("sealtrail: --reason contains the subject; the erasure receipt is archived "
+              "for good, so give a reference instead (e.g. the request's ticket id). "
+              "Nothing was destroyed.", file=sys.stderr)
         return 2
     store = LocalKeyStore(settings.keys)
     ref = store.subject_ref(args.subject)
@@ -61,6 +69,12 @@ def _forget(args: argparse.Namespace) -> int:
     if args.json:
         print_json(result)
     return code
+
+
+def reason_names_subject(reason: str, subject: str) -> bool:
+    """Whether ``reason`` contains ``subject`` (ignoring case and surrounding blanks)."""
+    needle = subject.strip().casefold()
+    return bool(needle) and needle in reason.casefold()
 
 
 def _emit_receipt(args: argparse.Namespace, settings: object, ref: str,

@@ -18,9 +18,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     k = ksub.add_parser("init", help="create the signing, HMAC and master keys (0600) and "
                         "public.json",
                         description="Create <keys_dir>/signing.key (Ed25519), hmac.key "
-                        "(pseudonymisation), master.key (wraps subject data keys) with mode "
-                        "0600, and public.json, the keyring to give verifiers. Existing keys "
-                        "are kept.")
+                        "(pseudonymisation), master.key (wraps subject data keys), dlq.key "
+                        "(encrypts dead letters) with mode 0600, and public.json, the keyring "
+                        "to give verifiers. Existing keys are kept; missing ones are added.")
     k.set_defaults(func=_keys_init)
     k = ksub.add_parser(
         "rotate", help="make a new signing key active; the old one stays verifiable",

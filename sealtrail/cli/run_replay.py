@@ -10,6 +10,7 @@ import threading
 from pathlib import Path
 
 from sealtrail.cli.common import settings_from
+from sealtrail.core.disclosure import escape_control
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -56,7 +57,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 def _replay(args: argparse.Namespace) -> int:
     from sealtrail.archive import open_archive
-    from sealtrail.custody import operator_name, record_access
+    from sealtrail.custody import operator_name, record_access, require_access
     from sealtrail.keys import PUBLIC_KEYRING, load_keyring
     from sealtrail.replay import ArchiveSource, KafkaSource, Query, parse_time, replay
 
@@ -83,6 +84,11 @@ def _replay(args: argparse.Namespace) -> int:
 
     if args.source == "archive" and not AVAILABLE:
         print(f"sealtrail: note: {NOT_BUILT}", file=sys.stderr)
+    described = f"{args.source}: {query.describe()} -> {args.to}"
+    operator = operator_name(args.operator)
+    if settings.custody_required:  # recorded before a single record is handed out
+        print(require_access(settings, tool="replay", operator=operator, query=described,
+                             count=None).message, file=sys.stderr)
     stopped = threading.Event()
     workers = args.workers if args.workers > 0 else (os.cpu_count() or 1)
     try:
@@ -94,7 +100,7 @@ def _replay(args: argparse.Namespace) -> int:
               f"{f' (state {state})' if state else ''}", file=sys.stderr)
         return 2
     for problem in result.breaks:
-        print(f"BROKEN {problem}", file=sys.stderr)
+        print(escape_control(f"BROKEN {problem}"), file=sys.stderr)
     status = "REPLAYED" if result.ok else "STOPPED AT A BREAK" if not args.continue_on_error \
         else "REPLAYED WITH BREAKS"
     print(f"{status}: {result.written} records written to {args.to} from {source.description}"
@@ -103,8 +109,7 @@ def _replay(args: argparse.Namespace) -> int:
           file=sys.stderr)
     if args.json:
         print(json.dumps(result.to_json(), sort_keys=True), file=sys.stderr)
-    custody = record_access(settings, tool="replay", operator=operator_name(args.operator),
-                            query=f"{args.source}: {query.describe()} -> {args.to}",
+    custody = record_access(settings, tool="replay", operator=operator, query=described,
                             count=result.written, outcome="SUCCESS" if result.ok else "FAILURE")
     print(custody.message, file=sys.stderr)
     return 0 if result.ok else 1

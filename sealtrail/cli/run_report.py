@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from sealtrail.cli.common import settings_from
+from sealtrail.core.disclosure import escape_control
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -29,7 +30,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 def _report(args: argparse.Namespace) -> int:
     from sealtrail.archive import open_archive
-    from sealtrail.custody import operator_name, record_access
+    from sealtrail.custody import operator_name, require_access
+    from sealtrail.durable import write_private_bytes
     from sealtrail.keys import PUBLIC_KEYRING, load_keyring
     from sealtrail.replay import ArchiveSource, parse_time
     from sealtrail.report import collect, render_html
@@ -41,14 +43,15 @@ def _report(args: argparse.Namespace) -> int:
     operator = operator_name(args.operator)
     data = collect(ArchiveSource(store, keyring, check_signatures=not args.no_signatures),
                    since, until)
-    Path(args.out).write_text(render_html(data, generated_by=operator), encoding="utf-8")
+    html = render_html(data, generated_by=operator)
+    custody = require_access(settings, tool="report", operator=operator,
+                             query=f"report since={args.since} until={args.until}",
+                             count=data.events)
+    write_private_bytes(Path(args.out), html.encode("utf-8"))
     broken = [c for c in data.chains if c.problem is not None]
     print(f"report written to {args.out}: {data.events} events, {len(data.chains)} chains, "
           f"{len(broken)} broken", file=sys.stderr)
     for chain in broken:
-        print(f"BROKEN {chain.problem}", file=sys.stderr)
-    custody = record_access(settings, tool="report", operator=operator,
-                            query=f"report since={args.since} until={args.until}",
-                            count=data.events)
+        print(escape_control(f"BROKEN {chain.problem}"), file=sys.stderr)
     print(custody.message, file=sys.stderr)
     return 0 if data.chains and not broken else 1

@@ -10,6 +10,7 @@ from typing import Any
 
 from sealtrail.cli.common import settings_from, stop_on_signals
 from sealtrail.config import Settings
+from sealtrail.core.disclosure import escape_control
 
 QUERY_HELP = ("query: actor:ID action:A type:EVENT_TYPE resource:TYPE/ID outcome:O service:S "
               "tenant:T trace:ID request:ID event:ID chain:C since:T until:T and free-text "
@@ -86,13 +87,16 @@ def _keyring(settings: Settings, explicit: str | None) -> Any:
 
 
 def _search(args: argparse.Namespace) -> int:
-    from sealtrail.custody import operator_name, record_access
+    from sealtrail.custody import operator_name, require_access
     from sealtrail.replay import format_time
     from sealtrail.search import parse_query
 
     settings = settings_from(args).with_stack()
     query = parse_query(args.query, limit=args.limit)
     rows, coverage = _search_index(index_url(settings, args.index), query)
+    # Custody first: with custody_required nothing is shown unless it is recorded.
+    custody = require_access(settings, tool="search", operator=operator_name(args.operator),
+                             query=args.query, count=len(rows))
     if args.json:
         for row in rows:
             print(json.dumps(row.to_json(), sort_keys=True))
@@ -100,9 +104,10 @@ def _search(args: argparse.Namespace) -> int:
         header = ("OCCURRED (UTC)", "ACTOR", "ACTION", "TYPE", "RESOURCE", "OUTCOME",
                   "SERVICE", "WHERE")
         table: list[tuple[str, ...]] = [header, *[
-            (format_time(r.occurred_at), r.actor, r.action, r.event_type,
-             f"{r.resource_type}/{r.resource_id}", r.outcome, r.service,
-             f"{r.chain_id}#{r.seq}") for r in rows]]
+            tuple(escape_control(v) for v in (
+                format_time(r.occurred_at), r.actor, r.action, r.event_type,
+                f"{r.resource_type}/{r.resource_id}", r.outcome, r.service,
+                f"{r.chain_id}#{r.seq}")) for r in rows]]
         widths = [min(max(len(str(line[i])) for line in table), 48)
                   for i in range(len(header))]
         for line in table:
@@ -111,8 +116,6 @@ def _search(args: argparse.Namespace) -> int:
     more = " (limit reached: there may be more; use --limit)" if len(rows) >= query.limit else ""
     print(f"{len(rows)} events{more}; {coverage.describe(query.since, query.until)}",
           file=sys.stderr)
-    custody = record_access(settings, tool="search", operator=operator_name(args.operator),
-                            query=args.query, count=len(rows))
     print(custody.message, file=sys.stderr)
     return 0
 
@@ -172,7 +175,7 @@ def _index_rebuild(args: argparse.Namespace) -> int:
     finally:
         index.close()
     for problem in result.breaks:
-        print(f"BROKEN {problem} (indexed up to the break)", file=sys.stderr)
+        print(escape_control(f"BROKEN {problem} (indexed up to the break)"), file=sys.stderr)
     print(f"index rebuilt from {store.url}: {result.indexed} events of {result.chains} chains "
           f"({result.checked} entries checked); {coverage.describe(None, None)}")
     return 0 if not result.breaks else 1
@@ -192,7 +195,8 @@ def _index_status(args: argparse.Namespace) -> int:
 
 def _export(args: argparse.Namespace) -> int:
     from sealtrail.archive import open_archive
-    from sealtrail.custody import operator_name, record_access
+    from sealtrail.custody import operator_name, require_access
+    from sealtrail.durable import write_private_bytes
     from sealtrail.export import build_export
     from sealtrail.search import parse_query
 
@@ -205,13 +209,13 @@ def _export(args: argparse.Namespace) -> int:
     store = open_archive(settings)
     data, result = build_export(store, _keyring(settings, args.keys), rows, query,
                                 coverage=coverage, operator=operator, truncated=truncated)
-    Path(args.out).write_bytes(data)
+    custody = require_access(settings, tool="export", operator=operator, query=args.query,
+                             count=result.count)
+    write_private_bytes(Path(args.out), data)
     print(f"exported {result.count} events with inclusion proofs to {args.out} "
           f"({result.chains} chains, {result.checkpoints} checkpoints"
           f"{', TRUNCATED at --limit' if truncated else ''}); {result.manifest['index_coverage']}",
           file=sys.stderr)
-    custody = record_access(settings, tool="export", operator=operator, query=args.query,
-                            count=result.count, detail={"bundle": Path(args.out).name})
     print(custody.message, file=sys.stderr)
     return 0
 

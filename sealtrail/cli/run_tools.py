@@ -129,6 +129,7 @@ def _policy_check(args: argparse.Namespace) -> int:
           f"subject field: {policy.subject_field}")
     for rule in policy.rules:
         scope = ", ".join(sorted(rule.event_types)) or "all event types"
-        print(f"  {rule.path:28} {rule.action:12} ({scope}): {rule.describe()}")
-    print("OK: the first rule that names a path and applies to an event's type wins")
+        print(f"  {rule.selector:28} {rule.action:12} ({scope}): {rule.describe()}")
+    print("OK: per field and per attribute key, the first rule that selects it and applies "
+          "to the event's type wins; detectors look at what no rule changed")
     return 0

@@ -13,6 +13,7 @@ import fastavro
 from fastavro.read import SchemaResolutionError
 
 from sealtrail.core.avro_bounds import DecodeLimits, Guard, shape
+from sealtrail.core.disclosure import character_classes
 from sealtrail.core.envelope import strip_logical_types
 from sealtrail.errors import DecodeError, EventValidationError
 
@@ -40,7 +41,9 @@ def unframe(data: bytes) -> tuple[int, memoryview]:
         raise DecodeError(f"message of {len(data)} bytes is shorter than the 5-byte header")
     magic, schema_id = _HEADER.unpack_from(data)
     if magic != MAGIC:
-        raise DecodeError(f"unknown magic byte {magic} (expected {MAGIC}: Confluent wire format)")
+        # The byte itself is not quoted: it is the first byte of whatever was sent.
+        raise DecodeError(f"the first byte is not the magic byte {MAGIC} of the Confluent "
+                          "wire format")
     return schema_id, memoryview(data)[_HEADER.size :]
 
 
@@ -108,7 +111,10 @@ class AvroCodec:
             raise SchemaMismatchError(f"writer schema cannot be read as {self.name}: {exc}") \
                 from None
         except Exception as exc:  # fastavro raises many types on corrupt input
-            raise DecodeError(f"Avro body does not decode: {type(exc).__name__}: {exc}") from None
+            # Its messages may quote the bytes (a string that is not UTF-8, say): the type
+            # and where it stopped are what a reader can act on, without the content.
+            raise DecodeError(f"Avro body does not decode ({type(exc).__name__} after byte "
+                              f"{buf.tell()} of {len(body)})") from None
         trailing = len(body) - buf.tell()
         if trailing:
             raise DecodeError(f"{trailing} bytes follow the Avro body")
@@ -148,8 +154,19 @@ def _type_name(schema: Any) -> str:
     return str(schema).rsplit(".", 1)[-1]
 
 
+def _got(value: Any) -> str:
+    """What was found instead, without the value: its type, and for text its length and
+    character classes (messages reach logs; docs/redaction.md)."""
+    name = type(value).__name__
+    if isinstance(value, str):
+        classes = ", ".join(character_classes(value)) or "empty"
+        return f"{name} of {len(value)} characters ({classes})"
+    return name
+
+
 def _first_problem(schema: Any, value: Any, path: str) -> tuple[str, str] | None:
-    """(path, message) of the first place ``value`` does not fit ``schema``, else None."""
+    """(path, message) of the first place ``value`` does not fit ``schema``, else None.
+    Messages never quote the value."""
     here = path or "(event)"
     if isinstance(schema, list):
         for branch in schema:
@@ -158,17 +175,16 @@ def _first_problem(schema: Any, value: Any, path: str) -> tuple[str, str] | None
         records = [b for b in schema if isinstance(b, dict) and b.get("type") == "record"]
         if len(records) == 1 and isinstance(value, dict):
             return _first_problem(records[0], value, path)
-        got = type(value).__name__
-        return here, f"expected {_type_name(schema)}, got {got} {value!r:.60}"
+        return here, f"expected {_type_name(schema)}, got {_got(value)}"
     if isinstance(schema, str):
         kinds = _PRIMITIVES.get(schema)
         if kinds is None:
             return None  # named type reference: checked where it is defined
         if not isinstance(value, kinds) or (schema != "boolean" and isinstance(value, bool)):
-            return here, f"expected {schema}, got {type(value).__name__} {value!r:.60}"
+            return here, f"expected {schema}, got {_got(value)}"
         bits = _INT_BITS.get(schema)
         if bits and isinstance(value, int) and not -(1 << bits) <= value < 1 << bits:
-            return here, f"{value} does not fit in an Avro {schema} ({bits + 1}-bit signed)"
+            return here, f"does not fit in an Avro {schema} ({bits + 1}-bit signed)"
         return None
     kind = schema["type"]
     if kind == "record":
@@ -190,7 +206,7 @@ def _first_problem(schema: Any, value: Any, path: str) -> tuple[str, str] | None
         return None
     if kind == "enum":
         if value not in schema["symbols"]:
-            return here, f"{value!r:.60} is not one of {schema['symbols']}"
+            return here, f"is not one of {schema['symbols']} (got {_got(value)})"
         return None
     if kind == "array":
         if not isinstance(value, list | tuple):

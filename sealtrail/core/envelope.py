@@ -8,6 +8,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from sealtrail.core.disclosure import describe_value
 from sealtrail.errors import EventValidationError
 
 __all__ = ["check_event", "strip_logical_types"]
@@ -32,14 +33,18 @@ def _required_text(event: Mapping[str, Any], path: str) -> None:
 
 def check_event(event: Mapping[str, Any]) -> None:
     """Raise EventValidationError (naming the field) unless ``event`` meets the envelope
-    rules: non-empty ids, a dotted lower-case event type, a plausible timestamp."""
+    rules: non-empty ids, a dotted lower-case event type, a plausible timestamp.
+
+    Messages name the field, the rule and the length and character classes of what was
+    found, never the value itself: they end up in sealed rejections (WORM) and logs."""
     for path in ("event_id", "action", "actor.id", "actor.type", "origin.service",
                  "origin.instance", "resource.type", "resource.id"):
         _required_text(event, path)
     event_type = event.get("event_type")
     if not isinstance(event_type, str) or not EVENT_TYPE.fullmatch(event_type):
         raise EventValidationError(
-            "event_type", f"{event_type!r} is not a dotted lower-case type such as auth.login"
+            "event_type", "must be a dotted lower-case type such as auth.login "
+            f"(got {describe_value(event_type)})"
         )
     occurred_at = event.get("occurred_at")
     if not isinstance(occurred_at, int) or isinstance(occurred_at, bool):
@@ -48,7 +53,10 @@ def check_event(event: Mapping[str, Any]) -> None:
             f"{type(occurred_at).__name__}"
         )
     if not MIN_TIME_US <= occurred_at <= MAX_TIME_US:
-        raise EventValidationError("occurred_at", f"{occurred_at} is out of range")
+        raise EventValidationError(
+            "occurred_at", "is out of range: must lie between 0001-01-01 and 9999-12-31 "
+            f"(microseconds since the epoch, {'before' if occurred_at < 0 else 'after'} "
+            "the epoch here)")
 
 
 def strip_logical_types(schema: Any) -> Any:

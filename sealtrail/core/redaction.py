@@ -1,19 +1,27 @@
 """Redaction policies: which fields of an event are kept, dropped, masked, truncated,
-pseudonymised or encrypted before it is sealed.
+pseudonymised, encrypted or reduced to a network prefix before it is sealed.
 
-A policy is built from a parsed document (see docs/redaction.md) and validated
-against the AuditEvent schema at construction, so a bad policy fails at start-up
-with the rule and the reason, never in the middle of a stream.
+A policy is built from a parsed document (see docs/redaction.md) and validated against
+the AuditEvent schema at construction, so a bad policy fails at start-up with the rule
+and the reason, never in the middle of a stream. Construction also compiles it: every
+regular expression, detector and transform is built once, and the policy is a callable
+(``policy(event)``) doing per record only lookups and the transforms themselves.
+
+Per event type, the applicable rules are chosen once (on the first event of the type)
+into a plan: for each field path the *first* rule in document order that names it;
+for each attribute key the first rule whose path names it (in any case) or whose
+``key_pattern`` finds it; detectors for values no rule changed. So a rule limited to
+some event types, placed before a general rule, is an exception to it.
+
+What the policy removes is never described by value in ``redaction.fields``: an
+attribute no rule names by its path, dropped or transformed, is recorded as
+``attributes.*=<action>`` (one entry per attribute: a count, never the key, which may
+itself be personal data).
 
 The core does no I/O: keyed operations are done by objects passed in
-(:class:`Pseudonymizer` for HMAC pseudonyms, :class:`FieldEncryptor` for the
-encrypt action, whose keys live in a key store), and redaction counts are handed to
-an ``observer`` callable the shell provides (e.g. to count Prometheus metrics).
-
-Per event type, the policy compiles once a plan: for each field path the *first*
-rule (in document order) that names the path and applies to the event type; later
-rules for that path are ignored for that event type. So a rule limited to some event
-types placed before a general rule is an exception to it.
+(:class:`Pseudonymizer` for HMAC pseudonyms, :class:`FieldEncryptor` for the encrypt
+action, whose keys live in a key store), and redaction counts are handed to an
+``observer`` callable the shell provides (e.g. to count Prometheus metrics).
 """
 
 from __future__ import annotations
@@ -23,15 +31,43 @@ import hashlib
 import hmac
 import re
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
-from fnmatch import fnmatchcase
 from typing import Any, Protocol
 
+from sealtrail.core._redaction_actions import (
+    DETECTORS,
+    mask_by_pattern,
+    mask_by_position,
+    mask_ip,
+    mask_spans,
+)
+from sealtrail.core._redaction_plan import (
+    UNNAMED_ATTRIBUTE,
+    Compiled,
+    Decision,
+    Detection,
+    FieldStep,
+    Plan,
+    Transform,
+    lookup,
+    split_path,
+)
+from sealtrail.core._redaction_rules import (
+    ACTIONS,
+    ATTR_PREFIX,
+    ATTRIBUTES,
+    DEFAULT_DETECT_PATHS,
+    Rule,
+    check_reachable,
+    check_rule,
+    rule_from,
+    string_paths,
+)
 from sealtrail.errors import PolicyError
 
 __all__ = [
     "ACTIONS",
     "ENC_PREFIX",
+    "UNNAMED_ATTRIBUTE",
     "FieldEncryptor",
     "HmacPseudonymizer",
     "Policy",
@@ -40,26 +76,13 @@ __all__ = [
     "count_actions",
 ]
 
-ACTIONS = ("keep", "drop", "mask", "truncate", "pseudonymize", "encrypt")
-SHORT_MODES = ("mask_all", "mask_half")
 ENC_PREFIX = "enc:v1:"
 """Prefix of a field value the encrypt action produced: ``enc:v1:<key id>:<base64>``."""
 DEFAULT_SUBJECT = "actor.id"
-_ATTRIBUTES = "attributes"
-_ATTR_PREFIX = _ATTRIBUTES + "."
-# Fields the sealer itself needs as sent: event_id (deduplication, also after recovery
-# from the chain) and event_type (it selects the rules).
-_PROTECTED = frozenset({"event_id", "event_type"})
-_MAX_PLANS = 4096
-_RULE_KEYS = {
-    "keep": set(),
-    "drop": set(),
-    "mask": {"keep_first", "keep_last", "mask_char", "pattern", "short"},
-    "truncate": {"max_length"},
-    "pseudonymize": set(),
-    "encrypt": {"subject"},
-}
-_COMMON_KEYS = {"path", "action", "event_types"}
+_MAX_PLANS = 1024
+_MAX_PSEUDONYMS = 4096
+_DOC_KEYS = {"id", "version", "rules", "unknown_attributes", "subject_field"}
+
 
 
 class Pseudonymizer(Protocol):
@@ -79,87 +102,34 @@ class FieldEncryptor(Protocol):
 
 
 class HmacPseudonymizer:
-    """``hmac:<key id>:<first 128 bits of HMAC-SHA-256(key, UTF-8(value)) in hex>``."""
+    """``hmac:<key id>:<first 128 bits of HMAC-SHA-256(key, UTF-8(value)) in hex>``.
 
-    __slots__ = ("_key", "key_id")
+    The keyed state is computed once (each value only copies it), and the pseudonyms of
+    recent values are remembered (the same actors and addresses recur)."""
+
+    __slots__ = ("_base", "_recent", "key_id")
 
     def __init__(self, key: bytes, key_id: str) -> None:
         if not key:
             raise PolicyError("an HMAC pseudonymisation key must not be empty")
-        self._key = key
+        self._base = hmac.new(key, digestmod=hashlib.sha256)
+        self._recent: dict[str, str] = {}
         self.key_id = key_id
 
     def pseudonym(self, value: str) -> str:
-        digest = hmac.new(self._key, value.encode("utf-8"), hashlib.sha256).hexdigest()
-        return f"hmac:{self.key_id}:{digest[:32]}"
+        found = self._recent.get(value)
+        if found is not None:
+            return found
+        mac = self._base.copy()
+        mac.update(value.encode("utf-8"))
+        found = f"hmac:{self.key_id}:{mac.hexdigest()[:32]}"
+        if len(self._recent) >= _MAX_PSEUDONYMS:
+            self._recent.clear()
+        self._recent[value] = found
+        return found
 
     def __repr__(self) -> str:
         return f"HmacPseudonymizer(key_id={self.key_id!r})"
-
-
-@dataclass(frozen=True)
-class Rule:
-    """One rule: apply ``action`` to the string at ``path`` for the listed event types
-    (all types when empty; ``*`` and ``?`` are wildcards, e.g. ``auth.*``)."""
-
-    path: str
-    action: str
-    event_types: frozenset[str] = frozenset()
-    keep_first: int = 0
-    keep_last: int = 0
-    mask_char: str = "*"
-    max_length: int = 0
-    pattern: str | None = None
-    """mask: mask every match of this regular expression instead of the middle."""
-    short: str = "mask_all"
-    """mask: what to do when keep_first + keep_last would reveal the whole value."""
-    subject: str | None = None
-    """encrypt: the field path holding the data subject (default: the policy's)."""
-
-    def applies_to(self, event_type: str) -> bool:
-        if not self.event_types:
-            return True
-        if event_type in self.event_types:
-            return True
-        return any(("*" in t or "?" in t) and fnmatchcase(event_type, t)
-                   for t in self.event_types)
-
-    @property
-    def is_attribute(self) -> bool:
-        return self.path.startswith(_ATTR_PREFIX) and len(self.path) > len(_ATTR_PREFIX)
-
-    def describe(self) -> str:
-        """The rule's options in words, for ``sealtrail policy check``."""
-        if self.action == "mask":
-            if self.pattern is not None:
-                return f"mask matches of /{self.pattern}/ with {self.mask_char!r}"
-            return (f"mask with {self.mask_char!r}, keep first {self.keep_first} and last "
-                    f"{self.keep_last}; short values: {self.short}")
-        if self.action == "truncate":
-            return f"keep the first {self.max_length} characters"
-        if self.action == "encrypt":
-            return f"encrypt under the data key of the subject at {self.subject}"
-        if self.action == "pseudonymize":
-            return "keyed pseudonym hmac:<key id>:<32 hex>"
-        if self.action == "drop":
-            return "remove the value"
-        return "keep as sent (and name the attribute, so unknown_attributes keeps it)"
-
-
-def _string_paths(schema: Mapping[str, Any], prefix: str = "") -> dict[str, bool]:
-    """Every path to a string field in ``schema``, mapped to whether it is nullable."""
-    out: dict[str, bool] = {}
-    for field in schema["fields"]:
-        path = prefix + field["name"]
-        ftype = field["type"]
-        nullable = isinstance(ftype, list) and "null" in ftype
-        branches = [t for t in ftype if t != "null"] if isinstance(ftype, list) else [ftype]
-        for branch in branches:
-            if branch == "string":
-                out[path] = nullable
-            elif isinstance(branch, dict) and branch.get("type") == "record":
-                out.update(_string_paths(branch, path + "."))
-    return out
 
 
 def count_actions(fields: Sequence[str]) -> dict[str, int]:
@@ -171,40 +141,8 @@ def count_actions(fields: Sequence[str]) -> dict[str, int]:
     return counts
 
 
-def _split(path: str) -> tuple[tuple[str, ...], str]:
-    """(parent keys, last key); an attribute key may itself contain dots."""
-    if path.startswith(_ATTR_PREFIX):
-        return (_ATTRIBUTES,), path[len(_ATTR_PREFIX):]
-    *parents, last = path.split(".")
-    return tuple(parents), last
-
-
-def _lookup(event: Mapping[str, Any], path: str) -> Any:
-    parents, last = _split(path)
-    node: Any = event
-    for part in (*parents, last):
-        node = node.get(part) if isinstance(node, dict) else None
-    return node
-
-
-@dataclass(frozen=True)
-class _Step:
-    parents: tuple[str, ...]
-    key: str
-    label: str
-    transform: Callable[[str, Mapping[str, Any]], tuple[str | None, str]]
-    is_attribute: bool
-
-
-@dataclass(frozen=True)
-class _Plan:
-    steps: tuple[_Step, ...]
-    named_attributes: frozenset[str]
-    subjects: tuple[str, ...]
-
-
 class Policy:
-    """A validated redaction policy; call :meth:`apply` on each decoded event."""
+    """A validated, compiled redaction policy: call it on each decoded event."""
 
     def __init__(
         self,
@@ -229,84 +167,33 @@ class Policy:
             raise PolicyError("policy: 'unknown_attributes' must be keep or drop")
         if pseudonymizer is None and hmac_key:
             pseudonymizer = HmacPseudonymizer(hmac_key, hmac_key_id)
-        paths = _string_paths(event_schema)
-        if subject_field not in paths and not subject_field.startswith(_ATTR_PREFIX):
+        paths = string_paths(event_schema)
+        if subject_field not in paths and not subject_field.startswith(ATTR_PREFIX):
             raise PolicyError(
                 f"policy: 'subject_field' {subject_field!r} is not a string field; use one of "
                 f"{sorted(paths)} or attributes.<key>"
             )
+        self._pseudonymizer = pseudonymizer
+        self._encryptor = encryptor
+        self._paths = dict(paths)
         checked: list[Rule] = []
         for i, rule in enumerate(rules):
-            where = f"policy rule {i + 1} ({rule.path})"
-            self._check_rule(where, rule, paths, pseudonymizer, encryptor)
+            where = f"policy rule {i + 1} ({rule.selector})"
+            check_rule(where, rule, paths, can_pseudonymize=pseudonymizer is not None,
+                       can_encrypt=encryptor is not None)
             if rule.action == "encrypt" and rule.subject is None:
                 rule = dataclasses.replace(rule, subject=subject_field)
-            for j, earlier in enumerate(checked):
-                if earlier.path == rule.path and not earlier.event_types:
-                    raise PolicyError(
-                        f"{where}: never applies: rule {j + 1} already covers this path for "
-                        "all event types (the first matching rule per path wins; put "
-                        "rules limited to event types first)"
-                    )
+            check_reachable(where, rule, checked)
             checked.append(rule)
         self.policy_id = policy_id
         self.version = version
         self.rules = tuple(checked)
         self.unknown_attributes = unknown_attributes
         self.subject_field = subject_field
-        self._pseudonymizer = pseudonymizer
-        self._encryptor = encryptor
         self._observer = observer
-        self._paths = dict(paths)
-        self._plans: dict[str, _Plan] = {}
-
-    @staticmethod
-    def _check_rule(where: str, rule: Rule, paths: Mapping[str, bool],
-                    pseudonymizer: Pseudonymizer | None,
-                    encryptor: FieldEncryptor | None) -> None:
-        if rule.action not in ACTIONS:
-            raise PolicyError(f"{where}: unknown action {rule.action!r}; use one of {ACTIONS}")
-        if not rule.is_attribute and rule.path not in paths:
-            raise PolicyError(
-                f"{where}: no string field at this path; redactable paths are "
-                f"{sorted(paths)} and attributes.<key>"
-            )
-        if rule.action == "drop" and not rule.is_attribute and not paths[rule.path]:
-            raise PolicyError(
-                f"{where}: the field is required by the schema and cannot be dropped; "
-                "use mask or pseudonymize"
-            )
-        if rule.action != "keep" and rule.path in _PROTECTED:
-            raise PolicyError(f"{where}: {rule.path} is needed by the sealer as sent "
-                              "(deduplication, rule selection); only keep is allowed")
-        if any(not t for t in rule.event_types):
-            raise PolicyError(f"{where}: 'event_types' holds an empty event type")
-        if rule.action == "pseudonymize" and pseudonymizer is None:
-            raise PolicyError(f"{where}: pseudonymize needs an HMAC key (keys.hmac_key_file)")
-        if rule.action == "encrypt":
-            if encryptor is None:
-                raise PolicyError(f"{where}: encrypt needs a key store for subject data keys")
-            subject = rule.subject
-            if subject is not None and subject not in paths and not subject.startswith(
-                    _ATTR_PREFIX):
-                raise PolicyError(f"{where}: 'subject' {subject!r} is not a string field path")
-        if rule.action == "truncate" and rule.max_length < 1:
-            raise PolicyError(f"{where}: truncate needs max_length >= 1")
-        if rule.action == "mask":
-            if rule.keep_first < 0 or rule.keep_last < 0:
-                raise PolicyError(f"{where}: keep_first and keep_last must be >= 0")
-            if rule.short not in SHORT_MODES:
-                raise PolicyError(f"{where}: 'short' must be one of {SHORT_MODES}")
-            if len(rule.mask_char) != 1:
-                raise PolicyError(f"{where}: 'mask_char' must be one character")
-            if rule.pattern is not None:
-                if rule.keep_first or rule.keep_last:
-                    raise PolicyError(f"{where}: use either 'pattern' or keep_first/keep_last")
-                try:
-                    re.compile(rule.pattern)
-                except re.error as exc:
-                    raise PolicyError(f"{where}: 'pattern' is not a valid regular expression: "
-                                      f"{exc}") from None
+        self._compiled = tuple(self._compile(i, r) for i, r in enumerate(self.rules))
+        self._drop = self._transform_for(Rule("attributes.*", "drop"), nullable=True)
+        self._plans: dict[str, Plan] = {}
 
     @classmethod
     def from_document(
@@ -323,13 +210,13 @@ class Policy:
         """Build from a parsed YAML/JSON document; raises PolicyError naming the problem."""
         if not isinstance(doc, dict):
             raise PolicyError("policy: the document must be a mapping with id, version, rules")
-        unknown = set(doc) - {"id", "version", "rules", "unknown_attributes", "subject_field"}
+        unknown = set(doc) - _DOC_KEYS
         if unknown:
             raise PolicyError(f"policy: unknown keys {sorted(unknown)}")
         raw_rules = doc.get("rules") or []
         if not isinstance(raw_rules, list | tuple):
             raise PolicyError("policy: 'rules' must be a list of rules")
-        rules = [_rule_from(i, raw) for i, raw in enumerate(raw_rules)]
+        rules = [rule_from(i, raw) for i, raw in enumerate(raw_rules)]
         try:
             version = int(doc.get("version", 0))
         except (TypeError, ValueError):
@@ -338,65 +225,37 @@ class Policy:
         if not isinstance(subject_field, str):
             raise PolicyError("policy: 'subject_field' must be a field path such as actor.id")
         return cls(
-            str(doc.get("id") or ""),
-            version,
-            rules,
-            event_schema=event_schema,
-            hmac_key=hmac_key,
-            hmac_key_id=hmac_key_id,
+            str(doc.get("id") or ""), version, rules, event_schema=event_schema,
+            hmac_key=hmac_key, hmac_key_id=hmac_key_id,
             unknown_attributes=str(doc.get("unknown_attributes", "keep")),
-            subject_field=subject_field,
-            pseudonymizer=pseudonymizer,
-            encryptor=encryptor,
+            subject_field=subject_field, pseudonymizer=pseudonymizer, encryptor=encryptor,
             observer=observer,
         )
 
-    # -- transforms ------------------------------------------------------------------
+    # -- compiling -------------------------------------------------------------------
 
-    @staticmethod
-    def _mask(rule: Rule) -> Callable[[str], str]:
-        char = rule.mask_char
-        if rule.pattern is not None:
-            regex = re.compile(rule.pattern)
+    def _compile(self, index: int, rule: Rule) -> Compiled:
+        regex = re.compile(rule.key_pattern, re.IGNORECASE) if rule.key_pattern else None
+        if rule.detect is not None:
+            detector = DETECTORS[rule.detect]
+            masker = mask_spans(detector, rule.mask_char, rule.keep_last)
+            return Compiled(index, rule, None, None, masker)
+        transform = None
+        if rule.action != "keep":
+            nullable = (rule.is_attribute or rule.key_pattern is not None
+                        or self._paths.get(rule.path, False))
+            transform = self._transform_for(rule, nullable)
+        return Compiled(index, rule, transform, regex, None)
 
-            def by_pattern(value: str) -> str:
-                hits = 0
-
-                def hide(m: re.Match[str]) -> str:
-                    nonlocal hits
-                    hits += len(m.group())
-                    return char * len(m.group())
-
-                out = regex.sub(hide, value)
-                # Nothing matched: the rule still covers the value, so mask all of it.
-                return out if hits else char * len(value)
-
-            return by_pattern
-        first, last, half = rule.keep_first, rule.keep_last, rule.short == "mask_half"
-
-        def by_position(value: str) -> str:
-            n = len(value)
-            head = min(first, n)
-            tail = min(last, n - head)
-            if head + tail >= n:  # the kept parts would be the whole value
-                if not half:
-                    return char * n
-                allowed = n - (n + 1) // 2  # mask at least half, rounded up
-                tail = min(last, allowed // 2)  # share what may be kept between the ends
-                head = min(first, allowed - tail)
-                tail = min(last, allowed - head)
-            return value[:head] + char * (n - head - tail) + value[n - tail:]
-
-        return by_position
-
-    def _transform_for(self, rule: Rule, nullable: bool
-                       ) -> Callable[[str, Mapping[str, Any]], tuple[str | None, str]]:
-        """value, subjects -> (new value or None to delete, action actually applied)."""
+    def _transform_for(self, rule: Rule, nullable: bool) -> Transform:
         action = rule.action
+        mask_all = mask_by_position(0, 0, rule.mask_char, False)
         if action == "drop":
             return lambda v, s: (None, "drop")
         if action == "mask":
-            mask = self._mask(rule)
+            mask = (mask_by_pattern(rule.pattern, rule.mask_char) if rule.pattern is not None
+                    else mask_by_position(rule.keep_first, rule.keep_last, rule.mask_char,
+                                          rule.short == "mask_half"))
             return lambda v, s: (mask(v), "mask")
         if action == "truncate":
             n = rule.max_length
@@ -405,9 +264,20 @@ class Policy:
             assert self._pseudonymizer is not None  # checked at construction
             pseudonym = self._pseudonymizer.pseudonym
             return lambda v, s: (pseudonym(v), "pseudonymize")
+        if action == "mask_ip":
+            network = mask_ip(rule.ipv4_prefix, rule.ipv6_prefix)
+            # Not an address: nothing of it is kept (drop where the schema allows).
+            fallback = (None, "drop") if nullable and rule.not_ip == "drop" else None
+
+            def mask_ip_step(value: str, subjects: Mapping[str, Any]) -> tuple[str | None, str]:
+                net = network(value)
+                if net is not None:
+                    return net, "mask_ip"
+                return fallback or (mask_all(value), "mask")
+
+            return mask_ip_step
         assert self._encryptor is not None and rule.subject is not None
         encrypt, subject_path, path = self._encryptor.encrypt, rule.subject, rule.path
-        mask_all = self._mask(Rule(path, "mask"))
 
         def encrypt_step(value: str, subjects: Mapping[str, Any]) -> tuple[str | None, str]:
             subject = subjects.get(subject_path)
@@ -419,44 +289,73 @@ class Policy:
 
         return encrypt_step
 
-    def _plan(self, event_type: str) -> _Plan:
-        plan = self._plans.get(event_type)
-        if plan is not None:
-            return plan
-        schema_paths = self._paths
+    def _plan(self, event_type: str) -> Plan:
         seen: set[str] = set()
-        steps: list[_Step] = []
-        named: set[str] = set()
+        steps: list[FieldStep] = []
+        exact: dict[str, Compiled] = {}
+        patterns: list[Compiled] = []
+        detectors: list[Compiled] = []
         subjects: set[str] = set()
-        for rule in self.rules:
-            if rule.path in seen or not rule.applies_to(event_type):
-                continue
-            seen.add(rule.path)
-            if rule.is_attribute:
-                named.add(rule.path[len(_ATTR_PREFIX):])
-            if rule.action == "keep":
+        for compiled in self._compiled:
+            rule = compiled.rule
+            if not rule.applies_to(event_type):
                 continue
             if rule.subject is not None:
                 subjects.add(rule.subject)
-            parents, key = _split(rule.path)
-            nullable = rule.is_attribute or schema_paths.get(rule.path, False)
-            steps.append(_Step(parents, key, rule.path,
-                               self._transform_for(rule, nullable), rule.is_attribute))
-        plan = _Plan(tuple(steps), frozenset(named), tuple(sorted(subjects)))
+            if rule.detect is not None:
+                detectors.append(compiled)
+            elif rule.key_pattern is not None:
+                patterns.append(compiled)
+            elif rule.is_attribute:
+                exact.setdefault(rule.attribute_key, compiled)
+            elif rule.path not in seen:
+                seen.add(rule.path)
+                if compiled.transform is not None:
+                    parents, key = split_path(rule.path)
+                    steps.append(FieldStep(compiled.index, parents, key, rule.path,
+                                            compiled.transform))
+        unknown = Decision(UNNAMED_ATTRIBUTE,
+                            self._drop if self.unknown_attributes == "drop" else None,
+                            len(self._compiled))
+        detect_fields = self._detect_fields(detectors, seen)
+        detect_attributes = tuple(c for c in detectors
+                                  if "attributes.*" in (c.rule.paths or DEFAULT_DETECT_PATHS))
+        plan = Plan(tuple(steps), exact, tuple(patterns), unknown, detect_fields,
+                     detect_attributes, tuple(sorted(subjects)))
         if len(self._plans) >= _MAX_PLANS:
             self._plans.clear()
         self._plans[event_type] = plan
         return plan
 
-    def apply(self, event: dict[str, Any]) -> list[str]:
-        """Redact ``event`` in place; returns the transformed paths as ``path=action``
-        (the action actually applied), in rule order, then dropped unnamed attributes."""
+    def _detect_fields(self, detectors: list[Compiled], transformed: set[str]
+                       ) -> tuple[tuple[tuple[str, ...], str, Detection], ...]:
+        """Per field path (not attributes) that no rule for this event type changed: the
+        detectors looking at it."""
+        by_path: dict[str, list[Compiled]] = {}
+        for compiled in detectors:
+            for path in compiled.rule.paths or DEFAULT_DETECT_PATHS:
+                if path != "attributes.*" and path not in transformed:
+                    by_path.setdefault(path, []).append(compiled)
+        out = []
+        for path, found in by_path.items():
+            pairs = tuple((c.detect, c.rule.action == "drop") for c in found
+                          if c.detect is not None)
+            out.append((*split_path(path), Detection(path, pairs, self._paths[path])))
+        return tuple(out)
+
+    # -- applying ----------------------------------------------------------------------
+
+    def __call__(self, event: dict[str, Any]) -> list[str]:
+        """Redact ``event`` in place; returns what changed as ``path=action`` entries (the
+        action actually applied) in the order of the rules that did it (attributes one
+        rule selected in the event's order; a detector's findings in attributes at its
+        rule's place), then attributes no rule selects, then detectors' findings in
+        fields."""
         event_type = event["event_type"]
-        plan = self._plan(event_type)
-        subjects = {p: _lookup(event, p) for p in plan.subjects} if plan.subjects else {}
-        changed: list[str] = []
-        attributes: dict[str, str] = event.get(_ATTRIBUTES) or {}
-        for step in plan.steps:
+        plan = self._plans.get(event_type) or self._plan(event_type)
+        subjects = {p: lookup(event, p) for p in plan.subjects} if plan.subjects else {}
+        changed: list[tuple[int, str]] = []
+        for step in plan.fields:
             parent: Any = event
             for part in step.parents:
                 parent = parent.get(part) if isinstance(parent, dict) else None
@@ -465,56 +364,75 @@ class Policy:
             value = parent.get(step.key)
             if value is None:
                 continue
-            new, done = step.transform(value, subjects)
-            if new is None and step.is_attribute:
-                del parent[step.key]
-            else:
-                parent[step.key] = new
-            changed.append(f"{step.label}={done}")
-        if self.unknown_attributes == "drop" and attributes:
-            named = plan.named_attributes
-            for key in [k for k in attributes if k not in named]:
-                del attributes[key]
-                changed.append(f"attributes.{key}=drop")
-        if self._observer is not None and changed:
-            self._observer(event_type, changed)
-        return changed
+            parent[step.key], done = step.transform(value, subjects)
+            changed.append((step.index, f"{step.label}={done}"))
+        attributes = event.get(ATTRIBUTES)
+        if attributes:
+            self._attributes(plan, attributes, subjects, changed)
+        found: list[str] = []
+        for parents, key, detection in plan.detect_fields:
+            self._detect_field(event, parents, key, detection, found)
+        fields = [entry for _, entry in changed] + found
+        if self._observer is not None and fields:
+            self._observer(event_type, fields)
+        return fields
+
+    apply = __call__
+
+    @staticmethod
+    def _attributes(plan: Plan, attributes: dict[str, str], subjects: Mapping[str, Any],
+                    changed: list[tuple[int, str]]) -> None:
+        """Apply each attribute's decision; its entries join ``changed`` in rule order."""
+        decide, detectors = plan.decide, plan.detect_attributes
+        mine: list[tuple[int, str]] = []
+        for key in list(attributes):
+            decision = decide(key)
+            if decision.transform is not None:
+                new, done = decision.transform(attributes[key], subjects)
+                if new is None:
+                    del attributes[key]
+                else:
+                    attributes[key] = new
+                mine.append((decision.index, f"{decision.label}={done}"))
+                continue
+            for compiled in detectors:
+                assert compiled.detect is not None
+                found = compiled.detect(attributes[key])
+                if found is None:
+                    continue
+                if compiled.rule.action == "drop":
+                    del attributes[key]
+                    mine.append((compiled.index, f"{decision.label}=drop"))
+                    break
+                attributes[key] = found
+                mine.append((compiled.index, f"{decision.label}=mask"))
+        if mine:
+            changed.extend(mine)
+            if len(changed) > 1:  # by rule; the sort is stable, so event order within one
+                changed.sort(key=_first)
+
+    @staticmethod
+    def _detect_field(event: dict[str, Any], parents: tuple[str, ...], key: str,
+                      detection: Detection, changed: list[str]) -> None:
+        parent: Any = event
+        for part in parents:
+            parent = parent.get(part) if isinstance(parent, dict) else None
+        value = parent.get(key) if isinstance(parent, dict) else None
+        if not isinstance(value, str) or not value:
+            return
+        for mask, drop in detection.detectors:
+            found = mask(value)
+            if found is None:
+                continue
+            if drop:
+                if detection.nullable:
+                    parent[key] = None
+                    changed.append(f"{detection.label}=drop")
+                    return
+                found = "*" * len(value)  # a required field: nothing of it is kept
+            parent[key] = value = found
+            changed.append(f"{detection.label}=mask")
 
 
-def _rule_from(i: int, raw: Any) -> Rule:
-    if not isinstance(raw, dict) or "path" not in raw or "action" not in raw:
-        raise PolicyError(f"policy rule {i + 1}: needs 'path' and 'action'")
-    where = f"policy rule {i + 1} ({raw['path']})"
-    action = str(raw["action"])
-    allowed = _COMMON_KEYS | _RULE_KEYS.get(action, set().union(*_RULE_KEYS.values()))
-    extra = set(raw) - allowed
-    if extra:
-        known = set().union(_COMMON_KEYS, *_RULE_KEYS.values())
-        if extra <= known:
-            raise PolicyError(f"{where}: {sorted(extra)} do not apply to action {action!r}")
-        raise PolicyError(f"{where}: unknown keys {sorted(extra)}")
-    event_types = raw.get("event_types") or []
-    # A bare string would otherwise become a set of its characters, and the rule
-    # would silently apply to no event at all.
-    if not isinstance(event_types, list | tuple | set | frozenset) or not all(
-        isinstance(t, str) for t in event_types
-    ):
-        raise PolicyError(f"{where}: 'event_types' must be a list of event types")
-    for name in ("pattern", "subject", "short", "mask_char"):
-        if name in raw and not isinstance(raw[name], str):
-            raise PolicyError(f"{where}: {name!r} must be a string")
-    try:
-        return Rule(
-            path=str(raw["path"]),
-            action=action,
-            event_types=frozenset(event_types),
-            keep_first=int(raw.get("keep_first", 0)),
-            keep_last=int(raw.get("keep_last", 0)),
-            mask_char=str(raw.get("mask_char", "*"))[:1] or "*",
-            max_length=int(raw.get("max_length", 0)),
-            pattern=raw.get("pattern"),
-            short=str(raw.get("short", "mask_all")),
-            subject=raw.get("subject"),
-        )
-    except (TypeError, ValueError) as exc:
-        raise PolicyError(f"{where}: {exc}") from None
+def _first(entry: tuple[int, str]) -> int:
+    return entry[0]

@@ -6,8 +6,9 @@ group and transactional-id names; :mod:`sealtrail.kafka.acls` prints and applies
 - sealer: read raw; read and transactionally write sealed; write the DLQ; its group; its
   transactional ids (by prefix).
 - archiver, indexer: read sealed; their groups.
-- monitor: read sealed and DLQ; write alerts; its own (faust) topics and group; describe
-  the stages' groups (lag).
+- monitor: read sealed; write alerts; its own (faust) topics and group; describe the
+  stages' groups (lag).
+- triage: read the DLQ (`sealtrail dlq read`); nobody else may (docs/operations.md).
 - tools: read sealed and alerts (replay, status); describe topics and the stages' groups.
 
 Topic creation and ACL changes are the admin's (a super user), never a stage's.
@@ -39,6 +40,7 @@ PRINCIPALS = (
     Principal("indexer", "sealtrail index"),
     Principal("monitor", "sealtrail monitor"),
     Principal("tools", "operators' commands: status, replay from Kafka"),
+    Principal("triage", "operators who triage rejections: sealtrail dlq read"),
 )
 
 
@@ -91,7 +93,6 @@ def acls_for(settings: Settings) -> list[Acl]:
         _group("indexer", s.indexer_group),
         _group("indexer", f"{s.archiver_group}-indexer"),
         *_topic("monitor", s.sealed_topic, "READ"),
-        *_topic("monitor", s.dlq_topic, "READ"),
         *_topic("monitor", s.raw_topic),
         *_topic("monitor", s.alerts_topic, "WRITE"),
         *_topic("monitor", s.monitor_group, "READ", "WRITE", "CREATE", pattern="PREFIXED"),
@@ -100,6 +101,8 @@ def acls_for(settings: Settings) -> list[Acl]:
         *_topic("tools", s.sealed_topic, "READ"),
         *_topic("tools", s.alerts_topic, "READ"),
         _group("tools", "sealtrail-status"),
+        *_topic("triage", s.dlq_topic, "READ"),
+        _group("triage", "sealtrail-dlq-read-", pattern="PREFIXED"),
     ]
     for user in ("monitor", "tools"):
         acls += [_group(user, g, "DESCRIBE") for g in (s.sealer_group, s.archiver_group)]

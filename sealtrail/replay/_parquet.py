@@ -38,7 +38,7 @@ import os
 from pathlib import Path
 from typing import IO, Any
 
-from sealtrail.durable import fsync_dir
+from sealtrail.durable import fsync_dir, private_opener
 from sealtrail.errors import ConfigError
 
 __all__ = ["JOURNAL_SUFFIX", "ROW_GROUP_ROWS", "ParquetSink", "arrow_schema", "arrow_type"]
@@ -161,7 +161,8 @@ class ParquetSink:
     def _start(self) -> None:
         """A fresh run: the output of an earlier run is replaced, as for JSON lines."""
         self._path.unlink(missing_ok=True)
-        self._out = open(self._journal_path, "wb")  # noqa: SIM115 - closed in close()
+        self._out = open(self._journal_path, "wb",  # noqa: SIM115 - closed in close()
+                         opener=private_opener)
         self._out.write(self._schema.serialize().to_pybytes())
         self._durable()
         fsync_dir(self._journal_path.parent)
@@ -216,7 +217,7 @@ class ParquetSink:
                               "the interrupted run completed; remove its state file to start "
                               "again")
         tmp = self._journal_path.with_name(self._journal_path.name + ".tmp")
-        with open(tmp, "wb") as out:
+        with open(tmp, "wb", opener=private_opener) as out:
             out.write(self._schema.serialize().to_pybytes())
             left = resume_at
             for batch in found.iter_batches(batch_size=BATCH_ROWS):
@@ -277,6 +278,7 @@ class ParquetSink:
         tmp = self._path.with_name(f".{self._path.name}.tmp")
         pending: list[Any] = []
         held = 0
+        os.close(private_opener(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC))  # 0600 first
         with pa.memory_map(str(self._journal_path)) as source:
             reader = pa.ipc.open_stream(source)
             with pq.ParquetWriter(tmp, self._schema, compression=COMPRESSION) as writer:

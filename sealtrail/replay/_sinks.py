@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import IO, Any, Protocol
 
 from sealtrail.core.canonical import canonical_json
+from sealtrail.durable import private_opener
 from sealtrail.errors import ConfigError, TransportError
 
 
@@ -51,7 +52,7 @@ class JsonlSink:
         if path is None:
             self._out = sys.stdout.buffer
         elif resume_at is None:
-            self._out = open(path, "wb")  # noqa: SIM115 - closed in close()
+            self._out = open(path, "wb", opener=private_opener)  # noqa: SIM115 - closed in close()
         else:
             self._out = open(path, "r+b")  # noqa: SIM115
             self._out.truncate(resume_at)
@@ -104,7 +105,7 @@ class AvroSink:
         self.description = f"file:{path}"
         schema = fastavro.parse_schema(strip_logical_types(schemas.sealed_record()))
         if resume_at is None:
-            self._out = open(path, "w+b")  # noqa: SIM115
+            self._out = open(path, "w+b", opener=private_opener)  # noqa: SIM115
         else:
             self._out = open(path, "r+b")  # noqa: SIM115
             self._out.truncate(resume_at)

@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sealtrail.durable import fsync_dir
+from sealtrail.durable import fsync_dir, private_opener
 from sealtrail.errors import ConfigError
 from sealtrail.replay._filters import Query
 from sealtrail.replay._sinks import Sink
@@ -33,7 +33,7 @@ class ReplayState:
         """Replace the state file atomically and durably: after a crash it holds either
         this state or the one before, never a torn file."""
         tmp = path.with_name(path.name + ".tmp")
-        with open(tmp, "w") as out:
+        with open(tmp, "w", opener=private_opener) as out:
             out.write(json.dumps(asdict(self), sort_keys=True))
             out.flush()
             os.fsync(out.fileno())

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from sealtrail.core.disclosure import mask_url, mask_urls_in
 from sealtrail.errors import ConfigError, TransportError
 from sealtrail.search import COLUMNS, Coverage, IndexRow, SearchQuery
 
@@ -49,12 +50,12 @@ class PostgresIndex:
         except ImportError:
             raise ConfigError("the PostgreSQL index needs psycopg: pip install "
                               "'psycopg[binary]'") from None
-        self.url = url.split("@")[-1] if "@" in url else url  # never show a password
+        self.url = mask_url(url)  # never show a password (userinfo or ?password=)
         try:
             self._db = psycopg.connect(url, autocommit=True)
         except psycopg.OperationalError as exc:
             raise TransportError(f"cannot connect to the PostgreSQL index {self.url}: "
-                                 f"{str(exc).splitlines()[0]}") from None
+                                 f"{mask_urls_in(str(exc).splitlines()[0])}") from None
         with self._db.transaction():
             self._db.execute(_SCHEMA)
 

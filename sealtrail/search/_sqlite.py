@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import sqlite3
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from sealtrail.durable import private_opener
 from sealtrail.errors import ConfigError
 from sealtrail.search import COLUMNS, Coverage, IndexRow, SearchQuery
 
@@ -59,6 +62,10 @@ class SqliteIndex:
         self.url = f"sqlite://{path}"
         if path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
+            # 0600 before SQLite opens it: the index holds audit data, and SQLite gives
+            # its -wal and -shm files the database file's mode.
+            with contextlib.suppress(OSError):
+                os.close(private_opener(path, os.O_RDWR | os.O_CREAT))
         try:
             self._db = sqlite3.connect(path, timeout=30)
             self._db.execute("PRAGMA journal_mode=WAL")
