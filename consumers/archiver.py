@@ -34,6 +34,7 @@ from sealtrail.archive import ArchiveStore
 from sealtrail.config import Settings
 from sealtrail.core.signing import Keyring, Signer
 from sealtrail.errors import DecodeError
+from sealtrail.kafka.client import group_config, kafka_config
 from sealtrail.retention import RetentionPolicy
 from sealtrail.runtime.kafka_faults import is_fatal, usable
 from sealtrail.schema_cache import WriterSchemas
@@ -85,9 +86,8 @@ class Archiver:
 
     def _new_consumer(self) -> Consumer:
         return Consumer({
-            "bootstrap.servers": self.settings.bootstrap,
-            "group.id": self.settings.archiver_group,
-            "session.timeout.ms": self.settings.session_timeout_ms,
+            **kafka_config(self.settings),
+            **group_config(self.settings, self.settings.archiver_group),
             "enable.auto.commit": False,
             "auto.offset.reset": "earliest",
             "isolation.level": "read_committed",

@@ -19,6 +19,7 @@ from confluent_kafka.schema_registry import SchemaRegistryClient
 
 from sealtrail.config import Settings
 from sealtrail.errors import DecodeError
+from sealtrail.kafka.client import kafka_config
 from sealtrail.schema_cache import WriterSchemas
 from sealtrail.search import IndexBackend, IndexRow, row_from_record
 
@@ -39,7 +40,7 @@ class Indexer:
         self.indexed = 0
         self.seen = 0
         self._consumer = Consumer({
-            "bootstrap.servers": settings.bootstrap,
+            **kafka_config(settings),
             "group.id": group or f"{settings.archiver_group}-indexer",
             "session.timeout.ms": settings.session_timeout_ms,
             "enable.auto.commit": False,

@@ -45,6 +45,7 @@ from sealtrail.core.hashing import sha256
 from sealtrail.core.redaction import Policy
 from sealtrail.core.signing import Signer
 from sealtrail.errors import DecodeError, TransportError
+from sealtrail.kafka.client import group_config, kafka_config
 from sealtrail.runtime.kafka_faults import Retakes, is_fatal, usable
 from sealtrail.schema_cache import WriterSchemas
 
@@ -103,10 +104,9 @@ class Sealer:
         self._sealed_schema_id = registry.register_schema(
             f"{settings.sealed_topic}-value", Schema(json.dumps(sealed_schema), "AVRO")
         )
-        self._base = {
-            "bootstrap.servers": settings.bootstrap,
-            "session.timeout.ms": settings.session_timeout_ms,
-        }
+        # What producers and the recovery readers share: no group settings (librdkafka warns
+        # about consumer properties handed to a producer).
+        self._base = kafka_config(settings)
         self._consumer = self._new_consumer()
         self._retakes = Retakes(settings.session_timeout_ms / 1000)
         self._chains: dict[int, ChainState] = {}
@@ -125,11 +125,10 @@ class Sealer:
     def _new_consumer(self) -> Consumer:
         return Consumer({
             **self._base,
-            "group.id": self.settings.sealer_group,
+            **group_config(self.settings, self.settings.sealer_group),
             "enable.auto.commit": False,
             "auto.offset.reset": "earliest",
             "isolation.level": "read_committed",
-            "partition.assignment.strategy": "range",
             # Small fetches per partition, so that one consume() call holds records of
             # several partitions and they progress together.
             "max.partition.fetch.bytes": 128 * 1024,
@@ -181,19 +180,40 @@ class Sealer:
         if producer is not None:
             producer.flush(10)
 
+    # Assignments are incremental (cooperative-sticky, or KIP-848): the callbacks get only
+    # the partitions that change hands, and the others keep sealing through a rebalance.
+
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        # Partitions are taken over in parallel: each waits on the broker (the previous
+        # owner's transaction aborted by init_transactions, then the chain's tail read).
         for tp in partitions:
             self._retakes.clear(tp.partition)
+        for tp, state in zip(partitions, self._take_all([tp.partition for tp in partitions]),
+                             strict=True):
+            if isinstance(state, Exception):  # a broker or registry that does not answer yet
+                self._drop(tp.partition, state, "could not take it over")
+            else:
+                tp.offset = state.next_source_offset
+        consumer.incremental_assign(partitions)
+
+    def _take_all(self, partitions: list[int]) -> list[ChainState | Exception]:
+        def take(partition: int) -> ChainState | Exception:
             try:
-                tp.offset = self._take(tp.partition).next_source_offset
-            except Exception as exc:  # a broker or registry that does not answer yet
-                self._drop(tp.partition, exc, "could not take it over")
-        consumer.assign(partitions)
+                return self._take(partition)
+            except Exception as exc:
+                return exc
+
+        if len(partitions) <= 1:
+            return [take(p) for p in partitions]
+        with ThreadPoolExecutor(min(len(partitions), 16),
+                                thread_name_prefix="sealtrail-take") as pool:
+            return list(pool.map(take, partitions))
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         for tp in partitions:
             self._retakes.clear(tp.partition)
             self._release(tp.partition)
+        consumer.incremental_unassign(partitions)
 
     def _drop(self, partition: int, exc: BaseException, what: str) -> None:
         """Forget the partition's producer and chain after ``exc`` (a fatal Kafka error, or
@@ -478,7 +498,8 @@ class Sealer:
 
     def _subscribe(self) -> None:
         self._consumer.subscribe(
-            [self.settings.raw_topic], on_assign=self._on_assign, on_revoke=self._on_revoke
+            [self.settings.raw_topic], on_assign=self._on_assign, on_revoke=self._on_revoke,
+            on_lost=self._on_revoke,
         )
 
     def _consume(self) -> list[Message]:
@@ -494,13 +515,17 @@ class Sealer:
         if not is_fatal(fatal):
             log.warning("consumer: %s", fatal)
             return []
+        # With static membership this happens when a restarted process's instance id is
+        # still held by its killed predecessor (KIP-848: UNRELEASED_INSTANCE_ID until that
+        # member's session expires) or was taken over (FENCED_INSTANCE_ID).
         log.warning("consumer: fatal error (%s); releasing every partition and joining the "
-                    "group again with a new consumer", fatal)
+                    "group again with a new consumer in 1 s", fatal)
         for partition in list(self._producers):
             self._release(partition)
         self._retakes = Retakes(self.settings.session_timeout_ms / 1000)
         with contextlib.suppress(Exception):
             self._consumer.close()
+        self._stop.wait(1.0)
         self._consumer = self._new_consumer()
         self._subscribe()
         return []

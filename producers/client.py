@@ -42,6 +42,7 @@ from sealtrail import schemas
 from sealtrail.config import Settings
 from sealtrail.core.avro import AvroCodec, frame
 from sealtrail.errors import ConfigError, EventValidationError
+from sealtrail.kafka.client import security_config
 
 __all__ = ["OUTCOMES", "AuditClient", "ClientClosedError", "EmitBackpressureError",
            "SpoolFullError"]
@@ -162,6 +163,10 @@ class AuditClient:
             "fsync_interval": s.producer_fsync_interval,
             "max_event_bytes": s.max_event_bytes,
         }
+        security = security_config(s)
+        if security:
+            given = kwargs.pop("producer_config", None) or {}
+            options["producer_config"] = {**security, **given}
         options.update(kwargs)
         return cls(service=service, bootstrap=s.bootstrap, registry_url=s.registry_url,
                    registry_auth=s.registry_auth, topic=s.raw_topic, **options)

@@ -21,6 +21,9 @@ from sealtrail.errors import ConfigError
 
 __all__ = ["Settings", "load_settings"]
 
+_KAFKA_PROTOCOLS = ("PLAINTEXT", "SASL_PLAINTEXT", "SASL_SSL", "SSL")
+_SASL_MECHANISMS = ("SCRAM-SHA-256", "SCRAM-SHA-512", "PLAIN")
+
 
 @dataclass(frozen=True)
 class Settings:
@@ -131,6 +134,19 @@ class Settings:
     """Search index: a SQLite file path or postgresql://...; empty means <home>/index.sqlite."""
     indexer_group: str = "sealtrail-indexer"
     """Consumer group of the indexer (sealed topic -> search index)."""
+    kafka_security_protocol: str = "PLAINTEXT"
+    """Kafka security.protocol: PLAINTEXT, SASL_PLAINTEXT or SASL_SSL (docs/operations.md)."""
+    kafka_sasl_mechanism: str = "SCRAM-SHA-256"
+    """SASL mechanism with a SASL_* protocol: SCRAM-SHA-256, SCRAM-SHA-512 or PLAIN."""
+    kafka_sasl_username: str = ""
+    """SASL user this process authenticates as (one principal per stage, docs/operations.md)."""
+    kafka_sasl_password: str = ""
+    """That user's SASL password; never logged, masked by `config show`."""
+    kafka_group_protocol: str = "classic"
+    """Consumer groups: "classic" (cooperative-sticky; every broker) or "consumer" (KIP-848)."""
+    kafka_group_instance_id: str = ""
+    """Static membership: a stable id per process (e.g. the pod name); a restart keeps its
+    partitions without a rebalance. Unique per process within a group; empty = dynamic."""
     custody_required: bool = False
     """Tools that hand out audit data (search, export, replay, report, dlq read) first record
     their chain-of-custody event and refuse (exit 2, nothing written) when it cannot be
@@ -143,6 +159,16 @@ class Settings:
                      "decode_max_depth", "decode_max_items"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1")
+        if self.kafka_security_protocol not in _KAFKA_PROTOCOLS:
+            raise ConfigError(f"kafka_security_protocol must be one of "
+                              f"{', '.join(_KAFKA_PROTOCOLS)}, not "
+                              f"{self.kafka_security_protocol!r}")
+        if self.kafka_group_protocol not in ("classic", "consumer"):
+            raise ConfigError("kafka_group_protocol must be classic or consumer (KIP-848, "
+                              "Apache Kafka 4.0 or newer)")
+        if self.kafka_sasl_mechanism not in _SASL_MECHANISMS:
+            raise ConfigError(f"kafka_sasl_mechanism must be one of "
+                              f"{', '.join(_SASL_MECHANISMS)}")
         if not 0 < self.dlq_retention_hours <= 24 * 365:
             raise ConfigError("dlq_retention_hours must be > 0 and at most a year")
         if self.decode_max_depth > 256:
@@ -177,11 +203,27 @@ class Settings:
             state = json.loads(self.dev_state_file.read_text())
         except (OSError, ValueError):
             return self
-        return dataclasses.replace(
+        filled = dataclasses.replace(
             self,
             bootstrap=self.bootstrap or state.get("bootstrap", ""),
             registry_url=self.registry_url or state.get("registry", ""),
         )
+        return filled._with_stack_user(state)
+
+    def _with_stack_user(self, state: dict[str, Any]) -> Settings:
+        """On a secured dev stack (`dev up --secure`), authenticate as its ``tools`` user
+        unless a user is configured: the least-privileged principal an operator's commands
+        need. Stages get their own users (docs/operations.md)."""
+        users_file = state.get("users_file")
+        if not users_file or self.kafka_sasl_username:
+            return self
+        try:
+            users = json.loads(Path(users_file).read_text())
+        except (OSError, ValueError):
+            return self
+        return dataclasses.replace(
+            self, kafka_security_protocol="SASL_PLAINTEXT", kafka_sasl_mechanism="SCRAM-SHA-256",
+            kafka_sasl_username="tools", kafka_sasl_password=users.get("tools", ""))
 
     def require_endpoints(self) -> Settings:
         """Settings with bootstrap and registry set, or a ConfigError saying how to set them."""

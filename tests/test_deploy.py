@@ -249,3 +249,39 @@ def test_terraform_bucket_is_locked_and_policed() -> None:
     out = subprocess.run([terraform, "fmt", "-check", "-diff", str(DEPLOY / "terraform")],
                          capture_output=True, text=True)
     assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_deploy_acls_are_what_sealtrail_kafka_acls_prints() -> None:
+    """deploy/kafka/acls.txt lists exactly the bindings `sealtrail kafka acls --print`
+    derives from the default settings: shipped ACLs never drift from the code."""
+    from sealtrail.kafka.principals import acls_for
+
+    shipped = [line for line in (DEPLOY / "kafka" / "acls.txt").read_text().splitlines()
+               if line and not line.startswith("#")]
+    assert shipped == [str(a) for a in acls_for(Settings())]
+
+
+def test_compose_runs_the_kafka_version_and_settings_the_tests_run() -> None:
+    """The compose broker is the Apache Kafka release the suite fetches, with every broker
+    setting of the test broker (sealtrail.kafka.broker.BROKER_SETTINGS) at the same value,
+    and compose and Kubernetes use classic groups (cooperative-sticky) with, on Kubernetes,
+    static membership from the pod name: what the recovery figures were measured with."""
+    from sealtrail.kafka._fetch import KAFKA_VERSION
+    from sealtrail.kafka.broker import BROKER_SETTINGS
+
+    kafka = compose()["services"]["kafka"]
+    assert kafka["image"] == f"apache/kafka:{KAFKA_VERSION}"
+    env = kafka["environment"]
+    for key, value in BROKER_SETTINGS.items():
+        name = "KAFKA_" + key.upper().replace(".", "_")
+        assert str(env.get(name)) == value, f"{name}: compose {env.get(name)!r}, tests {value!r}"
+    config = next(d for d in k8s_docs() if d["kind"] == "ConfigMap")["data"]
+    for where, values in (("compose", compose()["x-sealtrail-env"]), ("k8s", config)):
+        assert values["SEALTRAIL_KAFKA_GROUP_PROTOCOL"] == "classic", where
+    k8s_config = (DEPLOY / "k8s" / "config.yaml").read_text()
+    assert f"Tested against Apache Kafka {KAFKA_VERSION}" in k8s_config
+    sealer = next(d for d in k8s_docs() if d["kind"] == "Deployment"
+                  and d["metadata"]["name"] == "sealtrail-sealer")
+    env_list = sealer["spec"]["template"]["spec"]["containers"][0]["env"]
+    instance = next(e for e in env_list if e["name"] == "SEALTRAIL_KAFKA_GROUP_INSTANCE_ID")
+    assert instance["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
-from conftest import Stage
+from conftest import Stage, on_both_brokers
 from pipeline_checks import (
     archived_count,
     archived_records,
@@ -22,6 +22,7 @@ from sealtrail.core.canonical import canonical_json
 from sealtrail.demo.traffic import USERS
 
 
+@on_both_brokers
 def test_three_producers_are_sealed_archived_and_verified(
     settings: Settings, stages: list[Stage], tmp_path: Path
 ) -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 import fastavro
 from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.schema_registry import Schema
-from conftest import Stage
+from conftest import Stage, on_both_brokers
 from pipeline_checks import (
     archived_count,
     archived_records,
@@ -49,6 +49,7 @@ class SealedProgress:
         self._consumer.close()
 
 
+@on_both_brokers
 def test_sealer_killed_mid_stream_resumes_without_gap_or_duplicate(
     settings: Settings, stages: list[Stage], tmp_path: Path
 ) -> None:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from chaos import Chaos, account, inject_zombie_records, pause, resume, run_chaos
-from conftest import Stage
+from conftest import Stage, on_both_brokers
 from pipeline_checks import archived_count, archived_records, store_of, wait_until
 from sealtrail.producers import AuditClient
 
@@ -35,6 +35,7 @@ def took(stage: Stage) -> set[int]:
                                        text)}
 
 
+@on_both_brokers
 def test_zombie_sealer_paused_while_its_partitions_move_gets_nothing_into_any_chain(
     settings: Settings, tmp_path: Path
 ) -> None:
@@ -62,6 +63,10 @@ def test_zombie_sealer_paused_while_its_partitions_move_gets_nothing_into_any_ch
                    "the second sealer to take every partition over", alive=heir.alive)
         time.sleep(2)
         resume(zombie)
+        # Apache Kafka fences the zombie's producers (the heir initialised their
+        # transactional ids): it may stop with that fatal error instead of carrying on, so
+        # the drain below does not count on it.
+        chaos.sealers.remove(zombie)
         # Tansu fences a zombie's produce requests sent after the new owner initialised
         # its producer, but not, e.g., requests already sent; write such records for
         # certain: validly signed, continuing the old epoch, after the new owner's. Then
@@ -74,6 +79,7 @@ def test_zombie_sealer_paused_while_its_partitions_move_gets_nothing_into_any_ch
         chaos.sealers.remove(heir)
         chaos.start_sealer()
         chaos.drain(180)
+        assert zombie.alive() or re.search(r"fenced by (a )?newer", zombie.output())
         chaos.stop()
         result = account(settings, chaos.emitted)
         print()
@@ -88,6 +94,7 @@ def test_zombie_sealer_paused_while_its_partitions_move_gets_nothing_into_any_ch
         chaos.kill_all()
 
 
+@on_both_brokers
 def test_random_kills_joins_and_leaves_under_load_seal_every_record_once(
     settings: Settings, tmp_path: Path
 ) -> None:

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 from pathlib import Path
 
 from sealtrail import dev
 from sealtrail.cli.common import print_json, settings_from
-from sealtrail.errors import ConfigError
+from sealtrail.errors import ConfigError, SealtrailError
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -41,6 +42,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     dev_sub = dev_p.add_subparsers(dest="dev_command", metavar="ACTION", required=True)
     up = dev_sub.add_parser("up", help="start broker and registry; print where they listen")
     up.add_argument("--json", action="store_true", help="print {bootstrap, registry, ...}")
+    up.add_argument("--broker", choices=dev.BROKERS, default="tansu",
+                    help="tansu: the embedded broker (default, in memory, starts at once); "
+                    "kafka: single-node Apache Kafka fetched from Maven Central (needs java "
+                    "17+ and mvn; the first run downloads about 45 MB)")
+    up.add_argument("--secure", action="store_true",
+                    help="with --broker kafka: SASL/SCRAM and ACLs, one user per stage "
+                    "(passwords in <home>/dev/kafka-users.json, mode 0600)")
     up.set_defaults(func=_dev_up)
     down = dev_sub.add_parser("down", help="stop the embedded stack")
     down.set_defaults(func=_dev_down)
@@ -73,16 +81,24 @@ def _registry(args: argparse.Namespace) -> int:
 
 
 def _dev_up(args: argparse.Namespace) -> int:
-    from sealtrail.kafka_admin import ensure_topics
+    from sealtrail.kafka.acls import provision
 
     settings = settings_from(args)
-    stack = dev.start_stack(settings.home)
-    ensure_topics(settings.with_stack())
+    stack = dev.start_stack(settings.home, broker_kind=args.broker, secure=args.secure)
+    try:
+        provision(dataclasses.replace(settings, bootstrap=stack.bootstrap), stack.users_file)
+    except SealtrailError:
+        dev.stop_stack(settings.home)
+        raise
     if args.json:
         print_json(stack.to_json())
     else:
-        print(f"broker    {stack.bootstrap}\nregistry  {stack.registry}\n"
+        print(f"broker    {stack.bootstrap} ({stack.broker}"
+              f"{', SASL/SCRAM + ACLs' if stack.users_file else ''})\n"
+              f"registry  {stack.registry}\n"
               f"(recorded in {dev.state_file(settings.home)}; `sealtrail dev down` stops it)")
+        if stack.users_file:
+            print(f"users     {stack.users_file} (one per stage; docs/operations.md)")
     return 0
 
 
@@ -97,6 +113,7 @@ def _dev_status(args: argparse.Namespace) -> int:
     if args.json:
         print_json(stack.to_json() if stack else None)
     else:
-        print(f"running: broker {stack.bootstrap}, registry {stack.registry}" if stack
+        print(f"running: broker {stack.bootstrap} ({stack.broker}), registry {stack.registry}"
+              if stack
               else "not running")
     return 0 if stack else 2

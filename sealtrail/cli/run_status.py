@@ -11,6 +11,7 @@ from typing import Any
 
 from sealtrail.cli.common import print_json, settings_from
 from sealtrail.config import Settings
+from sealtrail.kafka.client import kafka_config
 
 STAGES = ("seal", "archive", "monitor", "index")
 
@@ -80,7 +81,7 @@ def firing_alerts(settings: Settings, timeout: float = 5.0) -> list[dict[str, An
     """Alerts whose latest record on the alerts topic is FIRING."""
     from confluent_kafka import Consumer, KafkaError, TopicPartition
 
-    consumer = Consumer({"bootstrap.servers": settings.bootstrap,
+    consumer = Consumer({**kafka_config(settings),
                          "group.id": "sealtrail-status", "enable.auto.commit": False})
     latest: dict[str, dict[str, Any]] = {}
     try:

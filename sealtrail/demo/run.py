@@ -22,8 +22,9 @@ from sealtrail.archive import ArchiveStore, open_archive
 from sealtrail.config import Settings
 from sealtrail.core.avro import frame
 from sealtrail.core.checkpoint import SignedCheckpoint
-from sealtrail.errors import SealtrailError, TransportError
-from sealtrail.kafka_admin import ensure_topics
+from sealtrail.errors import ConfigError, SealtrailError, TransportError
+from sealtrail.kafka.acls import as_user, provision
+from sealtrail.kafka.client import kafka_config
 from sealtrail.keys import PUBLIC_KEYRING, init_keys, load_keyring
 from sealtrail.verify import verify_archive
 
@@ -99,17 +100,29 @@ def _spawn(args: list[str], log: Path, settings: Settings) -> subprocess.Popen[b
                                 env={**os.environ, **settings.to_env()})
 
 
-def run_demo(settings: Settings, *, events: int = 10_200, timeout: float = 300.0) -> DemoResult:
+def _as(settings: Settings, stack: dev.Stack, user: str) -> Settings:
+    """``settings`` as Kafka user ``user`` on a secured stack; unchanged otherwise."""
+    return as_user(settings, stack.users_file, user) if stack.users_file else settings
+
+
+def run_demo(settings: Settings, *, events: int = 10_200, timeout: float = 300.0,
+             broker: str = "tansu", secure: bool = False) -> DemoResult:
     result = DemoResult()
     home = settings.home
     logs = home / "demo-logs"
     logs.mkdir(parents=True, exist_ok=True)
     signer, created = init_keys(settings.keys)
     _say(f"{'created' if created else 'using'} signing key {signer.key_id} in {settings.keys}")
-    started_stack = dev.running_stack(home) is None
-    stack = dev.start_stack(home) if started_stack else dev.running_stack(home)
-    assert stack is not None
-    _say(f"embedded stack: broker {stack.bootstrap}, registry {stack.registry}")
+    running = dev.running_stack(home)
+    started_stack = running is None
+    if running is not None and (running.broker, bool(running.users_file)) != (broker, secure):
+        raise ConfigError(f"a dev stack with broker {running.broker}"
+                          f"{' (secure)' if running.users_file else ''} is running for {home}: "
+                          "`sealtrail dev down` first, or run the demo with its --broker")
+    if running is None:
+        _say(f"starting the {broker} broker" + (" with SASL/SCRAM and ACLs" if secure else ""))
+    stack = running or dev.start_stack(home, broker_kind=broker, secure=secure)
+    _say(f"{stack.broker} stack: broker {stack.bootstrap}, registry {stack.registry}")
     # Smaller segments than the production default, so the demo shows several per chain.
     settings = dataclasses.replace(
         settings.with_stack(), segment_max_records=min(settings.segment_max_records, 1000))
@@ -118,9 +131,10 @@ def run_demo(settings: Settings, *, events: int = 10_200, timeout: float = 300.0
     procs: list[subprocess.Popen[bytes]] = []
     env_note = f"logs in {logs}"
     try:
-        ensure_topics(settings)
-        procs.append(_spawn(["seal"], logs / "sealer.log", settings))
-        procs.append(_spawn(["archive"], logs / "archiver.log", settings))
+        provision(settings, stack.users_file)
+        procs.append(_spawn(["seal"], logs / "sealer.log", _as(settings, stack, "sealer")))
+        procs.append(_spawn(["archive"], logs / "archiver.log",
+                            _as(settings, stack, "archiver")))
         _say(f"sealer pid {procs[0].pid}, archiver pid {procs[1].pid} ({env_note})")
         per_service = events // len(SERVICES)
         services = []
@@ -130,7 +144,7 @@ def run_demo(settings: Settings, *, events: int = 10_200, timeout: float = 300.0
                     [sys.executable, "-m", "sealtrail.demo.traffic", "--service", name,
                      "--count", str(per_service), "--seed", str(i)],
                     stdout=subprocess.PIPE, stderr=err,
-                    env={**os.environ, **settings.to_env()},
+                    env={**os.environ, **_as(settings, stack, "producer").to_env()},
                 ))
         for proc in services:
             out, _ = proc.communicate(timeout=timeout)
@@ -140,7 +154,7 @@ def run_demo(settings: Settings, *, events: int = 10_200, timeout: float = 300.0
             result.emitted += report["emitted"]
             _say(f"service {report['service']}: emitted {report['emitted']}")
         bad = malformed_records(settings.registry_url)
-        producer = Producer({"bootstrap.servers": settings.bootstrap})
+        producer = Producer(kafka_config(_as(settings, stack, "producer")))
         for value in bad:
             producer.produce(settings.raw_topic, value, b"malformed")
         producer.flush(30)
@@ -208,9 +222,10 @@ def run_demo(settings: Settings, *, events: int = 10_200, timeout: float = 300.0
     return result
 
 
-def main_demo(settings: Settings, events: int) -> int:
+def main_demo(settings: Settings, events: int, broker: str = "tansu",
+              secure: bool = False) -> int:
     try:
-        result = run_demo(settings, events=events)
+        result = run_demo(settings, events=events, broker=broker, secure=secure)
     except SealtrailError as exc:
         print(f"[demo] failed: {exc}", file=sys.stderr)
         return 2

@@ -34,6 +34,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from sealtrail.config import Settings
 from sealtrail.errors import ConfigError, DecodeError, SealtrailError, TransportError
+from sealtrail.kafka.client import kafka_config
 from sealtrail.monitor.rules import Alert, Monitor, Thresholds
 from sealtrail.observability import Health, LogCounter, lag_gauge
 from sealtrail.registry_client import registry_client
@@ -116,7 +117,7 @@ class MonitorMetrics:
 
 def ensure_alerts_topic(settings: Settings, timeout: float = 15.0) -> None:
     """Create the alerts topic (one partition: alerts are few and ordered) if missing."""
-    admin = AdminClient({"bootstrap.servers": settings.bootstrap})
+    admin = AdminClient(kafka_config(settings))
     try:
         if settings.alerts_topic in admin.list_topics(timeout=timeout).topics:
             return
@@ -175,6 +176,22 @@ class _MonitorApp(faust.App):
         return _ReadCommittedTransport(self.conf.broker_consumer, self, loop=self.loop)
 
 
+def _credentials(settings: Settings) -> dict[str, Any]:
+    """faust's form of the Kafka security settings (SASL over aiokafka)."""
+    protocol = settings.kafka_security_protocol
+    if protocol == "PLAINTEXT":
+        return {}
+    if not protocol.startswith("SASL_"):
+        raise ConfigError(f"the monitor supports PLAINTEXT, SASL_PLAINTEXT and SASL_SSL, not "
+                          f"{protocol}")
+    import ssl
+
+    return {"broker_credentials": faust.SASLCredentials(
+        username=settings.kafka_sasl_username, password=settings.kafka_sasl_password,
+        mechanism=settings.kafka_sasl_mechanism,
+        ssl_context=ssl.create_default_context() if protocol == "SASL_SSL" else None)}
+
+
 def build_app(settings: Settings, registry: CollectorRegistry, health: Health) -> faust.App:
     """The faust app of the monitor; run it with ``faust.Worker(app).execute_from_...``."""
     _check_hooks()
@@ -197,6 +214,7 @@ def build_app(settings: Settings, registry: CollectorRegistry, health: Health) -
         topic_replication_factor=1,
         topic_allow_declare=False,
         producer_acks=-1,
+        **_credentials(settings),
     )
     sealed = app.topic(settings.sealed_topic, value_serializer="raw", key_serializer="raw")
     alerts = app.topic(settings.alerts_topic, value_serializer="raw", key_serializer="raw")

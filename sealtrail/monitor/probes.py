@@ -12,6 +12,7 @@ from sealtrail.archive import ArchiveStore
 from sealtrail.config import Settings
 from sealtrail.core.checkpoint import SignedCheckpoint
 from sealtrail.errors import TransportError
+from sealtrail.kafka.client import kafka_config
 
 __all__ = ["ChainCheckpoint", "StageLag", "archive_heads", "stage_lags"]
 
@@ -42,7 +43,7 @@ class ChainCheckpoint:
 def group_lag(settings: Settings, group: str, topic: str, timeout: float = 10.0
               ) -> dict[int, int]:
     """Per partition of ``topic``: high watermark minus ``group``'s committed offset."""
-    consumer = Consumer({"bootstrap.servers": settings.bootstrap, "group.id": group,
+    consumer = Consumer({**kafka_config(settings), "group.id": group,
                          "enable.auto.commit": False,
                          "session.timeout.ms": settings.session_timeout_ms})
     try:
