@@ -184,30 +184,17 @@ class Sealer:
     # the partitions that change hands, and the others keep sealing through a rebalance.
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        # Partitions are taken over in parallel: each waits on the broker (the previous
-        # owner's transaction aborted by init_transactions, then the chain's tail read).
+        # Partitions are taken over one after another: concurrent init_transactions for
+        # different transactional ids left Tansu with producer states whose first produce
+        # failed with _STATE and whose abort hung (tests/test_fatal_kafka.py).
         for tp in partitions:
             self._retakes.clear(tp.partition)
-        for tp, state in zip(partitions, self._take_all([tp.partition for tp in partitions]),
-                             strict=True):
-            if isinstance(state, Exception):  # a broker or registry that does not answer yet
-                self._drop(tp.partition, state, "could not take it over")
-            else:
-                tp.offset = state.next_source_offset
-        consumer.incremental_assign(partitions)
-
-    def _take_all(self, partitions: list[int]) -> list[ChainState | Exception]:
-        def take(partition: int) -> ChainState | Exception:
+        for tp in partitions:
             try:
-                return self._take(partition)
-            except Exception as exc:
-                return exc
-
-        if len(partitions) <= 1:
-            return [take(p) for p in partitions]
-        with ThreadPoolExecutor(min(len(partitions), 16),
-                                thread_name_prefix="sealtrail-take") as pool:
-            return list(pool.map(take, partitions))
+                tp.offset = self._take(tp.partition).next_source_offset
+            except Exception as exc:  # a broker or registry that does not answer yet
+                self._drop(tp.partition, exc, "could not take it over")
+        consumer.incremental_assign(partitions)
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         for tp in partitions:

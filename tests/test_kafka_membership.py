@@ -3,7 +3,9 @@
 takes none of them), its predecessor's transactions are fenced through the per-partition
 transactional ids, and every event is sealed exactly once. With the KIP-848 protocol the
 restarted member first finds its instance id still held by the dead one
-(UNRELEASED_INSTANCE_ID, fatal in librdkafka) and joins again until it is released.
+(UNRELEASED_INSTANCE_ID, fatal in librdkafka) and joins again until it is released;
+when the dead member's session ends, its partitions go to whoever is in the group at that
+moment, so the test asserts only that the restarted member seals again and nothing is lost.
 No timing is asserted: `make bench` (bench_recovery) measures how fast."""
 
 from __future__ import annotations
@@ -61,13 +63,19 @@ def test_a_restarted_static_member_gets_its_own_partitions_back(
         wait_until(lambda: "continues at seq" in a.output(), 60, "a sealing", alive=a.alive)
         a.kill()
         again = sealer("a", 1)
-        wait_until(lambda: took(again) == mine, 120,
-                   "the restarted member to take its partitions back", alive=again.alive)
+        if protocol == "classic":
+            wait_until(lambda: took(again) == mine, 120,
+                       "the restarted member to take its partitions back", alive=again.alive)
+        else:  # KIP-848: when the dead member's session ends, whoever is in the group then
+            # gets its partitions (the restarted one, "b", or both): no assertion on which
+            wait_until(lambda: bool(took(again)) and took(again) | took(b) >= {0, 1, 2}, 120,
+                       "the restarted member to take partitions again", alive=again.alive)
         emitted = finish_producer(producer)["emitted"]
         store = store_of(s)
         wait_until(lambda: archived_count(store) >= emitted, 180, "archive",
                    alive=lambda: again.alive() and b.alive())
-        assert took(b) == theirs, "a partition of the killed member moved to the other one"
+        if protocol == "classic":
+            assert took(b) == theirs, "a partition of the killed member moved to the other one"
         if protocol == "consumer":  # restarted well within the dead member's session
             assert "instance ID is still used" in again.output()
             assert "joining the group again" in again.output()
