@@ -304,3 +304,47 @@ def test_the_monitor_reads_as_its_own_principal(
         for stage in stages:
             if stage.alive():
                 stage.kill()
+
+
+def test_replay_and_dlq_read_authenticate_as_tools_and_triage(
+    secured: Settings, secure_stack: dev.Stack, tmp_path: Path
+) -> None:
+    """The operators' readers work on a secured broker, each as its least-privileged
+    principal: `replay --source kafka` as tools, into a file and into a topic; `dlq read`
+    as triage; each records its chain-of-custody event on the raw topic (custody_required
+    on, so a refused custody write would fail the command)."""
+    stages = [Stage(as_(secured, secure_stack, "sealer"), "seal", tmp_path / "seal.log")]
+    try:
+        producer = as_(secured, secure_stack, "producer")
+        emitted = finish_producer(run_producer(producer, "svc", 50, seed=2))["emitted"]
+        p = Producer(kafka_config(producer))
+        p.produce(secured.raw_topic, b"not avro either")
+        assert p.flush(30) == 0
+        out = tmp_path / "replayed.jsonl"
+
+        def run(user: str, *args: str) -> subprocess.CompletedProcess[str]:
+            s = dataclasses.replace(as_(secured, secure_stack, user), custody_required=True)
+            return subprocess.run([*SEALTRAIL, *args], capture_output=True, text=True,
+                                  timeout=120, env={**os.environ, **s.to_env()})
+
+        def replayed() -> bool:
+            done = run("tools", "replay", "--source", "kafka", "--to", f"file:{out}",
+                       "--json")
+            assert done.returncode == 0, done.stdout + done.stderr
+            return len(out.read_text().splitlines()) >= emitted
+
+        wait(replayed, 90, "replay from Kafka", alive=lambda: stages[0].alive())
+        done = run("tools", "replay", "--source", "kafka", "--to",
+                   f"topic:{secured.raw_topic}-copy")
+        # the tools principal may not write an arbitrary topic: a clear refusal, exit 2
+        assert done.returncode == 2, done.stdout + done.stderr
+        assert "authoriz" in done.stderr.lower(), done.stderr
+        listed = run("triage", "dlq", "read", "--json")
+        assert listed.returncode == 0, listed.stdout + listed.stderr
+        assert len(listed.stdout.splitlines()) == 1
+        refused = run("tools", "dlq", "read", "--json")
+        assert refused.returncode == 2, refused.stdout + refused.stderr
+    finally:
+        for stage in stages:
+            if stage.alive():
+                stage.kill()

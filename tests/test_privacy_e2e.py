@@ -9,7 +9,9 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from confluent_kafka.schema_registry import Schema
 from conftest import Stage, with_settings
+from hostile_inputs import POISON_COUNT, pad_writer_schema, zigzag
 from pipeline_checks import archived_count, produce_raw, store_of, wait_until
 from privacy_checks import (
     cli,
@@ -26,6 +28,7 @@ from sealtrail import schemas
 from sealtrail.config import Settings
 from sealtrail.core.avro import AvroCodec, frame
 from sealtrail.dev import free_port
+from sealtrail.registry_client import registry_client
 from sealtrail.search import open_index
 
 IPV6 = "2001:db8:1234:5678::1"
@@ -153,6 +156,11 @@ def _emit_canaries(settings: Settings, tmp_path: Path) -> tuple[str, int]:
 def _raw_rejections(settings: Settings, schema_id: int, duplicate_of: str) -> int:
     """One raw record per rejection reason, each full of canaries; returns how many."""
     codec = AvroCodec(schemas.load(schemas.AUDIT_EVENT))
+    pad_schema = pad_writer_schema()
+    pad_id = registry_client(settings.registry_url).register_schema(
+        f"{settings.raw_topic}-value", Schema(json.dumps(pad_schema), "AVRO"))
+    padded = AvroCodec(pad_schema).encode({**_invalid_event(
+        "auth.login", event_id="raw-limit", reason="CNRY-limit"), "pad": []})
     values: list[bytes | None] = [
         b"\x01CNRY-undecodable",                                      # UNDECODABLE (magic)
         frame(schema_id, b"\x10CNRY\xff\xfe-bad-utf8"),               # UNDECODABLE (body)
@@ -164,6 +172,7 @@ def _raw_rejections(settings: Settings, schema_id: int, duplicate_of: str) -> in
             resource={"type": "t", "id": "CNRY-long-" * 40}))),
         frame(schema_id, b"CNRY" * (settings.max_event_bytes // 4)),  # OVERSIZE
         None,                                                          # UNDECODABLE (empty)
+        frame(pad_id, padded[:-1] + zigzag(POISON_COUNT) + b"\x00"),  # LIMIT (2^62 nulls)
         frame(schema_id, codec.encode(_invalid_event(                 # DUPLICATE
             "auth.login", event_id=duplicate_of, reason="CNRY-dup"))),
     ]
@@ -235,7 +244,7 @@ def test_canaries_reach_no_sink(settings: Settings, stages: list[Stage], tmp_pat
     assert receipt["attributes"]["reason"] == "DSR-2291"
     reasons = sorted(r["rejection"]["reason"] for r in records if r["kind"] == "REJECTION")
     assert reasons == sorted(["UNDECODABLE", "UNDECODABLE", "UNKNOWN_SCHEMA", "INVALID",
-                              "INVALID", "OVERSIZE", "UNDECODABLE", "DUPLICATE"])
+                              "INVALID", "OVERSIZE", "UNDECODABLE", "LIMIT", "DUPLICATE"])
     for stage in stages:
         assert stage.stop() == 0, stage.output()
 

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from sealtrail.cli.common import settings_from
+from sealtrail.config import Settings
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -50,7 +51,7 @@ def _read(args: argparse.Namespace) -> int:
 
     settings = settings_from(args).require_endpoints()
     keys = DlqKeys(settings.keys)
-    messages = _consume(settings.bootstrap, settings.dlq_topic, args.max, args.timeout)
+    messages = _consume(settings, args.max, args.timeout)
     letters, problems = [], []
     for partition, offset, value, headers in messages:
         try:
@@ -80,7 +81,7 @@ def _read(args: argparse.Namespace) -> int:
     return 0 if not problems else 2
 
 
-def _consume(bootstrap: str, topic: str, limit: int, timeout: float
+def _consume(settings: Settings, limit: int, timeout: float
              ) -> list[tuple[int, int, bytes, dict[str, str]]]:
     """(partition, offset, value, headers) of the topic's committed records, from the
     beginning to the end it had when called; nothing is committed."""
@@ -90,8 +91,10 @@ def _consume(bootstrap: str, topic: str, limit: int, timeout: float
     from confluent_kafka import Consumer, TopicPartition
 
     from sealtrail.errors import TransportError
+    from sealtrail.kafka.client import kafka_config
 
-    consumer = Consumer({"bootstrap.servers": bootstrap, "enable.auto.commit": False,
+    topic, bootstrap = settings.dlq_topic, settings.bootstrap
+    consumer = Consumer({**kafka_config(settings), "enable.auto.commit": False,
                          "group.id": f"sealtrail-dlq-read-{uuid.uuid4().hex[:8]}",
                          "isolation.level": "read_committed"})
     try:

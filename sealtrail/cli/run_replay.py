@@ -11,6 +11,7 @@ from pathlib import Path
 
 from sealtrail.cli.common import settings_from
 from sealtrail.core.disclosure import escape_control
+from sealtrail.kafka.client import kafka_config
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -92,7 +93,7 @@ def _replay(args: argparse.Namespace) -> int:
     stopped = threading.Event()
     workers = args.workers if args.workers > 0 else (os.cpu_count() or 1)
     try:
-        result = replay(source, query, args.to, bootstrap=settings.bootstrap, state_path=state,
+        result = replay(source, query, args.to, kafka=kafka_config(settings), state_path=state,
                         continue_on_error=args.continue_on_error, workers=workers,
                         progress=args.progress or sys.stderr.isatty(), stop=stopped.is_set)
     except KeyboardInterrupt:

@@ -10,6 +10,8 @@ group and transactional-id names; :mod:`sealtrail.kafka.acls` prints and applies
   stages' groups (lag).
 - triage: read the DLQ (`sealtrail dlq read`); nobody else may (docs/operations.md).
 - tools: read sealed and alerts (replay, status); describe topics and the stages' groups.
+- tools and triage also write the raw topic: every read of audit data by a tool is itself
+  an audit event (chain of custody, sealtrail.custody), emitted like any service's.
 
 Topic creation and ACL changes are the admin's (a super user), never a stage's.
 """
@@ -97,10 +99,12 @@ def acls_for(settings: Settings) -> list[Acl]:
         *_topic("monitor", s.alerts_topic, "WRITE"),
         *_topic("monitor", s.monitor_group, "READ", "WRITE", "CREATE", pattern="PREFIXED"),
         _group("monitor", s.monitor_group, pattern="PREFIXED"),
-        *_topic("tools", s.raw_topic),
+        *_topic("tools", s.raw_topic, "WRITE"),
         *_topic("tools", s.sealed_topic, "READ"),
         *_topic("tools", s.alerts_topic, "READ"),
         _group("tools", "sealtrail-status"),
+        _group("tools", "sealtrail-replay-", pattern="PREFIXED"),
+        *_topic("triage", s.raw_topic, "WRITE"),
         *_topic("triage", s.dlq_topic, "READ"),
         _group("triage", "sealtrail-dlq-read-", pattern="PREFIXED"),
     ]

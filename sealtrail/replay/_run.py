@@ -6,7 +6,7 @@ import shutil
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +14,7 @@ import sealtrail.replay as _pkg  # tunables (CLOCK_SKEW_US, SAVE_EVERY_S) read a
 from sealtrail import layout
 from sealtrail.core.chain import ChainHead, check_entry
 from sealtrail.errors import DecodeError, TransportError
+from sealtrail.kafka.client import kafka_config
 from sealtrail.replay._filters import Query
 from sealtrail.replay._progress import Progress, ReplayResult
 from sealtrail.replay._sinks import JsonlSink, Sink, open_sink
@@ -41,12 +42,12 @@ def _problem(source: ArchiveSource, task: Any, seg: SegmentResult,
         seg.problem
 
 
-def _begin(source: str, query: Query, dest: str, state_path: Path | None, bootstrap: str
-           ) -> tuple[ReplayState, ReplayResult, Sink]:
+def _begin(source: str, query: Query, dest: str, state_path: Path | None,
+           kafka: Mapping[str, Any] | None) -> tuple[ReplayState, ReplayResult, Sink]:
     """The state to start from, the result so far and the opened sink."""
     state, resumed = state_for(source, query, dest, state_path)
     result = ReplayResult(source, dest, query, resumed=resumed, written=state.written)
-    sink = open_sink(dest, bootstrap=bootstrap, resume_at=state.out_bytes if resumed else None)
+    sink = open_sink(dest, kafka=kafka, resume_at=state.out_bytes if resumed else None)
     return state, result, sink
 
 
@@ -55,7 +56,7 @@ def replay_archive(
     query: Query,
     dest: str,
     *,
-    bootstrap: str = "",
+    kafka: Mapping[str, Any] | None = None,
     state_path: Path | None = None,
     continue_on_error: bool = False,
     workers: int = 1,
@@ -64,7 +65,7 @@ def replay_archive(
 ) -> ReplayResult:
     """Replay ``query`` from the archive into ``dest`` (see :func:`open_sink`)."""
     started = time.monotonic()
-    state, result, sink = _begin(source.description, query, dest, state_path, bootstrap)
+    state, result, sink = _begin(source.description, query, dest, state_path, kafka)
     jsonl = isinstance(sink, JsonlSink)
     chain_ids = layout.chain_ids(source.store.list(layout.CHAINS))
     plans = [source.plan(c, query) for c in chain_ids]
@@ -166,10 +167,10 @@ def replay_kafka(
     settings = source.settings
     started = time.monotonic()
     state, result, sink = _begin(source.description, query, dest, state_path,
-                                 settings.bootstrap)
+                                 kafka_config(settings))
     writers = WriterSchemas(registry_client(settings.registry_url, settings.registry_auth))
     consumer = Consumer({
-        "bootstrap.servers": settings.bootstrap,
+        **kafka_config(settings),
         "group.id": f"sealtrail-replay-{uuid.uuid4().hex[:12]}",
         "enable.auto.commit": False,
         "enable.partition.eof": True,
@@ -289,5 +290,5 @@ def replay(source: ArchiveSource | KafkaSource, query: Query, dest: str, **kwarg
     if isinstance(source, ArchiveSource):
         return replay_archive(source, query, dest, **kwargs)
     kwargs.pop("workers", None)
-    kwargs.pop("bootstrap", None)
+    kwargs.pop("kafka", None)
     return replay_kafka(source, query, dest, **kwargs)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import IO, Any, Protocol
 
@@ -132,19 +133,22 @@ class TopicSink:
     after an interruption can be deduplicated downstream by it); value: the record as JSON;
     headers: event_id, chain_id, seq."""
 
-    def __init__(self, topic: str, bootstrap: str) -> None:
+    def __init__(self, topic: str, kafka: Mapping[str, Any]) -> None:
         from confluent_kafka import Producer
 
         self.description = f"topic:{topic}"
         self._topic = topic
-        self._producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True,
+        self._producer = Producer({**kafka, "enable.idempotence": True,
                                    "acks": "all", "linger.ms": 20,
                                    "error_cb": lambda err: None})
         self.failed = 0
+        self._first_error: str | None = None
 
     def _delivered(self, err: Any, _msg: Any) -> None:
         if err is not None:
             self.failed += 1
+            if self._first_error is None:
+                self._first_error = f"{err.name()}: {err.str()}"
 
     def write(self, records: list[dict[str, Any]], jsonl: bytes | None = None) -> None:
         for record in records:
@@ -165,8 +169,9 @@ class TopicSink:
     def commit(self) -> int:
         remaining = self._producer.flush(60)
         if remaining or self.failed:
+            why = f" (first: {self._first_error})" if self._first_error else ""
             raise TransportError(f"topic {self._topic}: {remaining} records undelivered, "
-                                 f"{self.failed} failed")
+                                 f"{self.failed} failed{why}")
         return 0
 
     def close(self) -> None:
@@ -183,18 +188,20 @@ def _check_resumable(path: Path, resume_at: int | None) -> None:
                           "to start again")
 
 
-def open_sink(dest: str, *, bootstrap: str = "", resume_at: int | None = None) -> Sink:
+def open_sink(dest: str, *, kafka: Mapping[str, Any] | None = None,
+              resume_at: int | None = None) -> Sink:
     """``topic:NAME``, ``file:PATH.jsonl``, ``file:PATH.avro``, ``file:PATH.parquet``
     (needs pyarrow; see sealtrail/replay/_parquet.py) or ``-`` (JSON lines on stdout).
     ``resume_at``: what ``commit()`` of a previous run returned: bytes of an output file it
-    completed (records of a Parquet output's journal)."""
+    completed (records of a Parquet output's journal). ``kafka``: the client configuration
+    of a topic destination (sealtrail.kafka.client.kafka_config: broker and credentials)."""
     if dest == "-":
         return JsonlSink(None, None)
     if dest.startswith("topic:") and dest[6:]:
-        if not bootstrap:
+        if not kafka or not kafka.get("bootstrap.servers"):
             raise ConfigError("--to topic: needs a broker: start `sealtrail dev up` or set "
                               "SEALTRAIL_BOOTSTRAP")
-        return TopicSink(dest[6:], bootstrap)
+        return TopicSink(dest[6:], kafka)
     if dest.startswith("file:") and dest[5:]:
         path = Path(dest[5:])
         if path.suffix in (".jsonl", ".avro"):
