@@ -1,6 +1,6 @@
 """Only the native accelerators live here; everything else is in pyproject.toml.
 
-``sealtrail._canonical_avro`` speeds up reading segments (sealtrail/fast_segments.py);
+``sealtrail._canonical_avro`` speeds up reading segments (sealtrail/archive/fast_segments.py);
 ``sealtrail.core._avro_native`` encodes and decodes Avro records of compiled schemas
 (sealtrail/core/avro_program.py) and ``sealtrail.core._canonical_native`` writes canonical
 JSON (sealtrail/core/canonical.py), for the sealer's hot path. They are optional: without

@@ -33,11 +33,12 @@ from typing import Any
 from confluent_kafka import Consumer, TopicPartition
 from sealtrail.producers import AuditClient
 
-from sealtrail import dev, layout
+from sealtrail.archive.segments import read_segment
 from sealtrail.config import Settings
-from sealtrail.kafka_admin import ensure_topics
+from sealtrail.core import layout
+from sealtrail.kafka.admin import ensure_topics
 from sealtrail.keys import init_keys
-from sealtrail.segments import read_segment
+from sealtrail.runtime import dev
 
 PARTITIONS = 4
 WARM_UP_S = 5.0

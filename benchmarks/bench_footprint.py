@@ -23,11 +23,11 @@ from pathlib import Path
 
 from confluent_kafka import Consumer, Producer, TopicPartition
 
-from sealtrail import dev
 from sealtrail.config import Settings
 from sealtrail.kafka._fetch import missing_tools
-from sealtrail.kafka_admin import ensure_topics
+from sealtrail.kafka.admin import ensure_topics
 from sealtrail.keys import init_keys
+from sealtrail.runtime import dev
 
 SIZES = (1, 64)
 PER_PARTITION = 20

@@ -48,7 +48,7 @@ def _rebuild(built: Any, path: Path) -> tuple[int, float, float]:
 
 
 def _rebuild_python(built: Any, path: Path) -> float:
-    from sealtrail import fast_segments
+    from sealtrail.archive import fast_segments
     from sealtrail.core import avro_program
     from sealtrail.search._sqlite import SqliteIndex
 
@@ -70,12 +70,13 @@ def _run(built: Any, home: Path) -> dict[str, object]:
     from confluent_kafka import Producer
     from confluent_kafka.schema_registry import Schema
     from sealtrail.consumers.indexer import Indexer
+    from sealtrail.schemas.registry_client import registry_client
 
-    from sealtrail import dev, schemas
+    from sealtrail import schemas
     from sealtrail.config import Settings
     from sealtrail.core.avro import AvroCodec, frame
-    from sealtrail.kafka_admin import ensure_topics
-    from sealtrail.registry_client import registry_client
+    from sealtrail.kafka.admin import ensure_topics
+    from sealtrail.runtime import dev
     from sealtrail.search import open_index
 
     stack = dev.start_stack(home / "stack")

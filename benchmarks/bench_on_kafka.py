@@ -15,8 +15,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from benchmarks import bench_producer, bench_sealer
-from sealtrail import dev
 from sealtrail.kafka._fetch import missing_tools
+from sealtrail.runtime import dev
 
 
 @contextmanager

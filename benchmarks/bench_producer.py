@@ -29,12 +29,13 @@ from confluent_kafka import SerializingProducer
 from confluent_kafka.schema_registry.avro import AvroSerializer
 from confluent_kafka.serialization import StringSerializer
 from sealtrail.producers import AuditClient
+from sealtrail.schemas.registry_client import registry_client
 
-from sealtrail import dev, schemas
+from sealtrail import schemas
 from sealtrail.config import Settings
 from sealtrail.core.envelope import strip_logical_types
-from sealtrail.kafka_admin import ensure_topics
-from sealtrail.registry_client import registry_client
+from sealtrail.kafka.admin import ensure_topics
+from sealtrail.runtime import dev
 
 ROUNDS = 3
 PRODUCER_CONF: dict[str, Any] = {

@@ -8,7 +8,7 @@
 * ``replay.sig_eps_1`` / ``replay.sig_eps_all``: full checking, every entry's Ed25519
   signature too, on one core and on every core.
 * ``replay.python_hash_eps_1`` and ``replay.native_vs_python``: the one-process hash run
-  again with the native segment reader switched off (sealtrail.fast_segments), and the
+  again with the native segment reader switched off (sealtrail.archive.fast_segments), and the
   ratio of the two (the Python path is what runs without a C compiler).
 * ``verify.hash_eps`` / ``verify.sig_eps``: ``verify_archive`` of the same archive without
   and with entry signatures (one process).
@@ -53,7 +53,7 @@ def _one(built: Any, out: Path, *, signatures: bool, workers: int) -> tuple[floa
 
 
 def _python_path(built: Any, out: Path, native_eps: Any) -> dict[str, object]:
-    from sealtrail import fast_segments
+    from sealtrail.archive import fast_segments
 
     saved, fast_segments.native = fast_segments.native, None
     try:

@@ -31,7 +31,7 @@ from sealtrail.core.index import (
 )
 from sealtrail.core.signing import Keyring, Signer
 from sealtrail.errors import IntegrityError
-from sealtrail.retention import RetentionPolicy
+from sealtrail.governance.retention import RetentionPolicy
 
 __all__ = ["IndexTailError", "IndexWriter", "newest_index_key"]
 

@@ -28,16 +28,16 @@ from sealtrail.consumers.segment_writer import (
     SegmentWriter,
     keyring_file,
 )
+from sealtrail.schemas.cache import WriterSchemas
 
-from sealtrail import layout
 from sealtrail.archive import ArchiveStore
 from sealtrail.config import Settings
+from sealtrail.core import layout
 from sealtrail.core.signing import Keyring, Signer
 from sealtrail.errors import DecodeError
+from sealtrail.governance.retention import RetentionPolicy
 from sealtrail.kafka.client import group_config, kafka_config
-from sealtrail.retention import RetentionPolicy
 from sealtrail.runtime.kafka_faults import is_fatal, usable
-from sealtrail.schema_cache import WriterSchemas
 
 __all__ = ["ArchivedChain", "Archiver", "SegmentWriter"]  # the writer is segment_writer's
 

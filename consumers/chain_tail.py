@@ -22,6 +22,7 @@ raises :class:`TailCheckError`, which the archiver logs loudly, counts in a metr
 from __future__ import annotations
 
 from sealtrail.archive import ArchiveStore, ObjectMissingError
+from sealtrail.archive.segments import read_segment
 from sealtrail.core import layout, merkle
 from sealtrail.core.chain import ChainHead
 from sealtrail.core.chain_walk import ChainWalk, PlannedSegment
@@ -31,7 +32,6 @@ from sealtrail.core.index import SignedIndex
 from sealtrail.core.merkle import Frontier
 from sealtrail.core.signing import Keyring
 from sealtrail.errors import IntegrityError
-from sealtrail.segments import read_segment
 from sealtrail.verify import check_planned, now_us
 from sealtrail.verify._reader import DECODER, StoreSource
 

@@ -17,10 +17,10 @@ from datetime import UTC, datetime
 
 from confluent_kafka.schema_registry import SchemaRegistryClient
 
-from sealtrail import layout
 from sealtrail.archive import ArchiveStore, ObjectExistsError
+from sealtrail.core import layout
 from sealtrail.core.canonical import canonical_json
-from sealtrail.retention import RetentionPolicy
+from sealtrail.governance.retention import RetentionPolicy
 
 __all__ = ["SchemaRecorder"]
 

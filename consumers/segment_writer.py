@@ -27,9 +27,9 @@ from typing import Any
 from sealtrail.consumers.archive_index import IndexTailError, IndexWriter
 from sealtrail.consumers.chain_tail import TailCheckError, check_tail, check_written
 
-from sealtrail import layout
 from sealtrail.archive import ArchiveStore, ObjectExistsError, Retention
-from sealtrail.core import merkle
+from sealtrail.archive.segments import read_segment, write_segment
+from sealtrail.core import layout, merkle
 from sealtrail.core.chain import ChainHead
 from sealtrail.core.checkpoint import Checkpoint
 from sealtrail.core.fencing import Fence
@@ -40,8 +40,7 @@ from sealtrail.core.merkle import Frontier
 from sealtrail.core.segment_check import check_entries
 from sealtrail.core.signing import Keyring, PublicKey, Signer
 from sealtrail.errors import ConfigError
-from sealtrail.retention import RetentionPolicy
-from sealtrail.segments import read_segment, write_segment
+from sealtrail.governance.retention import RetentionPolicy
 
 __all__ = ["ArchivedChain", "ChainQuarantinedError", "SegmentWriter", "keyring_file"]
 

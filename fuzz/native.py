@@ -158,8 +158,8 @@ def mutate(rng: random.Random, data: bytes) -> bytes:
 
 
 def child(module_path: Path, seconds: float, work: Path, seed: int) -> int:
-    from sealtrail import fast_segments
-    from sealtrail.segments import read_segment
+    from sealtrail.archive import fast_segments
+    from sealtrail.archive.segments import read_segment
 
     native = _load(module_path)
     fast_segments.native = native  # _compile takes the node constants from it

@@ -50,8 +50,8 @@ def sealer_seed_segments() -> list[bytes]:
     """Segments of SealedRecord v1 and v2, deflate and null codecs."""
     import fastavro
 
+    from sealtrail.archive.segments import write_segment
     from sealtrail.core.envelope import strip_logical_types
-    from sealtrail.segments import write_segment
 
     out = []
     for version in schemas.versions(schemas.SEALED_RECORD):
@@ -106,7 +106,7 @@ def _proof() -> bytes:
     from sealtrail.core import merkle
     from sealtrail.core.canonical import canonical_json
     from sealtrail.core.checkpoint import Checkpoint
-    from sealtrail.proof import FORMAT, HOW, _value_model
+    from sealtrail.verify.proof import FORMAT, HOW, _value_model
 
     s = signer()
     records = _records(3, 9)

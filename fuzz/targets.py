@@ -78,11 +78,11 @@ class _SealerRig:
     def __init__(self) -> None:
         from confluent_kafka.schema_registry import Schema
         from sealtrail.pipeline import Sealer
+        from sealtrail.schemas.registry_client import registry_client
 
         from sealtrail.config import Settings
         from sealtrail.policy import load_policy
         from sealtrail.registry import RegistryServer
-        from sealtrail.registry_client import registry_client
 
         self.server = RegistryServer(db_path=None).start()
         client = registry_client(self.server.url)
@@ -163,9 +163,9 @@ def fuzz_seal_value(data: bytes) -> None:
 def fuzz_segment(data: bytes) -> None:
     """read_segment raises only DecodeError; the native reader answers None or exactly the
     reference's canonical bytes."""
-    from sealtrail import fast_segments
+    from sealtrail.archive import fast_segments
+    from sealtrail.archive.segments import read_segment
     from sealtrail.core.canonical import canonical_json
-    from sealtrail.segments import read_segment
 
     try:
         reference = read_segment(data)
@@ -207,7 +207,7 @@ def fuzz_note(data: bytes) -> None:
 
 
 def fuzz_proof(data: bytes) -> None:
-    from sealtrail.proof import verify_proof
+    from sealtrail.verify.proof import verify_proof
 
     with contextlib.suppress(DataError):
         verify_proof(data, keyring())

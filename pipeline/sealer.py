@@ -36,6 +36,7 @@ from sealtrail.pipeline.decode import Decoded, RawDecoder, Rejected
 from sealtrail.pipeline.dlq import DlqCipher
 from sealtrail.pipeline.guard import dlq_value, internal_rejection
 from sealtrail.pipeline.recovery import ChainState, recover_chain
+from sealtrail.schemas.cache import WriterSchemas
 
 from sealtrail import schemas
 from sealtrail.config import Settings
@@ -47,7 +48,6 @@ from sealtrail.core.signing import Signer
 from sealtrail.errors import DecodeError, TransportError
 from sealtrail.kafka.client import group_config, kafka_config
 from sealtrail.runtime.kafka_faults import Retakes, is_fatal, usable
-from sealtrail.schema_cache import WriterSchemas
 
 __all__ = ["Sealer"]
 

@@ -41,8 +41,8 @@ from sealtrail.producers.spool_files import (
     write_ack,
 )
 
-from sealtrail.durable import fsync_dir
 from sealtrail.errors import ConfigError
+from sealtrail.runtime.durable import fsync_dir
 
 __all__ = ["FSYNC_POLICIES", "Position", "Spool", "fsync_close", "open_slot"]
 

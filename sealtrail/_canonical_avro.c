@@ -1,4 +1,4 @@
-/* Avro binary -> canonical JSON, for reading segments fast (sealtrail.fast_segments).
+/* Avro binary -> canonical JSON, for reading segments fast (sealtrail.archive.fast_segments).
  *
  * One job: turn each datum of a decompressed Avro block into the canonical JSON bytes
  * of docs/format.md ("Canonical JSON", "Mapping Avro values"): objects with keys sorted

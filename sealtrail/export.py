@@ -7,14 +7,14 @@ Bundle layout (``sealtrail-export/v1``)::
     manifest.json                       query, time range asked and covered, count, operator,
                                         archive, created_at, SHA-256 of every other file
     proofs/<n>-<event_id>.json          one proof per event, the format of `sealtrail prove`
-                                        (sealtrail-proof/v1, see sealtrail/proof.py)
+                                        (sealtrail-proof/v1, see sealtrail/verify/proof.py)
     checkpoints/<chain>/<index>.json    every signed checkpoint a proof leads to, as archived
     events.jsonl                        the proven entries, one per line: line i is the
                                         canonical JSON of proof i's entry, byte for byte
     keys/public.json                    the keyring the exporter used (NOT to be trusted by
                                         the recipient: check with a keyring obtained apart)
 
-Each proof is checked by :func:`sealtrail.proof.verify_proof` (entry hash, entry
+Each proof is checked by :func:`sealtrail.verify.proof.verify_proof` (entry hash, entry
 signature, inclusion proof, checkpoint signature), the same code as ``sealtrail prove``,
 and ``events.jsonl`` must be exactly the proven entries, so nothing in it is unproven. A
 bundle with no proof proves nothing and fails. What a bundle proves: every event in it was
@@ -45,12 +45,12 @@ from sealtrail.core.canonical import canonical_json
 from sealtrail.core.signing import Keyring
 from sealtrail.errors import DataError, IntegrityError, MalformedInputError
 from sealtrail.inputs import BoundedZip, Shape, ZipLimits, check_shape, load_json
-from sealtrail.proof import FORMAT as PROOF_FORMAT
-from sealtrail.proof import HOW as PROOF_HOW
-from sealtrail.proof import MAX_PROOF_BYTES, _value_model, verify_proof
 from sealtrail.report import format_time
 from sealtrail.search import Coverage, IndexRow, SearchQuery
 from sealtrail.verify import ArchiveReader
+from sealtrail.verify.proof import FORMAT as PROOF_FORMAT
+from sealtrail.verify.proof import HOW as PROOF_HOW
+from sealtrail.verify.proof import MAX_PROOF_BYTES, _value_model, verify_proof
 
 __all__ = ["BUNDLE_FORMAT", "ExportResult", "VerifyExportResult", "build_export",
            "open_bundle", "verify_export"]

@@ -138,7 +138,7 @@ def policy_for_sealer(settings: Settings, metrics: RedactionMetrics | None = Non
     doc = read_policy_document(settings.policy_file or None)
     encryptor: FieldEncryptor | None = None
     if _uses(doc, "encrypt"):
-        from sealtrail.keystore import LocalKeyStore, SubjectEncryptor
+        from sealtrail.keys.subject import LocalKeyStore, SubjectEncryptor
 
         encryptor = SubjectEncryptor(LocalKeyStore(settings.keys))
     return load_policy(settings.policy_file or None, None,

@@ -127,7 +127,7 @@ def collect(source: ArchiveReader | object, since: int | None, until: int | None
             if now <= until_at <= horizon:
                 data.expirations[until_at.strftime("%Y-%m")] += 1
     try:
-        from sealtrail.holds import list_holds
+        from sealtrail.governance.holds import list_holds
 
         data.holds = list_holds(source.store)
     except Exception:  # holds are optional in an archive; the page says none were found

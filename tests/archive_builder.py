@@ -23,15 +23,14 @@ from typing import Any
 
 from sealtrail.consumers.archiver import SegmentWriter
 
-from sealtrail import layout
 from sealtrail.archive import ArchiveStore, open_store
-from sealtrail.core import merkle
+from sealtrail.archive.segments import read_segment, write_segment
+from sealtrail.core import layout, merkle
 from sealtrail.core.chain import ChainHead, entry_hash, seal
 from sealtrail.core.checkpoint import Checkpoint, SignedCheckpoint
 from sealtrail.core.hashing import SIG_CHECKPOINT_DOMAIN, SIG_ENTRY_DOMAIN
 from sealtrail.core.merkle import Frontier
 from sealtrail.core.signing import Ed25519Signer, Keyring, PublicKey
-from sealtrail.segments import read_segment, write_segment
 
 __all__ = [
     "T0",

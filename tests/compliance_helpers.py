@@ -14,7 +14,7 @@ from sealtrail.consumers.archiver import SegmentWriter
 
 from sealtrail.archive import ArchiveStore
 from sealtrail.core.chain import ChainHead, seal
-from sealtrail.retention import RetentionPolicy
+from sealtrail.governance.retention import RetentionPolicy
 
 SIGNER = signer("compliance-1")
 KEYRING = keyring_of(SIGNER)

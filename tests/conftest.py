@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from sealtrail import dev
 from sealtrail.config import Settings
-from sealtrail.kafka_admin import ensure_topics
+from sealtrail.kafka.admin import ensure_topics
 from sealtrail.keys import init_keys
+from sealtrail.runtime import dev
 
 
 @pytest.fixture(scope="session")

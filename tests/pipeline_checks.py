@@ -12,12 +12,12 @@ from typing import Any
 
 from confluent_kafka import Producer
 
-from sealtrail import layout
 from sealtrail.archive import ArchiveStore, open_archive
+from sealtrail.archive.segments import read_segment
 from sealtrail.config import Settings
+from sealtrail.core import layout
 from sealtrail.core.checkpoint import SignedCheckpoint
 from sealtrail.keys import PUBLIC_KEYRING, load_keyring
-from sealtrail.segments import read_segment
 from sealtrail.verify import ArchiveReport, verify_archive
 
 

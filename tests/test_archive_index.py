@@ -23,8 +23,8 @@ from archive_builder import (
 from compliance_helpers import CHAIN, CHAIN_B, KEYRING, SIGNER, ChainFeeder, writer
 from sealtrail.consumers.segment_writer import SegmentWriter
 
-from sealtrail import layout
 from sealtrail.archive import open_store
+from sealtrail.core import layout
 from sealtrail.core.canonical import canonical_json
 from sealtrail.core.chain import genesis_hash
 from sealtrail.core.checkpoint import SignedCheckpoint

@@ -12,8 +12,8 @@ from pathlib import Path
 from conftest import Stage, with_settings
 from pipeline_checks import archived_count, finish_producer, run_producer, store_of, wait_until
 
-from sealtrail import layout
 from sealtrail.config import Settings
+from sealtrail.core import layout
 from sealtrail.core.checkpoint import SignedCheckpoint
 from sealtrail.verify import verify_archive
 

@@ -14,10 +14,10 @@ from archive_builder import Clock, forge_checkpoint, reseal, segment_bytes, sign
 from compliance_helpers import CHAIN, KEYRING, SIGNER, ChainFeeder, writer
 from sealtrail.consumers.segment_writer import ChainQuarantinedError
 
-from sealtrail import layout
 from sealtrail.archive import open_store
+from sealtrail.archive.segments import read_segment
+from sealtrail.core import layout
 from sealtrail.core.checkpoint import SignedCheckpoint
-from sealtrail.segments import read_segment
 from sealtrail.verify import verify_archive
 
 

@@ -79,8 +79,8 @@ def _completeness(store: Any, when: Any) -> tuple[int, str]:
 
     from compliance_helpers import KEYRING
 
-    from sealtrail.completeness import print_completeness
     from sealtrail.verify import verify_archive
+    from sealtrail.verify.completeness import print_completeness
 
     report = verify_archive(store, KEYRING, now_us=int(when.timestamp() * 1_000_000))
     out = io.StringIO()
@@ -127,7 +127,7 @@ def test_an_archive_whose_every_segment_was_purged_is_complete(
     from compliance_helpers import ChainFeeder, age_sidecars, writer
 
     from sealtrail.archive import open_store
-    from sealtrail.retention import purge
+    from sealtrail.governance.retention import purge
 
     store = open_store(tmp_path / "a")
     w = writer(store)
@@ -152,8 +152,8 @@ def test_purged_segments_are_counted_from_their_checkpoints(
     from compliance_helpers import ChainFeeder, age_sidecars, policy, writer
 
     from sealtrail.archive import open_store
-    from sealtrail.holds import HoldSelector, apply_hold
-    from sealtrail.retention import purge
+    from sealtrail.governance.holds import HoldSelector, apply_hold
+    from sealtrail.governance.retention import purge
 
     root = tmp_path / "a"
     store = open_store(root)

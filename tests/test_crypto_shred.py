@@ -22,7 +22,7 @@ from sealtrail.producers import AuditClient
 
 from sealtrail.config import Settings
 from sealtrail.keys import init_keys
-from sealtrail.keystore import (
+from sealtrail.keys.subject import (
     LocalKeyStore,
     SubjectEncryptor,
     decrypt_event,

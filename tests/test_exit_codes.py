@@ -188,12 +188,12 @@ def test_an_internal_error_exits_3_in_one_line_and_debug_shows_the_traceback(
     """A bug (here, verify-proof's core raising an exception nobody planned for) is exit 3
     with one line naming the exception type and place, never its message (which may quote
     data); --debug adds the traceback. Never exit 1."""
-    import sealtrail.proof
+    import sealtrail.verify.proof
 
     def broken(data: bytes, keyring: object) -> None:
         raise ZeroDivisionError("secret-value-in-message")
 
-    monkeypatch.setattr(sealtrail.proof, "verify_proof", broken)
+    monkeypatch.setattr(sealtrail.verify.proof, "verify_proof", broken)
     path = tmp_path / "proof.json"
     path.write_bytes(b"{}")
     assert main(["verify-proof", str(path), "--keys", str(keys)]) == 3

@@ -1,4 +1,4 @@
-"""The native segment reader (sealtrail.fast_segments) against the reference path.
+"""The native segment reader (sealtrail.archive.fast_segments) against the reference path.
 
 The reference is fastavro decoding plus sealtrail.core.canonical in Python. Whenever the
 native path answers, it must give the same bytes; whenever it cannot, it must say so
@@ -20,10 +20,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sealtrail import fast_segments, schemas
+from sealtrail import schemas
+from sealtrail.archive import fast_segments
+from sealtrail.archive.segments import read_segment, write_segment
 from sealtrail.core.canonical import canonical_json, entry_body
 from sealtrail.core.envelope import strip_logical_types
-from sealtrail.segments import read_segment, write_segment
 
 sys.path.insert(0, str(Path(__file__).parent))
 from archive_builder import build_archive, make_event

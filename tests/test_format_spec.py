@@ -494,8 +494,9 @@ def test_a_chain_of_v1_then_v2_segments_verifies_everywhere(
     schema id of 2^32 - 1, the new reasons LIMIT and INTERNAL): the independent verifier,
     the native path and the reference path of sealtrail's verifier all accept it, and the
     segments' header schemas are v1 and v2."""
-    from sealtrail import fast_segments, schemas
-    from sealtrail.segments import open_container
+    from sealtrail import schemas
+    from sealtrail.archive import fast_segments
+    from sealtrail.archive.segments import open_container
 
     signer = Ed25519Signer(bytes(range(32)))
     store = open_store(tmp_path / "a")

@@ -15,12 +15,12 @@ from archive_builder import T0, forge_checkpoint, write_object
 from compliance_helpers import CHAIN, KEYRING, SIGNER, ChainFeeder, policy, writer
 from moto_server import make_locked_bucket, moto_s3_server, raw_client
 
-from sealtrail import layout
 from sealtrail.archive import open_store
 from sealtrail.archive._s3 import S3Store
 from sealtrail.config import Settings
+from sealtrail.core import layout
 from sealtrail.core.checkpoint import SignedCheckpoint
-from sealtrail.holds import HoldSelector, apply_hold
+from sealtrail.governance.holds import HoldSelector, apply_hold
 from sealtrail.verify import verify_archive
 
 NOW_US = int(datetime.now(UTC).timestamp() * 1e6)

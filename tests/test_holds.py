@@ -14,11 +14,11 @@ import pytest
 from compliance_helpers import CHAIN, CHAIN_B, HOUR_US, ChainFeeder, policy, writer
 from moto_server import make_locked_bucket, moto_s3_server, raw_client
 
-from sealtrail import dev, layout
 from sealtrail.archive import ArchiveStore, Retention, RetentionError, open_store
 from sealtrail.archive._s3 import S3Store
 from sealtrail.cli.main import main
-from sealtrail.holds import (
+from sealtrail.core import layout
+from sealtrail.governance.holds import (
     HoldSelector,
     active_holds,
     apply_hold,
@@ -26,6 +26,7 @@ from sealtrail.holds import (
     parse_time,
     release_hold,
 )
+from sealtrail.runtime import dev
 
 T = 1_704_067_200_000_000  # 2024-01-01T00:00:00Z
 
@@ -205,7 +206,7 @@ def test_cli_hold_emits_an_audit_event_into_the_pipeline(
     monkeypatch.setenv("SEALTRAIL_REGISTRY_URL", stack.registry)
     monkeypatch.setenv("SEALTRAIL_RAW_TOPIC", topic)
     from sealtrail.config import load_settings
-    from sealtrail.kafka_admin import ensure_topics
+    from sealtrail.kafka.admin import ensure_topics
 
     ensure_topics(load_settings())
     assert main(["hold", "apply", "--case", "EMIT-1", "--from", "2024-01-01", "--to",

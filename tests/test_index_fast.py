@@ -17,13 +17,13 @@ import fastavro
 import pytest
 from archive_builder import build_archive
 
-from sealtrail import fast_segments, layout
-from sealtrail.core import avro_program
+from sealtrail.archive import fast_segments
+from sealtrail.archive.segments import read_segment
+from sealtrail.core import avro_program, layout
 from sealtrail.replay import ArchiveSource
 from sealtrail.search import COLUMNS, open_index, parse_query, row_from_record
 from sealtrail.search._rebuild import rebuild_index
 from sealtrail.search._sqlite import SqliteIndex
-from sealtrail.segments import read_segment
 
 native_built = pytest.mark.skipif(
     not (fast_segments.AVAILABLE and avro_program.AVAILABLE),

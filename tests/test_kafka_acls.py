@@ -22,12 +22,12 @@ from conftest import Stage
 from pipeline_checks import archived_count, finish_producer, run_producer, store_of, verify
 from pipeline_checks import wait_until as wait
 
-from sealtrail import dev
 from sealtrail.config import Settings
 from sealtrail.kafka.acls import as_user, provision
 from sealtrail.kafka.client import kafka_config
 from sealtrail.kafka.principals import PRINCIPALS, acls_for, transactional_id_prefix
 from sealtrail.keys import init_keys
+from sealtrail.runtime import dev
 
 SEALTRAIL = [sys.executable, "-m", "sealtrail.cli.main"]
 
@@ -270,7 +270,7 @@ def test_the_monitor_reads_as_its_own_principal(
     only its ACLs, reads the sealed records the sealer writes: its metrics count them."""
     import urllib.request
 
-    from sealtrail.dev import free_port
+    from sealtrail.runtime.dev import free_port
 
     port = free_port()
     monitor_settings = dataclasses.replace(

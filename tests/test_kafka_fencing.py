@@ -16,9 +16,9 @@ import uuid
 import pytest
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 
-from sealtrail import dev
 from sealtrail.config import Settings
-from sealtrail.kafka_admin import ensure_topics
+from sealtrail.kafka.admin import ensure_topics
+from sealtrail.runtime import dev
 
 
 @pytest.fixture

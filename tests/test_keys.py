@@ -84,7 +84,7 @@ def test_keep_retired_writes_it_encrypted_and_only_with_a_passphrase(tmp_path: P
     """--keep-retired keeps the old seed only encrypted (PKCS#8 PEM, 0600), readable back
     with the passphrase alone; a short passphrase is refused before anything changes."""
     from sealtrail.errors import ConfigError, KeyMaterialError
-    from sealtrail.keyfiles import load_encrypted
+    from sealtrail.keys.retire import load_encrypted
 
     keys = tmp_path / "keys"
     old, _ = init_keys(keys)

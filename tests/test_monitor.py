@@ -16,8 +16,8 @@ from monitor_traffic import Emitter, audit_event, v2_schema
 
 from sealtrail.config import Settings
 from sealtrail.core.avro import frame
-from sealtrail.dev import free_port
 from sealtrail.monitor.rules import Alert, Monitor, Thresholds
+from sealtrail.runtime.dev import free_port
 
 S = 1_000_000
 T = Thresholds(window_seconds=10, lateness_seconds=1, baseline_windows=3,

@@ -17,13 +17,13 @@ from prometheus_client import CollectorRegistry
 
 from sealtrail.config import Settings
 from sealtrail.config_doc import render
-from sealtrail.dev import free_port
 from sealtrail.observability import (
     AttributeCollector,
     Health,
     StageMetric,
     start_metrics_server,
 )
+from sealtrail.runtime.dev import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 

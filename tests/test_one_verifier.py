@@ -16,12 +16,12 @@ from test_verify_tamper import ATTACKS, K
 
 from sealtrail.core.findings import Finding
 from sealtrail.errors import DataError, IntegrityError
-from sealtrail.proof import build_proof, chain_note
 from sealtrail.replay import ArchiveSource, Query, replay_archive
 from sealtrail.report import collect
 from sealtrail.search import open_index
 from sealtrail.search._rebuild import rebuild_index
 from sealtrail.verify import ArchiveReader, verify_archive
+from sealtrail.verify.proof import build_proof, chain_note
 
 # keyring_without_signer breaks every chain at its first checkpoint the same way in every
 # reader; it is kept. Attacks that leave the archive readable but add a chain are kept too.

@@ -20,7 +20,7 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 from sealtrail.producers import ASGIAuditMiddleware, AuditClient, WSGIAuditMiddleware, bind, context
 from test_producer_instrument import spooled
 
-from sealtrail import dev
+from sealtrail.runtime import dev
 
 HEADER_TRACE = "0af7651916cd43dd8448eb211c80319c"
 TRACEPARENT = f"00-{HEADER_TRACE}-b7ad6b7169203331-01"

@@ -23,12 +23,12 @@ from privacy_checks import (
     tree_bytes,
 )
 from sealtrail.producers import AuditClient
+from sealtrail.schemas.registry_client import registry_client
 
 from sealtrail import schemas
 from sealtrail.config import Settings
 from sealtrail.core.avro import AvroCodec, frame
-from sealtrail.dev import free_port
-from sealtrail.registry_client import registry_client
+from sealtrail.runtime.dev import free_port
 from sealtrail.search import open_index
 
 IPV6 = "2001:db8:1234:5678::1"

@@ -18,9 +18,9 @@ from pipeline_checks import archived_records, store_of, verify, wait_until
 from producer_proxy import KafkaCutProxy
 from sealtrail.producers import AuditClient
 
-from sealtrail import dev
 from sealtrail.config import Settings
-from sealtrail.kafka_admin import ensure_topics
+from sealtrail.kafka.admin import ensure_topics
+from sealtrail.runtime import dev
 
 EMITTER = Path(__file__).with_name("producer_emitter.py")
 

@@ -28,10 +28,11 @@ from sealtrail.producers import (
     set_actor,
 )
 
-from sealtrail import dev, schemas
+from sealtrail import schemas
 from sealtrail.config import Settings
 from sealtrail.core.avro import AvroCodec, unframe
 from sealtrail.errors import ConfigError, EventValidationError
+from sealtrail.runtime import dev
 
 CODEC = AvroCodec(schemas.load(schemas.AUDIT_EVENT))
 TRACEPARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"

@@ -15,10 +15,9 @@ import pytest
 from archive_builder import keyring_of, signer, write_keyring
 from compliance_helpers import CHAIN, KEYRING, SIGNER, ChainFeeder, writer
 
-from sealtrail import layout
 from sealtrail.archive import open_store
 from sealtrail.cli.main import main
-from sealtrail.core import merkle
+from sealtrail.core import layout, merkle
 from sealtrail.core.note import (
     checkpoint_body,
     key_hash,
@@ -28,7 +27,7 @@ from sealtrail.core.note import (
     verify_note,
 )
 from sealtrail.errors import IntegrityError, MalformedInputError
-from sealtrail.proof import EventNotFoundError, build_proof, chain_note, verify_proof
+from sealtrail.verify.proof import EventNotFoundError, build_proof, chain_note, verify_proof
 
 
 def _conformance() -> dict[str, Any]:

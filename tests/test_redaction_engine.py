@@ -27,7 +27,7 @@ from sealtrail.core.redaction import HmacPseudonymizer, Policy
 from sealtrail.core.signing import Ed25519Signer
 from sealtrail.errors import PolicyError
 from sealtrail.keys import init_keys
-from sealtrail.keystore import LocalKeyStore, SubjectEncryptor, decrypt_event
+from sealtrail.keys.subject import LocalKeyStore, SubjectEncryptor, decrypt_event
 from sealtrail.policy import RedactionMetrics, load_policy
 
 SCHEMA = schemas.load(schemas.AUDIT_EVENT)

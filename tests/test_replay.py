@@ -339,11 +339,11 @@ def test_kafka_replay_detects_a_forged_record(
     """A record on the sealed topic whose signature does not check out stops the replay."""
     from confluent_kafka import Producer
     from pipeline_checks import wait_until
+    from sealtrail.schemas.cache import WriterSchemas
+    from sealtrail.schemas.registry_client import registry_client
 
     from sealtrail import schemas
     from sealtrail.core.avro import AvroCodec, frame
-    from sealtrail.registry_client import registry_client
-    from sealtrail.schema_cache import WriterSchemas
 
     run_pipeline(settings, stages, tmp_path, 20)
     wait_until(lambda: sealed_count(settings) >= 20, 60, "20 sealed records",

@@ -13,14 +13,14 @@ import pytest
 from compliance_helpers import CHAIN, KEYRING, ChainFeeder, age_sidecars, policy, writer
 from moto_server import make_locked_bucket, moto_s3_server, raw_client
 
-from sealtrail import layout
 from sealtrail.archive import Retention, RetentionError, open_store
 from sealtrail.archive._s3 import CLASS_TAG, S3Store
 from sealtrail.cli.main import main
 from sealtrail.config import Settings
+from sealtrail.core import layout
 from sealtrail.errors import ConfigError
-from sealtrail.holds import HoldSelector, apply_hold
-from sealtrail.retention import (
+from sealtrail.governance.holds import HoldSelector, apply_hold
+from sealtrail.governance.retention import (
     RetentionClass,
     RetentionPolicy,
     add_years,
@@ -272,7 +272,7 @@ def test_classification_entries_choose_a_class_with_event_types() -> None:
     longest of the type's and the classification's classes wins; the default map keeps
     PHI six years."""
     from sealtrail.config import Settings
-    from sealtrail.retention import RetentionPolicy
+    from sealtrail.governance.retention import RetentionPolicy
 
     pol = RetentionPolicy.from_settings(Settings(
         retention_map="payment.*=pci_dss,classification:phi=hipaa,classification:PII=sox"))

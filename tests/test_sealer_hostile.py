@@ -23,6 +23,7 @@ from hostile_inputs import (
 )
 from sealtrail.pipeline import Sealer
 from sealtrail.pipeline.recovery import ChainState
+from sealtrail.schemas.registry_client import registry_client
 
 from sealtrail import schemas
 from sealtrail.config import Settings
@@ -30,7 +31,6 @@ from sealtrail.core.avro import AvroCodec, frame, unframe
 from sealtrail.core.chain import ChainHead, check_entry
 from sealtrail.keys import PUBLIC_KEYRING, load_hmac_key, load_keyring, load_signer
 from sealtrail.policy import load_policy
-from sealtrail.registry_client import registry_client
 
 
 @contextmanager

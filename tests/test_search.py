@@ -16,9 +16,9 @@ import pytest
 from archive_builder import T0, build_archive
 from test_replay import sealtrail
 
-from sealtrail.dev import free_port, wait_for_port
 from sealtrail.errors import ConfigError
 from sealtrail.replay import ArchiveSource
+from sealtrail.runtime.dev import free_port, wait_for_port
 from sealtrail.search import IndexBackend, open_index, parse_query, row_from_record
 from sealtrail.search._rebuild import rebuild_index
 
@@ -214,9 +214,8 @@ def test_indexer_consumes_the_sealed_topic(settings: Any, stages: list[Any],
                                            tmp_path: Path) -> None:
     """The indexer consumer indexes what the sealer seals; a restart adds nothing twice."""
     from sealtrail.consumers.indexer import Indexer
+    from sealtrail.schemas.registry_client import registry_client
     from test_replay import run_pipeline
-
-    from sealtrail.registry_client import registry_client
 
     run_pipeline(settings, stages, tmp_path, 200)
     index = open_index(str(tmp_path / "k.sqlite"))

@@ -13,8 +13,8 @@ import pytest
 from archive_builder import build_archive
 
 from sealtrail import schemas
+from sealtrail.archive.segments import read_segment, segment_bytes, write_segment
 from sealtrail.core.envelope import strip_logical_types
-from sealtrail.segments import read_segment, segment_bytes, write_segment
 
 
 def _fastavro(records: list[dict[str, Any]], metadata: dict[str, str], plain: dict[str, Any],

@@ -38,15 +38,15 @@ from hypothesis import strategies as st
 from moto_server import make_locked_bucket, moto_s3_server, raw_client
 from sealtrail.consumers.archive_index import IndexWriter
 
-from sealtrail import layout
 from sealtrail.archive import ArchiveStore, Retention, open_store
 from sealtrail.archive._s3 import S3Store
+from sealtrail.archive.segments import read_segment
+from sealtrail.core import layout
 from sealtrail.core.canonical import canonical_json
 from sealtrail.core.chain import genesis_hash
 from sealtrail.core.checkpoint import SignedCheckpoint
 from sealtrail.core.index import IndexedSchema
-from sealtrail.retention import RetentionPolicy
-from sealtrail.segments import read_segment
+from sealtrail.governance.retention import RetentionPolicy
 from sealtrail.witness import load_record, run_witness, verify_with_witnesses
 
 LATER = T0 + 10**9  # the witness's clock: after everything the builder wrote

@@ -17,7 +17,7 @@ import pytest
 from archive_builder import build_archive, keyring_of, signer, write_keyring
 from test_verify_tamper import ATTACKS, check_finding, run_attack
 
-from sealtrail import layout
+from sealtrail.core import layout
 
 _BIN = Path(sys.executable).with_name("sealtrail")
 COMMAND = [str(_BIN)] if _BIN.exists() else [sys.executable, "-m", "sealtrail.cli.main"]

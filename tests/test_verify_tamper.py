@@ -31,7 +31,7 @@ from archive_builder import (
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sealtrail import layout
+from sealtrail.core import layout
 from sealtrail.core.canonical import canonical_json
 from sealtrail.core.chain import genesis_hash
 from sealtrail.core.checkpoint import SignedCheckpoint

@@ -12,9 +12,8 @@ from archive_builder import T0, BuiltArchive, build_archive, forge_checkpoint, w
 from compliance_helpers import CHAIN, CHAIN_B, KEYRING, ChainFeeder, writer
 from test_verify_cli import sealtrail
 
-from sealtrail import layout
 from sealtrail.archive import open_store
-from sealtrail.core import merkle
+from sealtrail.core import layout, merkle
 from sealtrail.core.note import (
     parse_checkpoint_body,
     parse_consistency_request,

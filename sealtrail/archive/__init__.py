@@ -94,7 +94,7 @@ class Retention:
     retain_until: datetime
     legal_holds: tuple[str, ...] = field(default=())
     retention_class: str | None = None
-    """The retention class the date was derived from (sealtrail.retention), when known."""
+    """The retention class the date was derived from (sealtrail.governance.retention)."""
 
     def __post_init__(self) -> None:
         if self.mode not in _MODES:

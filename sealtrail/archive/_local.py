@@ -42,7 +42,7 @@ from sealtrail.archive._errors import (
     ObjectMissingError,
     RetentionError,
 )
-from sealtrail.durable import fsync_dir
+from sealtrail.runtime.durable import fsync_dir
 
 __all__ = ["NOT_ENFORCED_NOTE", "LocalStore"]
 

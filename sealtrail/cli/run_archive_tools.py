@@ -14,8 +14,8 @@ from typing import Any
 
 from sealtrail.cli.common import print_json, settings_from
 from sealtrail.config import Settings
-from sealtrail.durable import write_private_bytes
 from sealtrail.errors import IntegrityError, SealtrailError
+from sealtrail.runtime.durable import write_private_bytes
 
 _Sub = argparse._SubParsersAction  # type: ignore[type-arg]
 
@@ -148,7 +148,7 @@ def _open(args: argparse.Namespace) -> tuple[Settings, Any]:
 
 
 def _policy(settings: Settings) -> Any:
-    from sealtrail.retention import RetentionPolicy
+    from sealtrail.governance.retention import RetentionPolicy
 
     return RetentionPolicy.from_settings(settings)
 
@@ -157,7 +157,7 @@ def _policy(settings: Settings) -> Any:
 
 
 def _retention_report(args: argparse.Namespace) -> int:
-    from sealtrail.retention import report
+    from sealtrail.governance.retention import report
 
     settings, store = _open(args)
     rows = report(store, _policy(settings))
@@ -177,7 +177,7 @@ def _retention_report(args: argparse.Namespace) -> int:
 
 
 def _retention_purge(args: argparse.Namespace) -> int:
-    from sealtrail.retention import lifecycle_configuration, purge
+    from sealtrail.governance.retention import lifecycle_configuration, purge
 
     settings, store = _open(args)
     if args.lifecycle or store.enforces_retention:
@@ -286,7 +286,7 @@ def _report_hold(args: argparse.Namespace, settings: Settings, result: Any,
 
 
 def _hold_apply(args: argparse.Namespace) -> int:
-    from sealtrail.holds import HoldSelector, apply_hold, parse_time
+    from sealtrail.governance.holds import HoldSelector, apply_hold, parse_time
 
     settings, store = _open(args)
     selector = HoldSelector(parse_time(args.start), parse_time(args.end), args.actor,
@@ -305,7 +305,7 @@ def _hold_apply(args: argparse.Namespace) -> int:
 
 
 def _hold_release(args: argparse.Namespace) -> int:
-    from sealtrail.holds import release_hold
+    from sealtrail.governance.holds import release_hold
 
     settings, store = _open(args)
     bar = _Bar(f"release {args.case}", not args.no_progress)
@@ -319,7 +319,7 @@ def _hold_release(args: argparse.Namespace) -> int:
 
 
 def _hold_list(args: argparse.Namespace) -> int:
-    from sealtrail.holds import list_holds
+    from sealtrail.governance.holds import list_holds
 
     _, store = _open(args)
     rows = list_holds(store)
@@ -338,7 +338,7 @@ def _hold_list(args: argparse.Namespace) -> int:
 
 
 def _prove(args: argparse.Namespace) -> int:
-    from sealtrail.proof import build_proof
+    from sealtrail.verify.proof import build_proof
 
     settings, store = _open(args)
     data = build_proof(store, args.event_id, _keyring_of(args, settings))
@@ -357,7 +357,7 @@ def _keyring(path: str) -> Any:
 
 def _verify_proof(args: argparse.Namespace) -> int:
     from sealtrail.inputs import read_file
-    from sealtrail.proof import MAX_PROOF_BYTES, verify_proof
+    from sealtrail.verify.proof import MAX_PROOF_BYTES, verify_proof
 
     keyring = _keyring(args.keys)
     data = read_file(args.proof, what="proof", max_bytes=MAX_PROOF_BYTES)
@@ -375,7 +375,7 @@ def _verify_proof(args: argparse.Namespace) -> int:
 def _export_note(args: argparse.Namespace) -> int:
     from sealtrail.core.note import verifier_key
     from sealtrail.keys import load_signer
-    from sealtrail.proof import chain_note
+    from sealtrail.verify.proof import chain_note
 
     settings, store = _open(args)
     signer = load_signer(settings.keys)

@@ -140,7 +140,7 @@ def _as_json(partition: int, offset: int, letter: Any) -> dict[str, Any]:
 
 
 def _write_files(out: Path, letter: Any) -> None:
-    from sealtrail.durable import write_private_bytes
+    from sealtrail.runtime.durable import write_private_bytes
 
     stem = f"{letter.topic}.{letter.partition}.{letter.offset}"
     write_private_bytes(out / f"{stem}.value", letter.value or b"")

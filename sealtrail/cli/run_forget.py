@@ -37,7 +37,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def _forget(args: argparse.Namespace) -> int:
-    from sealtrail.keystore import LocalKeyStore
+    from sealtrail.keys.subject import LocalKeyStore
 
     settings = settings_from(args)
     if not args.subject:

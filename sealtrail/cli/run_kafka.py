@@ -33,9 +33,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def _acls(args: argparse.Namespace) -> int:
-    from sealtrail import dev
     from sealtrail.kafka.acls import apply_acls, as_user
     from sealtrail.kafka.principals import acls_for
+    from sealtrail.runtime import dev
 
     settings = settings_from(args).with_stack()
     acls = acls_for(settings)

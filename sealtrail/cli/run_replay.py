@@ -81,7 +81,7 @@ def _replay(args: argparse.Namespace) -> int:
     else:
         source = KafkaSource(settings.require_endpoints(), keyring,
                              check_signatures=not args.no_signatures)
-    from sealtrail.fast_segments import AVAILABLE, NOT_BUILT
+    from sealtrail.archive.fast_segments import AVAILABLE, NOT_BUILT
 
     if args.source == "archive" and not AVAILABLE:
         print(f"sealtrail: note: {NOT_BUILT}", file=sys.stderr)

@@ -31,10 +31,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 def _report(args: argparse.Namespace) -> int:
     from sealtrail.archive import open_archive
     from sealtrail.custody import operator_name, require_access
-    from sealtrail.durable import write_private_bytes
     from sealtrail.keys import PUBLIC_KEYRING, load_keyring
     from sealtrail.replay import parse_time
     from sealtrail.report import collect, render_html
+    from sealtrail.runtime.durable import write_private_bytes
     from sealtrail.verify import ArchiveReader
 
     settings = settings_from(args, archive_url=args.archive).with_stack()

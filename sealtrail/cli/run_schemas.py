@@ -48,7 +48,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def _check(args: argparse.Namespace) -> int:
-    from sealtrail import schema_check
+    from sealtrail.schemas import check as schema_check
 
     directory = args.dir or schema_check.default_dir()
     problems = schema_check.check_dir(directory)
@@ -69,9 +69,9 @@ def _check(args: argparse.Namespace) -> int:
 
 
 def _register(args: argparse.Namespace) -> int:
-    from sealtrail import schema_check
-    from sealtrail.registry_client import registry_client, safe_url
-    from sealtrail.schema_publish import IncompatibleSchemaError, publish
+    from sealtrail.schemas import check as schema_check
+    from sealtrail.schemas.publish import IncompatibleSchemaError, publish
+    from sealtrail.schemas.registry_client import registry_client, safe_url
 
     settings = settings_from(args)
     url = args.registry or settings.with_stack().registry_url

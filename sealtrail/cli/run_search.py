@@ -134,7 +134,7 @@ def _search_index(url: str, query: Any) -> tuple[list[Any], Any]:
 def _index_run(args: argparse.Namespace) -> int:
     from sealtrail.consumers.indexer import Indexer
     from sealtrail.observability import StageMetric, StageTelemetry
-    from sealtrail.registry_client import registry_client
+    from sealtrail.schemas.registry_client import registry_client
     from sealtrail.search import open_index
 
     settings = settings_from(args, metrics_port=args.metrics_port).require_endpoints()
@@ -196,8 +196,8 @@ def _index_status(args: argparse.Namespace) -> int:
 def _export(args: argparse.Namespace) -> int:
     from sealtrail.archive import open_archive
     from sealtrail.custody import operator_name, require_access
-    from sealtrail.durable import write_private_bytes
     from sealtrail.export import build_export
+    from sealtrail.runtime.durable import write_private_bytes
     from sealtrail.search import parse_query
 
     settings = settings_from(args, archive_url=args.archive).with_stack()

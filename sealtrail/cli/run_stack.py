@@ -7,9 +7,9 @@ import dataclasses
 import os
 from pathlib import Path
 
-from sealtrail import dev
 from sealtrail.cli.common import print_json, settings_from
 from sealtrail.errors import ConfigError, SealtrailError
+from sealtrail.runtime import dev
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

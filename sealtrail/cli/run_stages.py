@@ -48,11 +48,11 @@ _Telemetry = StageTelemetry
 
 
 def _seal(args: argparse.Namespace) -> int:
-    from sealtrail.kafka_admin import ensure_topics
+    from sealtrail.kafka.admin import ensure_topics
     from sealtrail.keys import ReloadingSigner
     from sealtrail.pipeline import Sealer
     from sealtrail.policy import RedactionMetrics, policy_for_sealer
-    from sealtrail.registry_client import registry_client
+    from sealtrail.schemas.registry_client import registry_client
 
     settings = settings_from(args, metrics_port=args.metrics_port).require_endpoints()
     signer = ReloadingSigner(settings.keys)  # follows `sealtrail keys rotate`
@@ -97,7 +97,7 @@ def _archive(args: argparse.Namespace) -> int:
     from sealtrail.archive import open_archive
     from sealtrail.consumers import Archiver
     from sealtrail.keys import ReloadingSigner
-    from sealtrail.registry_client import registry_client
+    from sealtrail.schemas.registry_client import registry_client
 
     settings = settings_from(args, archive_url=args.archive,
                              metrics_port=args.metrics_port).require_endpoints()

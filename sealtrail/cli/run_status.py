@@ -122,9 +122,9 @@ def firing_alerts(settings: Settings, timeout: float = 5.0) -> list[dict[str, An
 
 
 def collect(settings: Settings, archive: str | None = None) -> dict[str, Any]:
-    from sealtrail import dev
     from sealtrail.archive import open_archive
     from sealtrail.monitor.probes import archive_heads, stage_lags
+    from sealtrail.runtime import dev
 
     stack = dev.running_stack(settings.home)
     now_us = time.time_ns() // 1000

@@ -76,14 +76,14 @@ def _verify(args: argparse.Namespace) -> int:
         print(f"sealtrail: {exc}", file=sys.stderr)
         return 2
     store = open_archive(settings, url)
-    from sealtrail.fast_segments import AVAILABLE, NOT_BUILT
+    from sealtrail.archive.fast_segments import AVAILABLE, NOT_BUILT
 
     if not AVAILABLE and not args.json:
         print(f"note: {NOT_BUILT}")
 
     shown: dict[str, int] = {}  # chain id -> findings printed
     show = _shower(args.json, shown)
-    from sealtrail.retention import RetentionPolicy  # lock checks and staleness: issue 8
+    from sealtrail.governance.retention import RetentionPolicy  # lock checks and staleness: issue 8
     from sealtrail.witness import apply_records, load_record
 
     locks = store.enforces_retention if args.locks is None else args.locks
@@ -102,7 +102,7 @@ def _verify(args: argparse.Namespace) -> int:
     if not args.json:  # what the index and the witnesses found after the walks
         _show_later(report, shown, show)
     if args.metrics_file:
-        from sealtrail.verify_metrics import write_verify_metrics
+        from sealtrail.verify.metrics import write_verify_metrics
 
         write_verify_metrics(Path(args.metrics_file), report, url)
     for finding in report.findings:
@@ -122,7 +122,7 @@ def _verify(args: argparse.Namespace) -> int:
         for note in report.notes:
             print(f"note: {note}")
     if args.completeness:  # issue 7: per raw partition, every offset accounted for
-        from sealtrail.completeness import print_completeness
+        from sealtrail.verify.completeness import print_completeness
 
         return max(0 if report.ok else 1, print_completeness(report, as_json=args.json))
     return 0 if report.ok else 1

@@ -1,6 +1,6 @@
 """One record of a segment as the native segment reader returns it (a plain tuple, made
 in C: the hot loop unpacks it). The indices are named here, in the core, because the
-verification core checks rows; :mod:`sealtrail.fast_segments` makes them.
+verification core checks rows; :mod:`sealtrail.archive.fast_segments` makes them.
 
 ``record_json`` is the canonical JSON of the whole record, ``body`` the canonical bytes
 of its entry body; the rest are its fields (:data:`CAPTURED`).

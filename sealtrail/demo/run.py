@@ -17,15 +17,16 @@ from pathlib import Path
 
 from confluent_kafka import Producer
 
-from sealtrail import dev, layout
 from sealtrail.archive import ArchiveStore, open_archive
 from sealtrail.config import Settings
+from sealtrail.core import layout
 from sealtrail.core.avro import frame
 from sealtrail.core.checkpoint import SignedCheckpoint
 from sealtrail.errors import ConfigError, SealtrailError, TransportError
 from sealtrail.kafka.acls import as_user, provision
 from sealtrail.kafka.client import kafka_config
 from sealtrail.keys import PUBLIC_KEYRING, init_keys, load_keyring
+from sealtrail.runtime import dev
 from sealtrail.verify import verify_archive
 
 SERVICES = ("auth-gateway", "billing", "crm")
@@ -57,7 +58,7 @@ def malformed_records(registry_url: str) -> list[bytes]:
 
     from sealtrail import schemas
     from sealtrail.core.avro import AvroCodec
-    from sealtrail.registry_client import registry_client
+    from sealtrail.schemas.registry_client import registry_client
 
     # A writer schema registered under another subject that lacks required fields.
     partial = {"type": "record", "name": "AuditEvent", "namespace": "io.sealtrail",

@@ -94,8 +94,8 @@ def provision(settings: Settings, users_file: str) -> None:
     admin: no stage needs the right to create topics."""
     from confluent_kafka.admin import NewTopic
 
+    from sealtrail.kafka.admin import ensure_topics
     from sealtrail.kafka.principals import acls_for
-    from sealtrail.kafka_admin import ensure_topics
 
     admin = as_user(settings, users_file, "admin") if users_file else settings
     ensure_topics(admin)

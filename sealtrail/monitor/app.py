@@ -1,7 +1,7 @@
 """The monitor as a faust-streaming app (at_least_once).
 
 One agent reads the sealed topic, decodes each record with its own writer schema
-(:class:`sealtrail.schema_cache.WriterSchemas`) and feeds the pure
+(:class:`sealtrail.schemas.cache.WriterSchemas`) and feeds the pure
 :class:`sealtrail.monitor.rules.Monitor`, which keeps the tumbling windows (by the
 sealer's ingested_at) and judges the rules. A timer asks it for alert transitions a few
 times per window and writes them, as JSON records keyed by ``alert/subject``, to the
@@ -37,8 +37,8 @@ from sealtrail.errors import ConfigError, DecodeError, SealtrailError, Transport
 from sealtrail.kafka.client import kafka_config
 from sealtrail.monitor.rules import Alert, Monitor, Thresholds
 from sealtrail.observability import Health, LogCounter, lag_gauge
-from sealtrail.registry_client import registry_client
-from sealtrail.schema_cache import WriterSchemas
+from sealtrail.schemas.cache import WriterSchemas
+from sealtrail.schemas.registry_client import registry_client
 
 __all__ = ["MonitorMetrics", "build_app", "ensure_alerts_topic"]
 

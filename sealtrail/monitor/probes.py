@@ -7,9 +7,9 @@ from dataclasses import dataclass
 
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 
-from sealtrail import layout
 from sealtrail.archive import ArchiveStore
 from sealtrail.config import Settings
+from sealtrail.core import layout
 from sealtrail.core.checkpoint import SignedCheckpoint
 from sealtrail.errors import TransportError
 from sealtrail.kafka.client import kafka_config

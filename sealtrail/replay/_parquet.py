@@ -38,8 +38,8 @@ import os
 from pathlib import Path
 from typing import IO, Any
 
-from sealtrail.durable import fsync_dir, private_opener
 from sealtrail.errors import ConfigError
+from sealtrail.runtime.durable import fsync_dir, private_opener
 
 __all__ = ["JOURNAL_SUFFIX", "ROW_GROUP_ROWS", "ParquetSink", "arrow_schema", "arrow_type"]
 

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import sealtrail.replay as _pkg  # tunables (CLOCK_SKEW_US, SAVE_EVERY_S) read at call time
-from sealtrail import layout
+from sealtrail.core import layout
 from sealtrail.core.chain import ChainHead, check_entry
 from sealtrail.errors import DecodeError, TransportError
 from sealtrail.kafka.client import kafka_config
@@ -161,8 +161,8 @@ def replay_kafka(
     offset at or after ``since`` up to the end it has when the replay starts."""
     from confluent_kafka import Consumer, KafkaError, TopicPartition
 
-    from sealtrail.registry_client import registry_client
-    from sealtrail.schema_cache import WriterSchemas
+    from sealtrail.schemas.cache import WriterSchemas
+    from sealtrail.schemas.registry_client import registry_client
 
     settings = source.settings
     started = time.monotonic()

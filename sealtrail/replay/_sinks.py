@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import IO, Any, Protocol
 
 from sealtrail.core.canonical import canonical_json
-from sealtrail.durable import private_opener
 from sealtrail.errors import ConfigError, TransportError
+from sealtrail.runtime.durable import private_opener
 
 
 def record_to_json(record: dict[str, Any]) -> str:

@@ -8,10 +8,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sealtrail.durable import fsync_dir, private_opener
 from sealtrail.errors import ConfigError
 from sealtrail.replay._filters import Query
 from sealtrail.replay._sinks import Sink
+from sealtrail.runtime.durable import fsync_dir, private_opener
 
 
 @dataclass

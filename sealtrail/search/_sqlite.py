@@ -9,8 +9,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from sealtrail.durable import private_opener
 from sealtrail.errors import ConfigError
+from sealtrail.runtime.durable import private_opener
 from sealtrail.search import COLUMNS, Coverage, IndexRow, SearchQuery
 
 _SCHEMA = """

@@ -13,7 +13,7 @@ from sealtrail.core.chain_walk import Anchor
 from sealtrail.core.findings import ARCHIVE, Finding, Kind
 from sealtrail.core.index import ChainSeen, index_findings
 from sealtrail.core.signing import Keyring
-from sealtrail.retention import RetentionPolicy
+from sealtrail.governance.retention import RetentionPolicy
 from sealtrail.verify._chain import ChainReport, verify_chain
 from sealtrail.verify._index import IndexView, check_schemas, read_index
 from sealtrail.verify._locks import check_holds

@@ -10,13 +10,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sealtrail.archive import ArchiveStore
+from sealtrail.archive.segments import read_segment
 from sealtrail.core.chain import ChainHead
 from sealtrail.core.chain_walk import Anchor, Step
 from sealtrail.core.completeness import Run
 from sealtrail.core.findings import Finding
 from sealtrail.core.signing import Keyring
-from sealtrail.retention import RetentionPolicy, required_retention
-from sealtrail.segments import read_segment
+from sealtrail.governance.retention import RetentionPolicy, required_retention
 from sealtrail.verify._locks import lock_problem
 from sealtrail.verify._reader import walk_chain
 

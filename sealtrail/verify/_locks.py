@@ -10,7 +10,7 @@ from sealtrail.archive import ArchiveError, ArchiveStore, NoRetentionError, Obje
 from sealtrail.archive import iso_z as _iso
 from sealtrail.core import layout
 from sealtrail.core.findings import ARCHIVE, Finding, Kind
-from sealtrail.retention import RetentionPolicy
+from sealtrail.governance.retention import RetentionPolicy
 
 __all__ = ["check_holds", "lock_problem"]
 
@@ -44,7 +44,7 @@ def _chain_of(key: str) -> str:
 def check_holds(store: ArchiveStore) -> list[Finding]:
     """A finding for every object a case's hold manifest lists whose legal hold is off."""
     from sealtrail.archive._s3 import UNTRACKED_HOLD
-    from sealtrail.holds import active_holds
+    from sealtrail.governance.holds import active_holds
 
     findings = []
     for key, cases in sorted(active_holds(store).items()):

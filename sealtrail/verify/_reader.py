@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sealtrail import fast_segments
-from sealtrail.archive import ArchiveError, ArchiveStore, ObjectMissingError, iso_z
+from sealtrail.archive import ArchiveError, ArchiveStore, ObjectMissingError, fast_segments, iso_z
+from sealtrail.archive.segments import read_segment
 from sealtrail.core import layout
 from sealtrail.core.chain import ChainHead
 from sealtrail.core.chain_walk import Anchor, ChainWalk, PlannedSegment, Step
@@ -23,7 +23,6 @@ from sealtrail.core.merkle import Frontier
 from sealtrail.core.rows import Row
 from sealtrail.core.segment_check import SegmentOutcome, SegmentStart, check_segment
 from sealtrail.core.signing import Keyring
-from sealtrail.segments import read_segment
 
 __all__ = ["DECODER", "ArchiveReader", "ChainPlan", "Junction", "StoreSource", "check_planned",
            "exact_break", "now_us", "plan_chain", "walk_chain"]
@@ -73,7 +72,7 @@ class StoreSource:
 
     def still_retained(self, checkpoint_key: str, segment_key: str) -> str | None:
         if self._holds is None:
-            from sealtrail.holds import active_holds
+            from sealtrail.governance.holds import active_holds
 
             try:
                 self._holds = active_holds(self.store)

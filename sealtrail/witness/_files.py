@@ -22,9 +22,9 @@ from pathlib import Path
 from sealtrail.core.note import cosigner_key
 from sealtrail.core.signing import Ed25519Signer
 from sealtrail.core.witness import WitnessState
-from sealtrail.durable import fsync_dir
 from sealtrail.errors import ConfigError, IntegrityError
 from sealtrail.keys import read_private, write_private
+from sealtrail.runtime.durable import fsync_dir
 
 __all__ = ["load_or_create_key", "load_state", "safe_name", "save_state", "write_atomic"]
 

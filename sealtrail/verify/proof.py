@@ -29,9 +29,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sealtrail import layout
 from sealtrail.archive import ArchiveStore
-from sealtrail.core import merkle
+from sealtrail.core import layout, merkle
 from sealtrail.core.canonical import ENTRY_FIELDS, canonical_json, entry_body
 from sealtrail.core.chain import entry_signature_problem
 from sealtrail.core.chain_walk import Step

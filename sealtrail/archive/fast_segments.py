@@ -1,7 +1,7 @@
 """Reading a segment straight to canonical JSON, for replay and verify at archive speed.
 
 The reference way to check a segment decodes every record with fastavro and computes its
-canonical bytes in Python (:mod:`sealtrail.segments`, :mod:`sealtrail.core.canonical`).
+canonical bytes in Python (:mod:`sealtrail.archive.segments`, :mod:`sealtrail.core.canonical`).
 This module does the same in one native pass (``sealtrail._canonical_avro``, built from
 ``sealtrail/_canonical_avro.c`` when sealtrail is installed): for each record, the
 canonical JSON of the whole record (what replay writes as a JSON line), the canonical
@@ -22,6 +22,7 @@ from typing import Any
 
 import fastavro
 
+from sealtrail.archive.segments import Container, check_schema, open_container
 from sealtrail.core.avro import AvroCodec
 from sealtrail.core.canonical import ENTRY_FIELDS
 from sealtrail.core.envelope import strip_logical_types
@@ -42,7 +43,6 @@ from sealtrail.core.rows import (  # noqa: F401  (re-exported: callers index row
     SIGNATURE,
     Row,
 )
-from sealtrail.segments import Container, check_schema, open_container
 
 try:
     from sealtrail import _canonical_avro as native  # type: ignore[attr-defined]
@@ -99,7 +99,7 @@ def _opened(data: bytes) -> Container:
 
 
 def decode_segment(data: bytes) -> list[dict[str, Any]] | None:
-    """The records of segment ``data`` as :func:`sealtrail.segments.read_segment` gives them
+    """The records of segment ``data`` as :func:`sealtrail.archive.segments.read_segment` gives them
     (dicts, decoded with the file's own schema), through the native Avro codec
     (sealtrail.core.avro_program), or None when the reference path must be taken: the same
     conditions as :func:`transcode_segment`, and a schema with logical types (which

@@ -60,7 +60,7 @@ __all__ = [
     "encrypted_key_id",
 ]
 
-log = logging.getLogger("sealtrail.keystore")
+log = logging.getLogger("sealtrail.keys.subject")
 
 DATA_KEYS = "data-keys"
 SUBJECTS = "subjects"

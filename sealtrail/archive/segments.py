@@ -6,7 +6,7 @@ Segments are read from an archive that someone without the signing key may have 
 :data:`MAX_BLOCK_BYTES`; the header's schema must be a SealedRecord (:func:`check_schema`)
 whose decoding work is linear in the bytes (no recursive type, no array of zero-size items,
 at most :data:`SCHEMA_LIMITS` deep: sealtrail never writes anything else). The native reader
-(:mod:`sealtrail.fast_segments`) takes its blocks from the same parser.
+(:mod:`sealtrail.archive.fast_segments`) takes its blocks from the same parser.
 """
 
 from __future__ import annotations

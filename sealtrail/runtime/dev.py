@@ -23,7 +23,7 @@ from sealtrail.runtime.processes import ProcessIdentity, stop_if_same
 
 __all__ = ["Stack", "free_port", "running_stack", "start_stack", "stop_stack", "wait_for_port"]
 
-log = logging.getLogger("sealtrail.dev")
+log = logging.getLogger("sealtrail.runtime.dev")
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,9 @@
-"""Destroying a retired signing key, or keeping it encrypted (docs/keys.md)."""
+"""What happens to a signing key once it is retired (docs/keys.md).
+
+A retired private key that still exists can sign entries and checkpoints dated inside its
+old window, which verify accepts on signatures alone; so by default ``keys rotate``
+destroys it (:func:`destroy_file`), and keeping it takes an explicit choice and a
+passphrase it is encrypted under (:func:`keep_encrypted`)."""
 
 from __future__ import annotations
 
@@ -16,8 +21,8 @@ from cryptography.hazmat.primitives.serialization import (
     load_pem_private_key,
 )
 
-from sealtrail.durable import fsync_dir
 from sealtrail.errors import ConfigError, KeyMaterialError
+from sealtrail.runtime.durable import fsync_dir
 
 __all__ = ["MIN_PASSPHRASE", "destroy_file", "keep_encrypted", "load_encrypted",
            "plaintext_retired_signing_keys"]

@@ -26,7 +26,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
-from sealtrail import layout
 from sealtrail.archive import (
     ArchiveStore,
     ObjectMissingError,
@@ -36,10 +35,11 @@ from sealtrail.archive import (
     iso_z,
     utc_seconds,
 )
+from sealtrail.archive.segments import read_segment
 from sealtrail.config import Settings
+from sealtrail.core import layout
 from sealtrail.core.checkpoint import SignedCheckpoint
 from sealtrail.errors import ConfigError, DecodeError, IntegrityError
-from sealtrail.segments import read_segment
 
 __all__ = [
     "RetentionClass",

@@ -9,7 +9,7 @@ Layout of a keys directory (mode 0700; docs/keys.md)::
     dlq.key            {"key_id", "secret": base64, "created_at"}  encrypts dead letters 0600
     public.json        the public keyring (docs/format.md) to hand to verifiers
     retired/           signing and HMAC keys replaced by rotation, 0600 (``<key id>.key``)
-    data-keys/, subjects/   the embedded subject key store (sealtrail.keystore)
+    data-keys/, subjects/   the embedded subject key store (sealtrail.keys.subject)
 
 Private key material is never logged and never part of an exception message: errors
 name the file, not its content.
@@ -32,8 +32,8 @@ from typing import Any
 
 from sealtrail.core.redaction import HmacPseudonymizer
 from sealtrail.core.signing import Ed25519Signer, Keyring, PublicKey
-from sealtrail.durable import fsync_dir
 from sealtrail.errors import ConfigError, KeyMaterialError
+from sealtrail.runtime.durable import fsync_dir
 
 __all__ = [
     "DLQ_KEY",
@@ -226,7 +226,7 @@ def rotate_signing_key(keys_dir: Path, *, grace_s: float = DEFAULT_GRACE_S,
     place: the retired private seed is destroyed. Only with ``keep_passphrase`` is it kept,
     encrypted under that passphrase, as ``retired/<key id>.pem`` (0600). Records the old
     key signed inside its window keep verifying (the public keyring keeps the key)."""
-    from sealtrail.keyfiles import (
+    from sealtrail.keys.retire import (
         destroy_file,
         keep_encrypted,
         plaintext_retired_signing_keys,

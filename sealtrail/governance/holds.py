@@ -32,10 +32,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sealtrail import layout
 from sealtrail.archive import ArchiveStore, ObjectMissingError, check_case_id
+from sealtrail.core import layout
 from sealtrail.errors import ConfigError, DataError
-from sealtrail.retention import RetentionPolicy, walk_units
+from sealtrail.governance.retention import RetentionPolicy, walk_units
 
 __all__ = [
     "HoldResult",
