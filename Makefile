@@ -1,10 +1,11 @@
-# sealtrail: the two set-up commands are `make demo` and `make test`.
+# sealtrail: the set-up commands are `make demo`, `make unit` (the fast tests, first) and
+# `make test` (everything but the soak runs). CONTRIBUTING.md says which test goes where.
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test soak bench fuzz lint typecheck docs system-deps clean venv
+.PHONY: demo unit test soak bench fuzz lint typecheck docs system-deps clean venv
 
 $(STAMP): pyproject.toml setup.py sealtrail/_canonical_avro.c sealtrail/core/_avro_native.c \
 		sealtrail/core/_canonical_native.c
@@ -18,6 +19,11 @@ venv: $(STAMP)
 # The main job, end to end, on the embedded stack.
 demo: $(STAMP)
 	$(BIN)/sealtrail demo
+
+# The unit tests: no broker, registry, S3, database, browser or child process; about a
+# minute on one core. Run these first.
+unit: $(STAMP)
+	$(BIN)/pytest tests/unit -q
 
 # The whole suite (minus the long soak runs). PostgreSQL and Chromium, for the search
 # backend and report tests, are installed from Debian packages when we are root with

@@ -15,7 +15,7 @@
   its start until every event is indexed.
 
 The archive (``SEALTRAIL_BENCH_INDEX_EVENTS``, default 100000 events in 2 chains of
-segments of 5000) is built with tests/archive_builder.py, without Kafka.
+segments of 5000) is built with tests/helpers/archive_builder.py, without Kafka.
 """
 
 from __future__ import annotations
@@ -117,7 +117,7 @@ def _run(built: Any, home: Path) -> dict[str, object]:
 
 def run() -> dict[str, object]:
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-    from archive_builder import build_archive
+    from helpers.archive_builder import build_archive
 
     events = int(os.environ.get("SEALTRAIL_BENCH_INDEX_EVENTS", "100000"))
     figures: dict[str, object] = {}

@@ -14,7 +14,7 @@
   and with entry signatures (one process).
 
 The archive (``SEALTRAIL_BENCH_REPLAY_EVENTS``, default 100000 events in 2 chains of
-segments of 5000) is built with tests/archive_builder.py, without Kafka.
+segments of 5000) is built with tests/helpers/archive_builder.py, without Kafka.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from typing import Any
 
 def _build(base: Path, events: int) -> Any:
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-    from archive_builder import build_archive
+    from helpers.archive_builder import build_archive
 
     per_segment = 5000
     segments = max(events // (2 * per_segment), 1)

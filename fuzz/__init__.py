@@ -6,7 +6,7 @@ and UndefinedBehaviorSanitizer.
 Each target takes bytes and raises ``Finding`` (or any unexpected exception) when an
 invariant breaks. ``python -m fuzz`` runs them with atheris where it is installed
 (coverage-guided, ``pip install '.[fuzz]'``) and with hypothesis byte strategies
-otherwise; ``tests/test_fuzz.py`` replays the regression corpus in
+otherwise; ``tests/integration/fuzz/test_fuzz.py`` replays the regression corpus in
 ``tests/fuzz_corpus/<target>/`` and runs a short pass of each in ``make test``. What ran,
 for how long and what it found is in docs/fuzzing.md.
 """

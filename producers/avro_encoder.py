@@ -3,9 +3,9 @@
 fastavro's schemaless_writer walks the parsed schema for every record (about 12 us for
 an AuditEvent here, half of emit()'s time on the caller's thread). :func:`compile_encoder`
 turns the schema into one Python function with the walk unrolled: about 4x faster, same
-bytes (tests/test_producer_encoder.py compares them with fastavro's). It accepts only the
-exact Python types the schema names (str, int, dict, list, None, enum symbols) and raises
-on anything else, so that the caller falls back to fastavro for the rest.
+bytes (tests/unit/producers/test_producer_encoder.py compares them with fastavro's). It
+accepts only the exact Python types the schema names (str, int, dict, list, None, enum
+symbols) and raises on anything else, so that the caller falls back to fastavro for the rest.
 """
 
 from __future__ import annotations

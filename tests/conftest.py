@@ -1,22 +1,44 @@
 """Shared fixtures: a real embedded stack (Tansu broker + sealtrail registry) for the
-session, and per-test settings with their own topics, groups, keys and archive."""
+session, and per-test settings with their own topics, groups, keys and archive; and the
+markers that say what a test needs (registered in pyproject.toml, see CONTRIBUTING.md),
+applied here from the fixtures each test uses."""
 
 from __future__ import annotations
 
-import dataclasses
-import os
-import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from helpers.stages import Stage
 
 from sealtrail.config import Settings
 from sealtrail.kafka.admin import ensure_topics
 from sealtrail.keys import init_keys
 from sealtrail.runtime import dev
+
+#: Fixtures that start something, and the marker a test using them gets.
+_FIXTURE_MARKERS = {
+    "stack": "stack",
+    "kafka_stack": "kafka",
+    "secure_stack": "kafka",  # test_kafka_acls.py: Kafka with SASL and ACLs
+    "postgres_url": "postgres",
+}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark each test with what it needs, from the fixtures it uses: ``settings`` (and
+    anything built on it) runs on the embedded stack, or on Apache Kafka when its
+    ``broker`` parameter says so (``@on_both_brokers``)."""
+    for item in items:
+        names = set(getattr(item, "fixturenames", ()))
+        wanted = {marker for name, marker in _FIXTURE_MARKERS.items() if name in names}
+        if "settings" in names:
+            callspec = getattr(item, "callspec", None)
+            broker = callspec.params.get("broker", "tansu") if callspec else "tansu"
+            wanted.add("kafka" if broker == "kafka" else "stack")
+        for marker in sorted(wanted - {m.name for m in item.iter_markers()}):
+            item.add_marker(marker)
 
 
 @pytest.fixture(scope="session")
@@ -45,10 +67,6 @@ def kafka_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dev.Stack]
         yield started
     finally:
         dev.stop_stack(home)
-
-
-#: Run a test once on each broker: ``@on_both_brokers`` (the ``settings`` fixture follows).
-on_both_brokers = pytest.mark.parametrize("broker", ["tansu", "kafka"])
 
 
 @pytest.fixture
@@ -82,38 +100,6 @@ def settings(broker: str, request: pytest.FixtureRequest, tmp_path: Path) -> Set
     return s
 
 
-class Stage:
-    """A pipeline stage (`sealtrail seal` / `sealtrail archive`) running as a real process."""
-
-    def __init__(
-        self, settings: Settings, command: str, log: Path, env: dict[str, str] | None = None
-    ) -> None:
-        self.command = command
-        self.log = log
-        env = {**os.environ, **settings.to_env(), **(env or {})}
-        with open(log, "ab") as out:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "sealtrail.cli.main", command],
-                stdout=out, stderr=out, stdin=subprocess.DEVNULL, env=env,
-            )
-
-    def alive(self) -> bool:
-        return self.proc.poll() is None
-
-    def kill(self) -> None:
-        self.proc.kill()
-        self.proc.wait()
-
-    def stop(self, timeout: float = 20.0) -> int:
-        """SIGTERM and wait: the stage flushes and exits 0."""
-        if self.proc.poll() is None:
-            self.proc.terminate()
-        return self.proc.wait(timeout)
-
-    def output(self) -> str:
-        return self.log.read_text(errors="replace")
-
-
 @pytest.fixture
 def stages(settings: Settings, tmp_path: Path) -> Iterator[list[Stage]]:
     """Start stages with ``stages.append(Stage(...))``; all are killed at the end."""
@@ -122,7 +108,3 @@ def stages(settings: Settings, tmp_path: Path) -> Iterator[list[Stage]]:
     for stage in started:
         if stage.alive():
             stage.kill()
-
-
-def with_settings(settings: Settings, **changes: object) -> Settings:
-    return dataclasses.replace(settings, **changes)

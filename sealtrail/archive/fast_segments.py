@@ -11,7 +11,8 @@ It is only an accelerator. :func:`transcode_segment` returns None, never an answ
 own, whenever it cannot reproduce the reference exactly: the extension is not built, the
 file is not a plain SealedRecord segment, or a record holds anything the native code does
 not take (floats, invalid UTF-8, duplicate map keys, ...). Callers then take the reference
-path, which names the problem. tests/test_fast_segments.py holds the two to the same bytes.
+path, which names the problem. tests/integration/native/test_fast_segments.py holds the two
+to the same bytes.
 """
 
 from __future__ import annotations

@@ -61,7 +61,7 @@ _codecs: dict[str, AvroCodec] = {}
 def segment_bytes(records: Sequence[dict[str, Any]], metadata: dict[str, str],
                   plain: dict[str, Any], sync: bytes) -> bytes:
     """What ``fastavro.writer(..., codec="deflate", sync_marker=sync)`` writes, byte for
-    byte (tests/test_segments_write.py): the header from fastavro itself, the records
+    byte (tests/unit/archive/test_segments_write.py): the header from fastavro itself, the records
     encoded by the native codec (a fifth of fastavro's time: the archiver's flush, so the
     checkpoint latency), blocks cut and deflated as fastavro cuts and deflates them. Any
     record the native encoder does not take, and the whole segment is fastavro's."""

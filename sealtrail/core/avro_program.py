@@ -14,7 +14,7 @@ extension is not built, the schema uses something the programs do not cover (see
 names (a subclass, a tuple for an array, a missing key, a number out of range, a union
 branch only fastavro can choose, invalid UTF-8, truncated input...). The caller
 (:class:`sealtrail.core.avro.AvroCodec`) then takes fastavro, which gives the answer or
-the error. tests/test_avro_native.py holds the two to the same bytes and values.
+the error. tests/integration/native/test_avro_native.py holds the two to the same bytes and values.
 """
 
 from __future__ import annotations

@@ -10,8 +10,9 @@ strings as lowercase hex, Avro null as ``null``. Floats are not allowed.
 is built (``_canonical_native.c``), :func:`canonical_json` asks it first; it answers only
 for values made of exactly dict, list, tuple, str, int, bool, bytes and None, and leaves
 everything else (floats, subclasses, non-string keys, lone surrogates...) to the
-reference, which gives the answer or the error. tests/test_canonical_native.py holds the
-two to the same bytes, golden vectors included.
+reference, which gives the answer or the error.
+tests/integration/native/test_canonical_native.py holds the two to the same bytes, golden
+vectors included.
 """
 
 from __future__ import annotations

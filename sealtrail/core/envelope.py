@@ -54,8 +54,9 @@ def _compile_rules() -> Callable[[Any], bool]:
     """Whether an event meets the envelope rules, as one straight-line function generated
     from the rules above: True only when every rule is met (the event, and the records on
     the way to each field, exact dicts; each text an exact str), False on any doubt, after
-    which :func:`_check_each_rule` decides and names the field. tests/test_core_envelope.py
-    holds the two to the same verdict; a new kind of rule goes in both."""
+    which :func:`_check_each_rule` decides and names the field.
+    tests/unit/core/test_core_envelope.py holds the two to the same verdict; a new kind of
+    rule goes in both."""
     lines = ["def meets_rules(e):", "    try:", "        if type(e) is not dict: return False"]
     parents: dict[tuple[str, ...], str] = {(): "e"}
     for _, parts in _REQUIRED_TEXT:

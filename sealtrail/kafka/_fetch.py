@@ -24,8 +24,8 @@ from sealtrail.errors import ConfigError, TransportError
 __all__ = ["KAFKA_VERSION", "KafkaRuntime", "cache_root", "fetch_kafka", "java_major",
            "missing_tools"]
 
-#: The Apache Kafka release the dev stack, the tests and deploy/ use (tests/test_deploy.py
-#: checks that deploy/ names the same one).
+#: The Apache Kafka release the dev stack, the tests and deploy/ use
+#: (tests/integration/deploy/test_deploy.py checks that deploy/ names the same one).
 KAFKA_VERSION = "4.1.1"
 SCALA_VERSION = "2.13"
 #: Kafka 4.1 logs through SLF4J 1.7 to Log4j2: this binding routes one to the other.

@@ -35,7 +35,8 @@ JVM_OPTS = ("-Xms128m", "-Xmx512m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1
 SCRAM = "SCRAM-SHA-256"
 ADMIN = "admin"
 
-#: Settings the tests, the dev stack and deploy/ share (tests/test_deploy.py checks deploy/).
+#: Settings the tests, the dev stack and deploy/ share
+#: (tests/integration/deploy/test_deploy.py checks deploy/).
 #: Group timings are short so that a dead member's partitions move in seconds; a
 #: replication factor of 1 because there is one node.
 BROKER_SETTINGS: dict[str, str] = {

@@ -1,0 +1,53 @@
+"""Pipeline stages as real processes, and per-test variations of the shared settings."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from sealtrail.config import Settings
+
+#: Run a test once on each broker: ``@on_both_brokers`` (the ``settings`` fixture follows).
+on_both_brokers = pytest.mark.parametrize("broker", ["tansu", "kafka"])
+
+
+class Stage:
+    """A pipeline stage (`sealtrail seal` / `sealtrail archive`) running as a real process."""
+
+    def __init__(
+        self, settings: Settings, command: str, log: Path, env: dict[str, str] | None = None
+    ) -> None:
+        self.command = command
+        self.log = log
+        env = {**os.environ, **settings.to_env(), **(env or {})}
+        with open(log, "ab") as out:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "sealtrail.cli.main", command],
+                stdout=out, stderr=out, stdin=subprocess.DEVNULL, env=env,
+            )
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def kill(self) -> None:
+        self.proc.kill()
+        self.proc.wait()
+
+    def stop(self, timeout: float = 20.0) -> int:
+        """SIGTERM and wait: the stage flushes and exits 0."""
+        if self.proc.poll() is None:
+            self.proc.terminate()
+        return self.proc.wait(timeout)
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+
+def with_settings(settings: Settings, **changes: object) -> Settings:
+    """A copy of ``settings`` with ``changes`` applied."""
+    return dataclasses.replace(settings, **changes)
