@@ -21,7 +21,7 @@ demo: $(STAMP)
 	$(BIN)/sealtrail demo
 
 # The unit tests: no broker, registry, S3, database, browser or child process; about a
-# minute on one core. Run these first.
+# 40 seconds on one core. Run these first (CONTRIBUTING.md).
 unit: $(STAMP)
 	$(BIN)/pytest tests/unit -q
 
