@@ -20,7 +20,7 @@ venv: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/sealtrail demo
 
-# The unit tests: no broker, registry, S3, database, browser or child process; about a
+# The unit tests: no broker, registry, S3, database, browser or child process; about
 # 40 seconds on one core. Run these first (CONTRIBUTING.md).
 unit: $(STAMP)
 	$(BIN)/pytest tests/unit -q
