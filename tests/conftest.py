@@ -26,6 +26,7 @@ _FIXTURE_MARKERS = {
 }
 
 
+@pytest.hookimpl(tryfirst=True)  # before `-m` deselects by marker
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Mark each test with what it needs, from the fixtures it uses: ``settings`` (and
     anything built on it) runs on the embedded stack, or on Apache Kafka when its
