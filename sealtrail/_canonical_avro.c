@@ -4,7 +4,7 @@
  * of docs/format.md ("Canonical JSON", "Mapping Avro values"): objects with keys sorted
  * by UTF-8 bytes, unions untagged, enums as symbols, bytes and fixed as lowercase hex,
  * logical types ignored. Python's canonical_json(fastavro-decoded record) is the
- * reference; tests/test_fast_segments.py checks this against it.
+ * reference; tests/integration/native/test_fast_segments.py checks this against it.
  *
  * This module never decides that data is bad. Whenever it meets anything it does not
  * handle exactly (floats, invalid UTF-8, a lone surrogate, duplicate map keys, truncated

@@ -5,7 +5,7 @@
 #
 #   terraform init && terraform apply -var sealtrail_archive_bucket=acme-audit-archive
 #
-# NOT EXERCISED against AWS here: tests/test_deploy.py checks these files with
+# NOT EXERCISED against AWS here: tests/integration/deploy/test_deploy.py checks these files with
 # `terraform fmt -check` (syntax) and a structural check; `terraform validate` needs the
 # AWS provider, which the development machines cannot download.
 

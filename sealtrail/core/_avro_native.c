@@ -19,7 +19,7 @@
  * anything it does not take exactly (a subclass or a type the schema does not name, a
  * missing key, a number out of range, invalid UTF-8, a union it cannot choose a branch of
  * by type alone, truncated input) it raises ValueError and the caller takes fastavro,
- * which gives the answer or the error. tests/test_avro_native.py compares the two.
+ * which gives the answer or the error. tests/integration/native/test_avro_native.py compares the two.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>

@@ -4,7 +4,7 @@
  * dict (str keys), list, tuple, str, int, bool, bytes and None: what
  * json.JSONEncoder(ensure_ascii=False, sort_keys=True, separators=(",", ":")) writes,
  * encoded as UTF-8, with bytes as lowercase hex strings. canonical.py's Python encoder
- * is the reference; tests/test_canonical_native.py holds the two to the same bytes.
+ * is the reference; tests/integration/native/test_canonical_native.py holds the two to the same bytes.
  *
  * This module never decides that a value is bad. Whenever it meets anything else (a
  * float, a subclass of a type above, a non-string key, a lone surrogate, nesting deeper
