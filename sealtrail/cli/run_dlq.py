@@ -78,7 +78,8 @@ def _read(args: argparse.Namespace) -> None:
     for problem in problems:
         print(f"UNREADABLE {problem}", file=sys.stderr)
     print(f"{len(letters)} dead letters read from {settings.dlq_topic}"
-          f"{f', written to {out}' if out else ''}", file=sys.stderr)
+          f"{f', written to {out}' if out else ''} (DLQ keys of the "
+          f"{keys_location(settings)})", file=sys.stderr)
     print(custody.message, file=sys.stderr)
     if problems:
         raise DataError(f"{len(problems)} dead letters of {settings.dlq_topic} could not be "

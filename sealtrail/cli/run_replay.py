@@ -131,5 +131,6 @@ def _source(args: argparse.Namespace, settings: Settings, keyring: Any
                            s3_endpoint=settings.s3_endpoint_url or None)
     if not AVAILABLE:
         print(f"sealtrail: note: {NOT_BUILT}", file=sys.stderr)
-    print(f"replaying from {where}", file=sys.stderr)
+    print(f"replaying from {where}, verified against the {keyring_location(args, settings)}",
+          file=sys.stderr)
     return source, (where,)
