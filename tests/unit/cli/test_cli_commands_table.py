@@ -122,3 +122,21 @@ def test_no_handler_chooses_an_exit_code() -> None:
         module = __import__(f"sealtrail.cli.{name}", fromlist=["x"])
         source = inspect.getsource(module)
         assert not re.search(r"\breturn [0-9]\b|sys\.exit\(|-> int:\n", source), name
+
+
+def test_the_docs_name_only_real_commands_and_docs_cli_names_them_all() -> None:
+    """README.md and docs/cli.md teach commands that exist; docs/cli.md lists every one."""
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[3]
+    readme = (root / "README.md").read_text()
+    named = set(re.findall(r"`sealtrail ([a-z][a-z-]+)", readme))
+    assert named and named <= set(COMMANDS), named - set(COMMANDS)
+    cli_doc = (root / "docs" / "cli.md").read_text()
+    rows = [line for line in cli_doc.splitlines() if line.startswith("| `")]
+    documented = {name for row in rows
+                  for name in re.findall(r"`([a-z][a-z-]+)[` \[]", row.split("|")[1])}
+    assert documented == set(COMMANDS), documented ^ set(COMMANDS)
+    for command in COMMANDS.values():
+        assert f"`{command.module}`" in cli_doc
