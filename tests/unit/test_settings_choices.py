@@ -49,3 +49,26 @@ def test_the_s3_endpoint_is_a_setting() -> None:
     """SEALTRAIL_S3_ENDPOINT_URL is read through Settings, like every SEALTRAIL_* variable."""
     assert load_settings(env={"SEALTRAIL_S3_ENDPOINT_URL": "http://127.0.0.1:9"}
                          ).s3_endpoint_url == "http://127.0.0.1:9"
+
+
+def test_environment_reads_go_through_settings() -> None:
+    """No module reads the environment but load_settings, save the few named here (each
+    with its reason), so a new SEALTRAIL_* variable cannot bypass Settings."""
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    allowed = {
+        "sealtrail/config.py",  # load_settings itself
+        "sealtrail/kafka/_fetch.py",  # SEALTRAIL_KAFKA_CACHE / XDG_CACHE_HOME: a tool cache
+        "sealtrail/archive/__init__.py",  # AWS_REGION, the AWS convention
+        "sealtrail/cli/run_stack.py",  # registry --auth-env VAR: the variable the user names
+        "sealtrail/demo/run.py",  # copies the environment to the processes it starts
+    }
+    reads = re.compile(r"os\.environ|os\.getenv|getenv\(")
+    offenders = [str(path.relative_to(root)) for folder in
+                 ("sealtrail", "producers", "pipeline", "consumers", "schemas")
+                 for path in (root / folder).rglob("*.py")
+                 if reads.search(path.read_text())
+                 and str(path.relative_to(root)) not in allowed]
+    assert offenders == []
