@@ -15,11 +15,12 @@ from collections.abc import Callable
 from typing import Any
 
 from sealtrail.core.envelope import strip_logical_types
+from sealtrail.errors import SealtrailError
 
 __all__ = ["UnsupportedSchemaError", "compile_encoder"]
 
 
-class UnsupportedSchemaError(Exception):
+class UnsupportedSchemaError(SealtrailError):
     """compile_encoder does not cover this schema (the caller uses fastavro)."""
 
 

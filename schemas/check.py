@@ -193,7 +193,7 @@ def check_subject(subject: Subject) -> list[Violation]:
 
 def _localize(
     reader: avro.schema.Schema, writer: avro.schema.Schema, path: str, depth: int
-) -> list[tuple[str, _compat.Finding]]:
+) -> list[tuple[str, _compat.Incompatibility]]:
     """The deepest fields where ``reader`` cannot read ``writer``, each with its finding.
 
     Descends through records (fields matched by name or alias), arrays, maps and union
@@ -211,7 +211,7 @@ def _localize(
 
 def _descend(
     reader: avro.schema.Schema, writer: avro.schema.Schema, path: str, depth: int
-) -> Iterator[tuple[str, _compat.Finding]]:
+) -> Iterator[tuple[str, _compat.Incompatibility]]:
     if isinstance(reader, avro.schema.RecordSchema) and isinstance(
             writer, avro.schema.RecordSchema):
         if reader.fullname != writer.fullname:
@@ -223,8 +223,9 @@ def _descend(
                 (by_name[a] for a in (rf.props.get("aliases") or []) if a in by_name), None)
             if wf is None:
                 if not rf.has_default:
-                    yield sub, _compat.Finding(("READER_FIELD_MISSING_DEFAULT_VALUE",), (),
-                                               (f"{rf.name} is new and has no default",))
+                    yield sub, _compat.Incompatibility(
+                        ("READER_FIELD_MISSING_DEFAULT_VALUE",), (),
+                        (f"{rf.name} is new and has no default",))
                 continue
             yield from _localize(rf.type, wf.type, sub, depth)
     elif isinstance(reader, avro.schema.ArraySchema) and isinstance(

@@ -19,10 +19,18 @@ from typing import Any
 from sealtrail.core.avro_bounds import DecodeLimits
 from sealtrail.errors import ConfigError
 
-__all__ = ["Settings", "load_settings"]
+__all__ = ["CHOICES", "Settings", "load_settings"]
 
-_KAFKA_PROTOCOLS = ("PLAINTEXT", "SASL_PLAINTEXT", "SASL_SSL", "SSL")
-_SASL_MECHANISMS = ("SCRAM-SHA-256", "SCRAM-SHA-512", "PLAIN")
+#: The enum-like settings and the values each accepts: checked when settings are loaded,
+#: with an error naming the setting, the value and the allowed values.
+CHOICES: dict[str, tuple[str, ...]] = {
+    "retention_mode": ("COMPLIANCE", "GOVERNANCE"),
+    "producer_spool_full": ("fail", "block"),
+    "producer_fsync": ("always", "interval", "never"),
+    "kafka_security_protocol": ("PLAINTEXT", "SASL_PLAINTEXT", "SASL_SSL", "SSL"),
+    "kafka_sasl_mechanism": ("SCRAM-SHA-256", "SCRAM-SHA-512", "PLAIN"),
+    "kafka_group_protocol": ("classic", "consumer"),
+}
 
 
 @dataclass(frozen=True)
@@ -147,28 +155,31 @@ class Settings:
     kafka_group_instance_id: str = ""
     """Static membership: a stable id per process (e.g. the pod name); a restart keeps its
     partitions without a rebalance. Unique per process within a group; empty = dynamic."""
+    operator: str = ""
+    """Who runs the tools, as recorded in chain-of-custody events, hold manifests, export
+    manifests, reports and erasure receipts (--operator overrides it for one run); empty
+    means the login name."""
+    retired_key_passphrase: str = ""
+    """Passphrase that `keys rotate --keep-retired` encrypts the retired signing key under
+    (at least 12 characters; --passphrase-file takes precedence). Set it in the environment
+    (SEALTRAIL_RETIRED_KEY_PASSPHRASE), not in a file; never logged, masked by `config show`."""
     custody_required: bool = False
     """Tools that hand out audit data (search, export, replay, report, dlq read) first record
     their chain-of-custody event and refuse (exit 2, nothing written) when it cannot be
     recorded. Off: they warn and go on."""
 
     def __post_init__(self) -> None:
-        if self.retention_mode not in ("COMPLIANCE", "GOVERNANCE"):
-            raise ConfigError("retention_mode must be COMPLIANCE or GOVERNANCE")
+        for name, allowed in CHOICES.items():
+            value = getattr(self, name)
+            if value not in allowed:
+                raise ConfigError(f"setting {name}: {value!r} is not one of "
+                                  f"{', '.join(allowed)}"
+                                  + (" (consumer is KIP-848, Apache Kafka 4.0 or newer)"
+                                     if name == "kafka_group_protocol" else ""))
         for name in ("partitions", "max_event_bytes", "segment_max_records", "retention_days",
                      "decode_max_depth", "decode_max_items"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1")
-        if self.kafka_security_protocol not in _KAFKA_PROTOCOLS:
-            raise ConfigError(f"kafka_security_protocol must be one of "
-                              f"{', '.join(_KAFKA_PROTOCOLS)}, not "
-                              f"{self.kafka_security_protocol!r}")
-        if self.kafka_group_protocol not in ("classic", "consumer"):
-            raise ConfigError("kafka_group_protocol must be classic or consumer (KIP-848, "
-                              "Apache Kafka 4.0 or newer)")
-        if self.kafka_sasl_mechanism not in _SASL_MECHANISMS:
-            raise ConfigError(f"kafka_sasl_mechanism must be one of "
-                              f"{', '.join(_SASL_MECHANISMS)}")
         if not 0 < self.dlq_retention_hours <= 24 * 365:
             raise ConfigError("dlq_retention_hours must be > 0 and at most a year")
         if self.decode_max_depth > 256:

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from sealtrail import config
-from sealtrail.config import Settings
+from sealtrail.config import CHOICES, Settings
 
 __all__ = ["SECRET_FIELDS", "field_docs", "is_secret", "render"]
 
@@ -26,7 +26,8 @@ DEFAULT_PATH = Path(__file__).resolve().parent.parent / "docs" / "configuration.
 
 #: Settings whose values are secrets; anything key-like is masked too (``is_secret``).
 SECRET_FIELDS = frozenset({"registry_auth"})
-_SECRET_WORDS = ("auth", "password", "secret", "token", "credential", "private")
+_SECRET_WORDS = ("auth", "password", "passphrase", "secret", "token", "credential",
+                 "private")
 
 
 def is_secret(name: str) -> bool:
@@ -83,6 +84,11 @@ def render() -> str:
         "registry listen), for `bootstrap` and `registry_url` only;",
         "5. the defaults below.",
         "",
+        "Settings with a fixed set of values (\"One of\" below) are checked when loaded: "
+        "an unknown value stops any command with an error naming the setting, the value and "
+        "the values allowed. The locations every command uses unless told otherwise are "
+        "`archive_url`, `index_url` and `keys_dir` (docs/cli.md).",
+        "",
         "`sealtrail config show` prints the effective configuration with secrets masked "
         "(`--json` for machines). Secrets are masked there and never logged: "
         + ", ".join(f"`{f.name}`" for f in dataclasses.fields(Settings) if is_secret(f.name))
@@ -96,6 +102,8 @@ def render() -> str:
     for f in dataclasses.fields(Settings):
         kind = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
         doc = docs.get(f.name, "").replace("|", "\\|")
+        if f.name in CHOICES:
+            doc = (doc + " One of: " + ", ".join(f"`{v}`" for v in CHOICES[f.name]) + ".")
         if is_secret(f.name):
             doc = (doc + " **Secret: masked by `config show`.**").strip()
         lines.append(f"| `{f.name}` | `SEALTRAIL_{f.name.upper()}` | {kind} | {_default(f)} "

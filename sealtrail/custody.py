@@ -21,7 +21,6 @@ With the setting ``custody_required``, :func:`require_access` raises
 from __future__ import annotations
 
 import getpass
-import os
 import re
 import uuid
 from dataclasses import dataclass
@@ -42,13 +41,17 @@ class CustodyNotRecordedError(ConfigError):
     the tool handed nothing out."""
 
 
-def operator_name(explicit: str | None = None) -> str:
-    """Who runs the tool: ``--operator``, ``SEALTRAIL_OPERATOR`` or the login name."""
+def operator_name(settings: Settings, explicit: str | None = None) -> str:
+    """Who runs a tool, the one name every tool records (custody events, hold manifests and
+    their audit events, export manifests, reports, erasure receipts): ``--operator``, else
+    the ``operator`` setting (``SEALTRAIL_OPERATOR``), else the login name."""
     if explicit:
         return explicit
+    if settings.operator:
+        return settings.operator
     try:
-        return os.environ.get("SEALTRAIL_OPERATOR") or getpass.getuser()
-    except Exception:
+        return getpass.getuser()
+    except (OSError, KeyError, ImportError):
         return "unknown"
 
 

@@ -1,6 +1,8 @@
 """Exception types. Two roots: the data is bad, or the transport failed.
 
-Library code raises these; only the CLI prints them and chooses the exit code.
+Library code and the command handlers raise these; only the CLI's ``main`` prints them and
+chooses the exit code (``sealtrail.cli.main``): :class:`IntegrityError` and
+:class:`VerificationFailedError` exit 1, every other :class:`SealtrailError` exits 2.
 """
 
 from __future__ import annotations
@@ -13,9 +15,11 @@ __all__ = [
     "IntegrityError",
     "KeyMaterialError",
     "MalformedInputError",
+    "NativeUnsupportedError",
     "PolicyError",
     "SealtrailError",
     "TransportError",
+    "VerificationFailedError",
 ]
 
 
@@ -64,3 +68,16 @@ class MalformedInputError(DataError):
 
 class IntegrityError(DataError):
     """Evidence of tampering: a hash, link, signature or checkpoint does not check out."""
+
+
+class VerificationFailedError(DataError):
+    """A check ran to its end and the evidence does not hold: a chain broken, a proof or
+    bundle that does not verify, a witness that refuses, an alert firing under --strict.
+    What broke has been reported already; the message sums it up. The CLI exits 1 (and for
+    nothing else but :class:`IntegrityError`)."""
+
+
+class NativeUnsupportedError(SealtrailError):
+    """The native (C) path does not take this schema or file: the caller falls back to the
+    reference path (fastavro, the Python segment reader), which reads it or names what is
+    wrong. Never reaches a user."""

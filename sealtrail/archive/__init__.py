@@ -220,9 +220,10 @@ def open_store(
 ) -> ArchiveStore:
     """Open the archive at ``url``: a directory path, ``file:///path`` or ``s3://bucket/prefix``.
 
-    For S3 the endpoint comes from ``s3_endpoint_url`` or ``SEALTRAIL_S3_ENDPOINT_URL``
-    (empty means AWS), the region from ``region``, ``AWS_REGION`` or ``us-east-1``, and
-    credentials from the standard AWS chain. No network request is made here.
+    For S3 the endpoint is ``s3_endpoint_url`` (None means AWS; :func:`open_archive` passes
+    the ``s3_endpoint_url`` setting, ``SEALTRAIL_S3_ENDPOINT_URL``), the region from
+    ``region``, ``AWS_REGION`` or ``us-east-1``, and credentials from the standard AWS
+    chain. No network request is made here.
     Raises ArchiveUrlError (a ValueError) for an unusable URL.
     """
     if isinstance(url, os.PathLike):
@@ -242,7 +243,7 @@ def open_store(
                 validate_key(prefix)
             except ValueError as exc:
                 raise ArchiveUrlError(f"bad prefix in archive URL {url!r}: {exc}") from None
-        endpoint = s3_endpoint_url or os.environ.get("SEALTRAIL_S3_ENDPOINT_URL") or None
+        endpoint = s3_endpoint_url or None
         region = region or os.environ.get("AWS_REGION") or "us-east-1"
         return S3Store(parts.netloc, prefix, endpoint_url=endpoint, region=region)
 

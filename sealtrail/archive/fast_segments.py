@@ -44,6 +44,7 @@ from sealtrail.core.rows import (  # noqa: F401  (re-exported: callers index row
     SIGNATURE,
     Row,
 )
+from sealtrail.errors import NativeUnsupportedError
 
 try:
     from sealtrail import _canonical_avro as native  # type: ignore[attr-defined]
@@ -61,10 +62,6 @@ NOT_BUILT = ("the native segment reader (sealtrail._canonical_avro) is not built
              "compiler and the Python headers are present")
 
 # The row layout is named in the verification core (:mod:`sealtrail.core.rows`).
-
-
-class Unsupported(Exception):
-    """The schema or file has something the native path does not take."""
 
 
 def transcode_segment(data: bytes) -> list[Row] | None:
@@ -148,11 +145,11 @@ def _program(text: str) -> tuple[Any, tuple[int, ...], tuple[tuple[int, ...], ..
             fastavro.parse_schema(schema, _write_hint=False)
             check_schema(schema)
         except Exception as exc:
-            raise Unsupported(f"schema refused: {exc}") from None
+            raise NativeUnsupportedError(f"schema refused: {exc}") from None
         nodes = _compile(schema)
         fields = [f["name"] for f in schema["fields"]]
         if set(fields) != {*ENTRY_FIELDS, "entry_hash", "signature"}:
-            raise Unsupported("not a SealedRecord: fields " + ", ".join(fields))
+            raise NativeUnsupportedError("not a SealedRecord: fields " + ", ".join(fields))
         source = [f["name"] for f in _named(schema)["source"]["fields"]]
         paths = []
         for name in CAPTURED:
@@ -173,7 +170,7 @@ def _named(schema: dict[str, Any]) -> dict[str, Any]:
         if isinstance(ftype, dict) and ftype.get("type") == "record":
             out[field["name"]] = ftype
     if "source" not in out:
-        raise Unsupported("source is not a plain record")
+        raise NativeUnsupportedError("source is not a plain record")
     return out
 
 
@@ -199,10 +196,10 @@ def _compile(schema: dict[str, Any]) -> list[tuple[Any, ...]]:
             if t in _PRIMITIVE:
                 return add(_PRIMITIVE[t])
             if t in ("float", "double"):
-                raise Unsupported("floats have no canonical form")
+                raise NativeUnsupportedError("floats have no canonical form")
             ref = names.get(fullname(t, namespace), names.get(t))
             if ref is None:
-                raise Unsupported(f"unknown type {t!r}")
+                raise NativeUnsupportedError(f"unknown type {t!r}")
             return ref
         if isinstance(t, list):
             at = add("T_UNION", ())
@@ -237,6 +234,6 @@ def _compile(schema: dict[str, Any]) -> list[tuple[Any, ...]]:
         return node(kind, namespace)  # {"type": "long", "logicalType": ...} and the like
 
     if not isinstance(schema, dict) or schema.get("type") != "record":
-        raise Unsupported("the top-level schema is not a record")
+        raise NativeUnsupportedError("the top-level schema is not a record")
     node(schema, schema.get("namespace", ""))
     return nodes

@@ -1,4 +1,5 @@
-"""Helpers shared by the subcommands."""
+"""Helpers shared by the subcommands: settings, the locations a command uses (archive,
+index, keys), and output."""
 
 from __future__ import annotations
 
@@ -7,15 +8,150 @@ import json
 import signal
 import sys
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from sealtrail.config import Settings, load_settings
-from sealtrail.errors import ConfigError
+from sealtrail.errors import ConfigError, SealtrailError
 
 
 def settings_from(args: argparse.Namespace, **overrides: Any) -> Settings:
     return load_settings(getattr(args, "config", None), **overrides)
+
+
+# -- locations ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Location:
+    """Where a command reads or writes one thing, and why there: a command-line option,
+    a setting (sealtrail.toml or SEALTRAIL_*), or the default under ``home``."""
+
+    what: str  # "archive", "index", "keyring", "keys directory"
+    where: str
+    origin: str
+
+    def __str__(self) -> str:
+        return f"{self.what} {self.where} ({self.origin})"
+
+
+def _origin(option: str, explicit: str | None, setting: str, value: str, default: str) -> str:
+    if explicit:
+        return option
+    if value:
+        return f"setting {setting}"
+    return f"the default {default}; set {setting} in sealtrail.toml or pass {option}"
+
+
+def archive_location(args: argparse.Namespace, settings: Settings,
+                     explicit: str | None = None) -> Location:
+    """The archive a command uses: ``explicit`` (a positional ARCHIVE), ``--archive``, the
+    ``archive_url`` setting, or ``<home>/archive``."""
+    flag = explicit or getattr(args, "archive", None)
+    where = flag or settings.archive
+    return Location("archive", where, _origin("--archive", flag, "archive_url",
+                                              settings.archive_url, "<home>/archive"))
+
+
+def index_location(args: argparse.Namespace, settings: Settings) -> Location:
+    """The search index: ``--index``, the ``index_url`` setting, or ``<home>/index.sqlite``."""
+    flag = getattr(args, "index", None)
+    where = flag or settings.index_url or str(settings.home / "index.sqlite")
+    return Location("index", where, _origin("--index", flag, "index_url", settings.index_url,
+                                            "<home>/index.sqlite"))
+
+
+def keyring_location(args: argparse.Namespace, settings: Settings) -> Location:
+    """The trusted public keyring: ``--keys``, or ``public.json`` of the keys directory."""
+    from sealtrail.keys import PUBLIC_KEYRING
+
+    flag = getattr(args, "keys", None)
+    where = flag or str(settings.keys / PUBLIC_KEYRING)
+    return Location("keyring", where, _origin("--keys", flag, "keys_dir", settings.keys_dir,
+                                              "<home>/keys/public.json"))
+
+
+def keys_location(settings: Settings) -> Location:
+    """The keys directory (signing, HMAC, master and DLQ keys): ``keys_dir`` or
+    ``<home>/keys``."""
+    origin = ("setting keys_dir" if settings.keys_dir
+              else "the default <home>/keys; set keys_dir in sealtrail.toml")
+    return Location("keys directory", str(settings.keys), origin)
+
+
+def keys_hint(settings: Settings) -> str:
+    """A hint for errors of commands that sign: how to create the keys when there are none."""
+    from sealtrail.keys import SIGNING_KEY
+
+    if (settings.keys / SIGNING_KEY).exists():
+        return ""
+    return (f"no signing key in {settings.keys}: create the keys with `sealtrail keys init` "
+            "(or point keys_dir at the directory that holds them)")
+
+
+def archive_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--archive", metavar="URL",
+                   help="archive: a directory, file:// or s3://bucket/prefix (default: the "
+                   "archive_url setting, else <home>/archive)")
+
+
+def keyring_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--keys", metavar="KEYRING",
+                   help="public keyring the archive is verified against (default: "
+                   "<keys_dir>/public.json)")
+
+
+def index_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--index", metavar="URL",
+                   help="search index: a SQLite file or postgresql://... (default: the "
+                   "index_url setting, else <home>/index.sqlite)")
+
+
+@contextmanager
+def using(*locations: Location, hint: str = "") -> Iterator[None]:
+    """Errors raised inside name the locations the command used and where each came from
+    (as notes ``main`` prints on the same line); ``hint`` is added unless the message gives
+    the same advice already (its backticked command)."""
+    try:
+        yield
+    except (SealtrailError, OSError) as exc:
+        message = str(exc)
+        for location in locations:
+            exc.add_note(f"{location.what}: {location.origin}" if location.where in message
+                         else f"{location.what} used: {location}")
+        command = hint.split("`")[1] if hint.count("`") >= 2 else hint
+        if hint and command not in message:
+            exc.add_note(hint)
+        raise
+
+
+def require_archive(location: Location) -> None:
+    """A ConfigError naming the location and its origin when a local archive directory
+    does not exist (an S3 archive is checked by reading it)."""
+    url = location.where
+    if not url.startswith("s3://") and not Path(url.removeprefix("file://")).is_dir():
+        raise ConfigError(f"no archive at {url} ({location.origin})")
+
+
+def open_archive_at(settings: Settings, location: Location) -> Any:
+    """The archive store at ``location``."""
+    from sealtrail.archive import open_archive
+
+    return open_archive(settings, location.where)
+
+
+def load_keyring_at(location: Location) -> Any:
+    """The public keyring at ``location``; a bad or missing keyring names its origin."""
+    from sealtrail.keys import load_keyring
+
+    with using(location):
+        return load_keyring(Path(location.where))
+
+
+# -- input and output -------------------------------------------------------------------------
 
 
 def read_input(path: str) -> bytes:

@@ -13,16 +13,15 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
-import pkgutil
 import sys
 import traceback
-from collections.abc import Sequence
-from types import ModuleType
+from collections.abc import Callable, Sequence
 
 from sealtrail import __version__
+from sealtrail.cli.commands import COMMANDS
 from sealtrail.cli.common import EscapingStdout
 from sealtrail.core.disclosure import escape_control, mask_urls_in
-from sealtrail.errors import IntegrityError, SealtrailError
+from sealtrail.errors import IntegrityError, SealtrailError, VerificationFailedError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
 
@@ -34,13 +33,19 @@ Typical session on the embedded default (no configuration needed):
   sealtrail seal & sealtrail archive &   run the stages
   sealtrail verify .sealtrail/archive --keys .sealtrail/keys/public.json
 
-Configuration: --config FILE (TOML), SEALTRAIL_* environment variables; see
-docs/configuration.md. Exit codes: 0 ok, 1 verification failed (and nothing else), 2 usage,
-input or I/O error, 3 internal error (a bug; --debug shows the traceback).
+Configuration: --config FILE (TOML, default ./sealtrail.toml), SEALTRAIL_* environment
+variables; see docs/configuration.md. Every command takes the archive, the search index and
+the keys from the settings archive_url, index_url and keys_dir (default: under .sealtrail/),
+says which it used, and names it in its errors; --archive, --index, --keys override them for
+one run. Every command: docs/cli.md.
+
+Exit codes: 0 ok, 1 verification failed (and nothing else), 2 usage, input or I/O error,
+3 internal error (a bug; --debug shows the traceback).
 """
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The parser of every command in :data:`COMMANDS`, in the table's order."""
     parser = argparse.ArgumentParser(
         prog="sealtrail",
         description="Tamper-evident audit trail: emit, seal, archive, verify.",
@@ -53,31 +58,19 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true",
                         help="on an internal error (exit 3), print the traceback")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for module in _command_modules():
-        module.register(sub)
+    for name, command in COMMANDS.items():
+        module = importlib.import_module(f"sealtrail.cli.{command.module}")
+        configure: Callable[[argparse.ArgumentParser], None] = getattr(module, command.configure)
+        configure(sub.add_parser(name, help=command.summary))
     return parser
 
 
-# The order commands appear in `sealtrail --help`: the pipeline first, then the tools.
-HELP_ORDER = (
-    "run_demo", "run_stack", "run_stages", "run_tools", "run_keys", "run_schemas",
-    "run_archive_tools", "run_replay", "run_search", "run_report", "run_forget",
-    "run_monitor", "run_status", "run_config",
-)
-
-
-def _command_modules() -> list[ModuleType]:
-    """Every ``sealtrail/cli/run_*.py``: each defines ``register(subparsers)``."""
-    import sealtrail.cli as package
-
-    found = {m.name for m in pkgutil.iter_modules(package.__path__) if m.name.startswith("run_")}
-    names = [n for n in HELP_ORDER if n in found] + sorted(found - set(HELP_ORDER))
-    return [importlib.import_module(f"sealtrail.cli.{name}") for name in names]
-
-
 def safe_message(exc: BaseException) -> str:
-    """An error for the terminal: secrets in URLs masked, control characters escaped."""
-    return escape_control(mask_urls_in(str(exc)), keep_newlines=True)
+    """An error for the terminal, on one line with its notes (the locations the command
+    used, a hint): secrets in URLs masked, control characters escaped."""
+    notes = "; ".join(getattr(exc, "__notes__", ()))
+    text = f"{exc} [{notes}]" if notes else str(exc)
+    return escape_control(mask_urls_in(text), keep_newlines=True)
 
 
 def _masking_filter(record: logging.LogRecord) -> bool:
@@ -91,7 +84,8 @@ def _masking_filter(record: logging.LogRecord) -> bool:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run one command; the only place that turns outcomes into exit codes."""
+    """Run one command; the only place that turns outcomes into exit codes. A handler
+    returns when all went well and raises otherwise."""
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(
@@ -106,23 +100,30 @@ def main(argv: Sequence[str] | None = None) -> int:
     stdout = sys.stdout
     sys.stdout = EscapingStdout(stdout)  # type: ignore[assignment]
     try:
-        code: int = args.func(args)
-        return code
+        args.func(args)
+        return EXIT_OK
     except KeyboardInterrupt:
         return EXIT_USAGE
-    except IntegrityError as exc:  # the evidence does not check out, whatever the command
-        print(f"sealtrail: {safe_message(exc)}", file=sys.stderr)
-        return EXIT_FAILED
-    except SealtrailError as exc:
-        print(f"sealtrail: {safe_message(exc)}", file=sys.stderr)
-        return EXIT_USAGE
-    except OSError as exc:  # a file or socket the command was pointed at
-        print(f"sealtrail: I/O error: {safe_message(exc)}", file=sys.stderr)
-        return EXIT_USAGE
-    except Exception as exc:  # a bug: never mistaken for failed evidence (exit 1)
-        return internal_error(exc, debug=args.debug)
+    except Exception as exc:
+        return exit_code(exc, debug=args.debug)
     finally:
         sys.stdout = stdout
+
+
+def exit_code(exc: Exception, *, debug: bool) -> int:
+    """Report ``exc`` on stderr in one line and return its exit code: 1 when the evidence
+    failed (and nothing else), 2 for usage, configuration, input or I/O errors, 3 for
+    anything unexpected (a bug, never mistaken for failed evidence)."""
+    if isinstance(exc, IntegrityError | VerificationFailedError):
+        code, prefix = EXIT_FAILED, ""
+    elif isinstance(exc, SealtrailError):
+        code, prefix = EXIT_USAGE, ""
+    elif isinstance(exc, OSError):  # a file or socket the command was pointed at
+        code, prefix = EXIT_USAGE, "I/O error: "
+    else:
+        return internal_error(exc, debug=debug)
+    print(f"sealtrail: {prefix}{safe_message(exc)}", file=sys.stderr)
+    return code
 
 
 def internal_error(exc: BaseException, *, debug: bool) -> int:

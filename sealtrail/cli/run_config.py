@@ -9,10 +9,11 @@ from sealtrail.cli.common import print_json, settings_from
 from sealtrail.core.disclosure import MASK, mask_urls_in
 
 
-def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("config", help="show the effective configuration",
-                       description="Configuration: defaults, --config FILE / SEALTRAIL_CONFIG "
-                       "/ ./sealtrail.toml, SEALTRAIL_* variables (docs/configuration.md).")
+def configure_config(p: argparse.ArgumentParser) -> None:
+    p.description = ("Configuration: defaults, --config FILE / SEALTRAIL_CONFIG / "
+                     "./sealtrail.toml, SEALTRAIL_* variables (docs/configuration.md). The "
+                     "locations every command uses unless told otherwise: archive_url, "
+                     "index_url, keys_dir.")
     actions = p.add_subparsers(dest="config_command", metavar="ACTION", required=True)
     show = actions.add_parser("show", help="print every setting's effective value; secrets "
                               "(registry_auth and anything key-like) are masked")
@@ -35,7 +36,7 @@ def masked(settings: object) -> dict[str, str]:
     return out
 
 
-def _show(args: argparse.Namespace) -> int:
+def _show(args: argparse.Namespace) -> None:
     values = masked(settings_from(args).with_stack())
     if args.json:
         print_json(values)
@@ -43,4 +44,3 @@ def _show(args: argparse.Namespace) -> int:
         width = max(map(len, values))
         for name, value in values.items():
             print(f"{name:<{width}}  {value}")
-    return 0

@@ -10,17 +10,17 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from sealtrail.cli.common import settings_from
+from sealtrail.cli.common import keys_hint, keys_location, settings_from, using
 from sealtrail.config import Settings
+from sealtrail.errors import DataError
 
 
-def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser(
-        "dlq", help="read the dead-letter topic (rejected raw records, encrypted)",
-        description="Rejected raw records never went through the redaction policy, so the "
-        "sealer copies them to the DLQ topic encrypted under dlq.key (keys directory, 0600); "
-        "the sealed chain holds only their reason, size and SHA-256. Reading them needs that "
-        "key and is itself an audit event (chain of custody). See docs/operations.md.")
+def configure_dlq(p: argparse.ArgumentParser) -> None:
+    p.description = (
+        "Rejected raw records never went through the redaction policy, so the sealer copies "
+        "them to the DLQ topic encrypted under dlq.key (keys directory, 0600); the sealed "
+        "chain holds only their reason, size and SHA-256. Reading them needs that key and is "
+        "itself an audit event (chain of custody). See docs/operations.md.")
     actions = p.add_subparsers(dest="dlq_command", metavar="ACTION", required=True)
     r = actions.add_parser(
         "read", help="decrypt and list the dead letters",
@@ -35,7 +35,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                    help="read at most N records (default 10000)")
     r.add_argument("--timeout", type=float, default=30.0, metavar="S",
                    help="give up waiting for the topic after S seconds")
-    r.add_argument("--operator", help="who runs this (for the chain-of-custody event)")
+    r.add_argument("--operator", help="who runs this (for the chain-of-custody event; "
+                   "default: the operator setting, else the login name)")
     r.set_defaults(func=_read)
     k = actions.add_parser(
         "rotate-key", help="replace dlq.key (the old key is kept in retired/)",
@@ -45,12 +46,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     k.set_defaults(func=_rotate)
 
 
-def _read(args: argparse.Namespace) -> int:
+def _read(args: argparse.Namespace) -> None:
     from sealtrail.custody import operator_name, require_access
     from sealtrail.pipeline.dlq import DlqKeys
 
     settings = settings_from(args).require_endpoints()
-    keys = DlqKeys(settings.keys)
+    with using(keys_location(settings), hint=keys_hint(settings)):
+        keys = DlqKeys(settings.keys)
     messages = _consume(settings, args.max, args.timeout)
     letters, problems = [], []
     for partition, offset, value, headers in messages:
@@ -58,7 +60,7 @@ def _read(args: argparse.Namespace) -> int:
             letters.append((partition, offset, keys.open(value, headers)))
         except Exception as exc:  # one bad message is reported, the others still read
             problems.append(f"{settings.dlq_topic}/{partition}@{offset}: {exc}")
-    custody = require_access(settings, tool="dlq", operator=operator_name(args.operator),
+    custody = require_access(settings, tool="dlq", operator=operator_name(settings, args.operator),
                              query=f"dlq read {settings.dlq_topic}", count=len(letters))
     out = Path(args.out) if args.out else None
     if out is not None:
@@ -76,9 +78,12 @@ def _read(args: argparse.Namespace) -> int:
     for problem in problems:
         print(f"UNREADABLE {problem}", file=sys.stderr)
     print(f"{len(letters)} dead letters read from {settings.dlq_topic}"
-          f"{f', written to {out}' if out else ''}", file=sys.stderr)
+          f"{f', written to {out}' if out else ''} (DLQ keys of the "
+          f"{keys_location(settings)})", file=sys.stderr)
     print(custody.message, file=sys.stderr)
-    return 0 if not problems else 2
+    if problems:
+        raise DataError(f"{len(problems)} dead letters of {settings.dlq_topic} could not be "
+                        f"read with the DLQ keys of {settings.keys} (listed above)")
 
 
 def _consume(settings: Settings, limit: int, timeout: float
@@ -148,10 +153,11 @@ def _write_files(out: Path, letter: Any) -> None:
         write_private_bytes(out / f"{stem}.key", letter.key)
 
 
-def _rotate(args: argparse.Namespace) -> int:
+def _rotate(args: argparse.Namespace) -> None:
     from sealtrail.pipeline.dlq import rotate_dlq_key
 
-    old, new = rotate_dlq_key(settings_from(args).keys)
+    settings = settings_from(args)
+    with using(keys_location(settings), hint=keys_hint(settings)):
+        old, new = rotate_dlq_key(settings.keys)
     print(f"DLQ key rotated: {old} -> {new}; {old} kept in retired/ to read older dead "
           "letters. Restart the sealers to encrypt with the new key.")
-    return 0

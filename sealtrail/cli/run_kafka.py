@@ -8,10 +8,9 @@ import argparse
 from sealtrail.cli.common import print_json, settings_from
 
 
-def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("kafka", help="Apache Kafka: the pipeline's ACLs; fetch the dev broker",
-                       description="Least privilege on Apache Kafka (docs/operations.md): one "
-                       "principal per stage, each allowed only what its job needs.")
+def configure_kafka(p: argparse.ArgumentParser) -> None:
+    p.description = ("Least privilege on Apache Kafka (docs/operations.md): one principal per "
+                     "stage, each allowed only what its job needs.")
     actions = p.add_subparsers(dest="kafka_command", metavar="ACTION", required=True)
     acls = actions.add_parser(
         "acls", help="print or apply the ACLs of every sealtrail principal",
@@ -32,7 +31,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     fetch.set_defaults(func=_fetch)
 
 
-def _acls(args: argparse.Namespace) -> int:
+def _acls(args: argparse.Namespace) -> None:
     from sealtrail.kafka.acls import apply_acls, as_user
     from sealtrail.kafka.principals import acls_for
     from sealtrail.runtime import dev
@@ -44,7 +43,7 @@ def _acls(args: argparse.Namespace) -> int:
             print_json([a.__dict__ for a in acls])
         else:
             print("\n".join(str(a) for a in acls))
-        return 0
+        return
     stack = dev.running_stack(settings.home)
     admin = settings
     if stack is not None and stack.users_file and settings.kafka_sasl_username == "tools":
@@ -52,12 +51,10 @@ def _acls(args: argparse.Namespace) -> int:
     count = apply_acls(admin, acls)
     print(f"{count} ACLs applied on {settings.bootstrap} as "
           f"{admin.kafka_sasl_username or 'an unauthenticated client'}")
-    return 0
 
 
-def _fetch(args: argparse.Namespace) -> int:
+def _fetch(args: argparse.Namespace) -> None:
     from sealtrail.kafka._fetch import fetch_kafka
 
     runtime = fetch_kafka()
     print(f"Apache Kafka {runtime.version}: {runtime.libs}")
-    return 0

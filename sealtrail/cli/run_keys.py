@@ -6,15 +6,13 @@ import argparse
 import sys
 from datetime import UTC, datetime
 
-from sealtrail.cli.common import print_json, settings_from
+from sealtrail.cli.common import keys_hint, keys_location, print_json, settings_from, using
+from sealtrail.config import Settings
 
 
-def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    keys = sub.add_parser(
-        "keys", help="create and rotate signing keys, export the public keyring",
-        description="Key files live in the keys directory (setting keys_dir, default "
-        "<home>/keys), private ones with mode 0600; see docs/keys.md.",
-    )
+def configure_keys(keys: argparse.ArgumentParser) -> None:
+    keys.description = ("Key files live in the keys directory (setting keys_dir, default "
+                        "<home>/keys), private ones with mode 0600; see docs/keys.md.")
     ksub = keys.add_subparsers(dest="keys_command", metavar="ACTION", required=True)
     k = ksub.add_parser("init", help="create the signing, HMAC and master keys (0600) and "
                         "public.json",
@@ -39,8 +37,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                    "processes reload within about 1 s)")
     k.add_argument("--keep-retired", action="store_true",
                    help="keep the old private key, encrypted (PKCS#8, passphrase from "
-                   "--passphrase-file or $SEALTRAIL_RETIRED_KEY_PASSPHRASE, at least 12 "
-                   "characters); default: destroy it")
+                   "--passphrase-file or the retired_key_passphrase setting, i.e. "
+                   "$SEALTRAIL_RETIRED_KEY_PASSPHRASE, at least 12 characters); default: "
+                   "destroy it")
     k.add_argument("--passphrase-file", metavar="FILE",
                    help="file holding the passphrase for --keep-retired")
     k.add_argument("--hmac", action="store_true", help="also rotate the HMAC key")
@@ -56,28 +55,31 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     k.set_defaults(func=_keys_export)
 
 
-def _keys_init(args: argparse.Namespace) -> int:
+def _keys_init(args: argparse.Namespace) -> None:
     from sealtrail.keys import PUBLIC_KEYRING, init_keys
 
-    keys_dir = settings_from(args).keys
-    signer, created = init_keys(keys_dir)
+    settings = settings_from(args)
+    keys_dir, where = settings.keys, keys_location(settings)
+    with using(where):
+        signer, created = init_keys(keys_dir)
     verb = "created" if created else "kept existing"
-    print(f"{verb} signing key {signer.key_id} in {keys_dir} (mode 0600); "
+    print(f"{verb} signing key {signer.key_id} in {keys_dir} (mode 0600; {where.origin}); "
           f"public keyring: {keys_dir / PUBLIC_KEYRING}")
-    return 0
 
 
 def _when(us: int) -> str:
     return datetime.fromtimestamp(us / 1e6, UTC).isoformat(timespec="seconds")
 
 
-def _keys_rotate(args: argparse.Namespace) -> int:
+def _keys_rotate(args: argparse.Namespace) -> None:
     from sealtrail.keys import DEFAULT_GRACE_S, PUBLIC_KEYRING, rotate_signing_key
 
-    keys_dir = settings_from(args).keys
+    settings = settings_from(args)
+    keys_dir = settings.keys
     grace = DEFAULT_GRACE_S if args.grace is None else args.grace
-    passphrase = _passphrase(args) if args.keep_retired else None
-    rotation = rotate_signing_key(keys_dir, grace_s=grace, keep_passphrase=passphrase)
+    passphrase = _passphrase(args, settings) if args.keep_retired else None
+    with using(keys_location(settings), hint=keys_hint(settings)):
+        rotation = rotate_signing_key(keys_dir, grace_s=grace, keep_passphrase=passphrase)
     kept = (f"private key kept encrypted in {rotation.retired_file}" if rotation.retired_file
             else "private key destroyed")
     print(f"signing key rotated: {rotation.new_key_id} is active from {_when(rotation.at_us)}; "
@@ -88,13 +90,12 @@ def _keys_rotate(args: argparse.Namespace) -> int:
               "version): it can still sign backdated evidence. Destroy it (shred -u), or keep "
               "it encrypted offline (docs/keys.md).", file=sys.stderr)
     if args.hmac:
-        return _keys_rotate_hmac(args)
-    return 0
+        _keys_rotate_hmac(args)
 
 
-def _passphrase(args: argparse.Namespace) -> bytes:
-    """The passphrase for --keep-retired, from --passphrase-file or the environment."""
-    import os
+def _passphrase(args: argparse.Namespace, settings: Settings) -> bytes:
+    """The passphrase for --keep-retired, from --passphrase-file or the
+    ``retired_key_passphrase`` setting."""
     from pathlib import Path
 
     from sealtrail.errors import ConfigError
@@ -105,24 +106,26 @@ def _passphrase(args: argparse.Namespace) -> bytes:
         except OSError as exc:
             raise ConfigError(f"cannot read {args.passphrase_file}: {exc.strerror}") from None
     else:
-        text = os.environ.get("SEALTRAIL_RETIRED_KEY_PASSPHRASE", "")
+        text = settings.retired_key_passphrase
     if not text:
         raise ConfigError("--keep-retired needs a passphrase: --passphrase-file FILE or "
                           "$SEALTRAIL_RETIRED_KEY_PASSPHRASE (it is never kept in clear)")
     return text.encode("utf-8")
 
 
-def _keys_rotate_hmac(args: argparse.Namespace) -> int:
+def _keys_rotate_hmac(args: argparse.Namespace) -> None:
     from sealtrail.keys import rotate_hmac_key
 
-    old, new = rotate_hmac_key(settings_from(args).keys)
+    settings = settings_from(args)
+    with using(keys_location(settings), hint=keys_hint(settings)):
+        old, new = rotate_hmac_key(settings.keys)
     print(f"HMAC key rotated: {old} -> {new}; new pseudonyms read hmac:{new}:...")
-    return 0
 
 
-def _keys_export(args: argparse.Namespace) -> int:
+def _keys_export(args: argparse.Namespace) -> None:
     from sealtrail.keys import PUBLIC_KEYRING, load_keyring
 
-    keyring = load_keyring(settings_from(args).keys / PUBLIC_KEYRING)
+    settings = settings_from(args)
+    with using(keys_location(settings), hint=keys_hint(settings)):
+        keyring = load_keyring(settings.keys / PUBLIC_KEYRING)
     print_json(keyring.to_json())
-    return 0

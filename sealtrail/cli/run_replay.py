@@ -8,28 +8,38 @@ import os
 import sys
 import threading
 from pathlib import Path
+from typing import Any
 
-from sealtrail.cli.common import settings_from
+from sealtrail.cli.common import (
+    Location,
+    archive_location,
+    archive_option,
+    keyring_location,
+    keyring_option,
+    load_keyring_at,
+    open_archive_at,
+    require_archive,
+    settings_from,
+    using,
+)
+from sealtrail.config import Settings
 from sealtrail.core.disclosure import escape_control
+from sealtrail.errors import VerificationFailedError
 from sealtrail.kafka.client import kafka_config
 
 
-def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser(
-        "replay", help="replay a time range from Kafka or the archive, verified, to a topic "
-        "or a file",
-        description="Read sealed records of an ingestion-time range from the sealed topic "
+def configure_replay(p: argparse.ArgumentParser) -> None:
+    p.description = (
+        "Read sealed records of an ingestion-time range from the sealed topic "
         "(--source kafka, positioned with offsets_for_times) or from the archive (--source "
         "archive, only the segments whose checkpoints cover the range), verifying hashes, "
         "links, signatures and checkpoints while reading, and write the matching events to "
         "--to. Stops at the first break (exit 1) unless --continue-on-error. Resumable: "
         "rerun the same command after an interruption. Exit 0 ok, 1 evidence broken, 2 usage "
-        "or I/O. See docs/replay.md.",
-    )
+        "or I/O. See docs/replay.md.")
     p.add_argument("--source", choices=("kafka", "archive"), default="archive")
-    p.add_argument("--archive", metavar="URL", help="archive root (default <home>/archive)")
-    p.add_argument("--keys", metavar="KEYRING",
-                   help="trusted public keyring (default <keys_dir>/public.json)")
+    archive_option(p)
+    keyring_option(p)
     p.add_argument("--since", metavar="T", help="ingested at or after T (2026-03-01, ISO "
                    "time or microseconds)")
     p.add_argument("--until", metavar="T", help="ingested before T")
@@ -51,55 +61,42 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                    "json for files; none for topics and stdout)")
     p.add_argument("--progress", action="store_true", help="progress on stderr even when it "
                    "is not a terminal")
-    p.add_argument("--operator", help="who runs this (for the chain-of-custody event)")
+    p.add_argument("--operator", help="who runs this (for the chain-of-custody event; "
+                   "default: the operator setting, else the login name)")
     p.add_argument("--json", action="store_true", help="print the summary as JSON on stderr")
     p.set_defaults(func=_replay)
 
 
-def _replay(args: argparse.Namespace) -> int:
-    from sealtrail.archive import open_archive
+def _replay(args: argparse.Namespace) -> None:
     from sealtrail.custody import operator_name, record_access, require_access
-    from sealtrail.keys import PUBLIC_KEYRING, load_keyring
-    from sealtrail.replay import ArchiveSource, KafkaSource, Query, parse_time, replay
+    from sealtrail.replay import Query, parse_time, replay
 
-    settings = settings_from(args, archive_url=args.archive).with_stack()
-    keyring = load_keyring(Path(args.keys) if args.keys else settings.keys / PUBLIC_KEYRING)
+    settings = settings_from(args).with_stack()
+    keys = keyring_location(args, settings)
+    keyring = load_keyring_at(keys)
     query = Query(parse_time(args.since), parse_time(args.until), args.event_type, args.actor,
                   args.service, args.include_rejections)
     state = Path(args.state) if args.state else None
     if state is None and args.to.startswith("file:"):
         state = Path(args.to[5:] + ".replay-state.json")
-    source: ArchiveSource | KafkaSource
-    if args.source == "archive":
-        url = settings.archive
-        if not url.startswith("s3://") and not Path(url.removeprefix("file://")).is_dir():
-            print(f"sealtrail: no archive at {url}", file=sys.stderr)
-            return 2
-        source = ArchiveSource(open_archive(settings, url),
-                               keyring, check_signatures=not args.no_signatures,
-                               s3_endpoint=settings.s3_endpoint_url or None)
-    else:
-        source = KafkaSource(settings.require_endpoints(), keyring,
-                             check_signatures=not args.no_signatures)
-    from sealtrail.archive.fast_segments import AVAILABLE, NOT_BUILT
-
-    if args.source == "archive" and not AVAILABLE:
-        print(f"sealtrail: note: {NOT_BUILT}", file=sys.stderr)
+    source, where = _source(args, settings, keyring)
     described = f"{args.source}: {query.describe()} -> {args.to}"
-    operator = operator_name(args.operator)
+    operator = operator_name(settings, args.operator)
     if settings.custody_required:  # recorded before a single record is handed out
         print(require_access(settings, tool="replay", operator=operator, query=described,
                              count=None).message, file=sys.stderr)
     stopped = threading.Event()
     workers = args.workers if args.workers > 0 else (os.cpu_count() or 1)
     try:
-        result = replay(source, query, args.to, kafka=kafka_config(settings), state_path=state,
-                        continue_on_error=args.continue_on_error, workers=workers,
-                        progress=args.progress or sys.stderr.isatty(), stop=stopped.is_set)
+        with using(*where, keys):
+            result = replay(source, query, args.to, kafka=kafka_config(settings),
+                            state_path=state, continue_on_error=args.continue_on_error,
+                            workers=workers, progress=args.progress or sys.stderr.isatty(),
+                            stop=stopped.is_set)
     except KeyboardInterrupt:
         print(f"sealtrail: replay interrupted; rerun the same command to resume"
               f"{f' (state {state})' if state else ''}", file=sys.stderr)
-        return 2
+        raise
     for problem in result.breaks:
         print(escape_control(f"BROKEN {problem}"), file=sys.stderr)
     status = "REPLAYED" if result.ok else "STOPPED AT A BREAK" if not args.continue_on_error \
@@ -113,4 +110,27 @@ def _replay(args: argparse.Namespace) -> int:
     custody = record_access(settings, tool="replay", operator=operator, query=described,
                             count=result.written, outcome="SUCCESS" if result.ok else "FAILURE")
     print(custody.message, file=sys.stderr)
-    return 0 if result.ok else 1
+    if not result.ok:
+        raise VerificationFailedError(f"replay found {len(result.breaks)} breaks in "
+                                      f"{source.description}")
+
+
+def _source(args: argparse.Namespace, settings: Settings, keyring: Any
+            ) -> tuple[Any, tuple[Location, ...]]:
+    """The source to replay from, and the locations it reads (the archive, if any)."""
+    from sealtrail.archive.fast_segments import AVAILABLE, NOT_BUILT
+    from sealtrail.replay import ArchiveSource, KafkaSource
+
+    if args.source != "archive":
+        return KafkaSource(settings.require_endpoints(), keyring,
+                           check_signatures=not args.no_signatures), ()
+    where = archive_location(args, settings)
+    require_archive(where)
+    source = ArchiveSource(open_archive_at(settings, where), keyring,
+                           check_signatures=not args.no_signatures,
+                           s3_endpoint=settings.s3_endpoint_url or None)
+    if not AVAILABLE:
+        print(f"sealtrail: note: {NOT_BUILT}", file=sys.stderr)
+    print(f"replaying from {where}, verified against the {keyring_location(args, settings)}",
+          file=sys.stderr)
+    return source, (where,)

@@ -1,4 +1,4 @@
-"""Subcommand: report, a self-contained HTML page for compliance staff."""
+"""``sealtrail report``: a self-contained HTML page of a period, for compliance staff."""
 
 from __future__ import annotations
 
@@ -6,44 +6,54 @@ import argparse
 import sys
 from pathlib import Path
 
-from sealtrail.cli.common import settings_from
+from sealtrail.cli.common import (
+    archive_location,
+    archive_option,
+    keyring_location,
+    keyring_option,
+    load_keyring_at,
+    open_archive_at,
+    settings_from,
+    using,
+)
 from sealtrail.core.disclosure import escape_control
+from sealtrail.errors import VerificationFailedError
 
 
-def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser(
-        "report", help="HTML report of a period: volume, rejections, redaction, retention, "
-        "holds, verification",
-        description="Read the period from the archive (verifying as it reads) and write one "
-        "self-contained HTML page: events per day by service and type (charts as inline "
-        "images), rejection and redaction rates, retention expirations ahead, legal holds and "
-        "the verification result per chain. Exit 0 when every chain checks out, 1 otherwise.")
+def configure_report(p: argparse.ArgumentParser) -> None:
+    p.description = ("Read the period from the archive (verifying as it reads) and write one "
+                     "self-contained HTML page: events per day by service and type (charts as "
+                     "inline images), rejection and redaction rates, retention expirations "
+                     "ahead, legal holds and the verification result per chain. Exit 0 when "
+                     "every chain checks out, 1 otherwise.")
     p.add_argument("--since", metavar="T")
     p.add_argument("--until", metavar="T")
     p.add_argument("--out", required=True, metavar="report.html")
-    p.add_argument("--archive", metavar="URL")
-    p.add_argument("--keys", metavar="KEYRING")
+    archive_option(p)
+    keyring_option(p)
     p.add_argument("--no-signatures", action="store_true")
-    p.add_argument("--operator")
+    p.add_argument("--operator", help="who runs this (named in the report and the "
+                   "chain-of-custody event; default: the operator setting, else the login "
+                   "name)")
     p.set_defaults(func=_report)
 
 
-def _report(args: argparse.Namespace) -> int:
-    from sealtrail.archive import open_archive
+def _report(args: argparse.Namespace) -> None:
     from sealtrail.custody import operator_name, require_access
-    from sealtrail.keys import PUBLIC_KEYRING, load_keyring
     from sealtrail.replay import parse_time
     from sealtrail.report import collect, render_html
     from sealtrail.runtime.durable import write_private_bytes
     from sealtrail.verify import ArchiveReader
 
-    settings = settings_from(args, archive_url=args.archive).with_stack()
-    keyring = load_keyring(Path(args.keys) if args.keys else settings.keys / PUBLIC_KEYRING)
-    store = open_archive(settings)
+    settings = settings_from(args).with_stack()
+    where, keys = archive_location(args, settings), keyring_location(args, settings)
+    keyring = load_keyring_at(keys)
+    store = open_archive_at(settings, where)
     since, until = parse_time(args.since), parse_time(args.until)
-    operator = operator_name(args.operator)
-    data = collect(ArchiveReader(store, keyring, check_signatures=not args.no_signatures),
-                   since, until)
+    operator = operator_name(settings, args.operator)
+    with using(where, keys):
+        data = collect(ArchiveReader(store, keyring, check_signatures=not args.no_signatures),
+                       since, until)
     html = render_html(data, generated_by=operator)
     custody = require_access(settings, tool="report", operator=operator,
                              query=f"report since={args.since} until={args.until}",
@@ -51,8 +61,11 @@ def _report(args: argparse.Namespace) -> int:
     write_private_bytes(Path(args.out), html.encode("utf-8"))
     broken = [c for c in data.chains if c.problem is not None]
     print(f"report written to {args.out}: {data.events} events, {len(data.chains)} chains, "
-          f"{len(broken)} broken", file=sys.stderr)
+          f"{len(broken)} broken, read from {where}", file=sys.stderr)
     for chain in broken:
         print(escape_control(f"BROKEN {chain.problem}"), file=sys.stderr)
     print(custody.message, file=sys.stderr)
-    return 0 if data.chains and not broken else 1
+    if not data.chains or broken:
+        raise VerificationFailedError(
+            f"{len(broken)} of {len(data.chains)} chains of {where} broken" if data.chains
+            else f"no chains in {where}")

@@ -7,15 +7,12 @@ import sys
 from pathlib import Path
 
 from sealtrail.cli.common import print_json, settings_from
-from sealtrail.errors import ConfigError
-
-EXIT_OK, EXIT_FAILED = 0, 1
+from sealtrail.errors import ConfigError, VerificationFailedError
 
 
-def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("schemas", help="check schema versions; publish them to a registry",
-                       description="The Avro schemas in schemas/avro, every version of each. "
-                       "See docs/schemas.md.")
+def configure_schemas(p: argparse.ArgumentParser) -> None:
+    p.description = ("The Avro schemas in schemas/avro, every version of each. See "
+                     "docs/schemas.md.")
     ssub = p.add_subparsers(dest="schemas_command", metavar="ACTION", required=True)
     c = ssub.add_parser(
         "check", help="fail when a version breaks its subject's compatibility level",
@@ -47,7 +44,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     r.set_defaults(func=_register)
 
 
-def _check(args: argparse.Namespace) -> int:
+def _check(args: argparse.Namespace) -> None:
     from sealtrail.schemas import check as schema_check
 
     directory = args.dir or schema_check.default_dir()
@@ -59,16 +56,16 @@ def _check(args: argparse.Namespace) -> int:
     elif problems:
         for problem in problems:
             print(f"sealtrail: {problem}", file=sys.stderr)
-        print(f"sealtrail: {len(problems)} compatibility problem(s) in {directory}",
-              file=sys.stderr)
     else:
         for subject in schema_check.subjects(found):
             labels = ", ".join(label for label, _ in subject.versions)
             print(f"ok  {subject.name} keeps {subject.level}: {labels}")
-    return EXIT_FAILED if problems else EXIT_OK
+    if problems:
+        raise VerificationFailedError(f"{len(problems)} compatibility problem(s) in "
+                                      f"{directory}")
 
 
-def _register(args: argparse.Namespace) -> int:
+def _register(args: argparse.Namespace) -> None:
     from sealtrail.schemas import check as schema_check
     from sealtrail.schemas.publish import IncompatibleSchemaError, publish
     from sealtrail.schemas.registry_client import registry_client, safe_url
@@ -82,20 +79,17 @@ def _register(args: argparse.Namespace) -> int:
     if problems:
         for problem in problems:
             print(f"sealtrail: {problem}", file=sys.stderr)
-        print("sealtrail: not publishing: fix the schemas first (`sealtrail schemas check`)",
-              file=sys.stderr)
-        return EXIT_FAILED
+        raise VerificationFailedError("not publishing: fix the schemas first (`sealtrail "
+                                      "schemas check`)")
     plan = schema_check.registration_plan(
         f"{settings.raw_topic}-value", f"{settings.sealed_topic}-value", args.dir)
     client = registry_client(url, settings.registry_auth)
     try:
         published = publish(client, plan, set_level=not args.no_level)
-    except IncompatibleSchemaError as exc:
-        print(f"sealtrail: {exc}", file=sys.stderr)
-        return EXIT_FAILED
+    except IncompatibleSchemaError as exc:  # the registry's check failed: evidence, exit 1
+        raise VerificationFailedError(str(exc)) from exc
     if args.json:
         print_json({"registry": safe_url(url), "published": [p.to_json() for p in published]})
     else:
         for p in published:
             print(f"{p.subject}  version {p.version}  id {p.schema_id}  ({p.label})")
-    return EXIT_OK

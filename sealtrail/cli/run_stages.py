@@ -7,32 +7,42 @@ import logging
 
 from prometheus_client import Histogram
 
-from sealtrail.cli.common import settings_from, stop_on_signals
+from sealtrail.cli.common import (
+    archive_location,
+    archive_option,
+    keys_hint,
+    keys_location,
+    open_archive_at,
+    settings_from,
+    stop_on_signals,
+    using,
+)
 from sealtrail.observability import StageMetric, StageTelemetry
+from sealtrail.runtime import dev
 
 log = logging.getLogger("sealtrail")
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
 
-def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser(
-        "seal", help="run the sealer: raw topic -> redact, sign, chain -> sealed topic",
-        description="Consume the raw topic, validate, deduplicate and redact each event, seal "
-        "it into its partition's hash chain (Ed25519-signed) and produce it to the sealed "
-        "topic, exactly once (Kafka transactions plus recovery from the chain). Runs until "
-        "SIGTERM/SIGINT.",
-    )
+def configure_seal(p: argparse.ArgumentParser) -> None:
+    p.description = (
+        "Consume the raw topic, validate, deduplicate and redact each event, seal it into its "
+        "partition's hash chain (Ed25519-signed, with the signing key of the keys directory: "
+        "keys_dir, else <home>/keys) and produce it to the sealed topic, exactly once (Kafka "
+        "transactions plus recovery from the chain). Runs until SIGTERM/SIGINT.")
     _metrics_option(p)
     p.set_defaults(func=_seal)
-    p = sub.add_parser(
-        "archive", help="run the archiver: sealed topic -> segments + signed checkpoints",
-        description="Consume the sealed topic (read_committed) and write one segment and one "
-        "signed checkpoint per chain per flush to the archive (--archive URL: a directory, "
-        "file:// or s3://bucket/prefix). Offsets are committed only after the write is "
-        "durable. Runs until SIGTERM/SIGINT, then flushes.",
-    )
-    p.add_argument("--archive", metavar="URL", help="archive root (default <home>/archive)")
+
+
+def configure_archive(p: argparse.ArgumentParser) -> None:
+    p.description = (
+        "Consume the sealed topic (read_committed) and write one segment and one signed "
+        "checkpoint per chain per flush to the archive (--archive URL, else the archive_url "
+        "setting, else <home>/archive: a directory, file:// or s3://bucket/prefix). Offsets "
+        "are committed only after the write is durable. Runs until SIGTERM/SIGINT, then "
+        "flushes.")
+    archive_option(p)
     _metrics_option(p)
     p.set_defaults(func=_archive)
 
@@ -47,7 +57,7 @@ def _metrics_option(p: argparse.ArgumentParser) -> None:
 _Telemetry = StageTelemetry
 
 
-def _seal(args: argparse.Namespace) -> int:
+def _seal(args: argparse.Namespace) -> None:
     from sealtrail.kafka.admin import ensure_topics
     from sealtrail.keys import ReloadingSigner
     from sealtrail.pipeline import Sealer
@@ -55,9 +65,12 @@ def _seal(args: argparse.Namespace) -> int:
     from sealtrail.schemas.registry_client import registry_client
 
     settings = settings_from(args, metrics_port=args.metrics_port).require_endpoints()
-    signer = ReloadingSigner(settings.keys)  # follows `sealtrail keys rotate`
-    redactions = RedactionMetrics()
-    policy = policy_for_sealer(settings, redactions)
+    keys = keys_location(settings)
+    with using(keys, hint=keys_hint(settings)):
+        signer = ReloadingSigner(settings.keys)  # follows `sealtrail keys rotate`
+        redactions = RedactionMetrics()
+        policy = policy_for_sealer(settings, redactions)
+    dev.record_stage(settings.home, "seal", {"keys": keys.where})
     ensure_topics(settings)
     sealer = Sealer(settings, signer=signer, policy=policy,
                     registry=registry_client(settings.registry_url, settings.registry_auth))
@@ -83,27 +96,31 @@ def _seal(args: argparse.Namespace) -> int:
             sizes.observe(records)
 
         sealer.on_batch = on_batch
-    log.info("sealer started: %s -> %s, key %s, policy %s v%d", settings.raw_topic,
-             settings.sealed_topic, signer.key_id, policy.policy_id, policy.version)
+    log.info("sealer started: %s -> %s, key %s from %s, policy %s v%d", settings.raw_topic,
+             settings.sealed_topic, signer.key_id, keys, policy.policy_id, policy.version)
     try:
         sealer.run()
     finally:
         telemetry.close()
     log.info("sealer stopped: %d sealed, %d rejected", sealer.sealed, sealer.rejected)
-    return 0
 
 
-def _archive(args: argparse.Namespace) -> int:
-    from sealtrail.archive import open_archive
+def _archive(args: argparse.Namespace) -> None:
     from sealtrail.consumers import Archiver
     from sealtrail.keys import ReloadingSigner
     from sealtrail.schemas.registry_client import registry_client
 
     settings = settings_from(args, archive_url=args.archive,
                              metrics_port=args.metrics_port).require_endpoints()
-    store = open_archive(settings)
-    archiver = Archiver(settings, store=store, signer=ReloadingSigner(settings.keys),
-                        registry=registry_client(settings.registry_url, settings.registry_auth))
+    where, keys = archive_location(args, settings), keys_location(settings)
+    store = open_archive_at(settings, where)
+    with using(keys, hint=keys_hint(settings)):
+        signer = ReloadingSigner(settings.keys)
+    with using(where):
+        archiver = Archiver(settings, store=store, signer=signer,
+                            registry=registry_client(settings.registry_url,
+                                                     settings.registry_auth))
+    dev.record_stage(settings.home, "archive", {"archive": where.where, "keys": keys.where})
     stop_on_signals(archiver.stop)
     writer = archiver.writer
     telemetry = _Telemetry(settings, "archiver", settings.archiver_group,
@@ -138,11 +155,11 @@ def _archive(args: argparse.Namespace) -> int:
             "sealtrail_archiver_flush_seconds", "Time to write the buffered segments and "
             "their signed checkpoints (offsets are committed after).",
             registry=telemetry.server.registry, buckets=LATENCY_BUCKETS).observe
-    log.info("archiver started: %s -> %s", settings.sealed_topic, store.url)
+    log.info("archiver started: %s -> %s (%s), keys from %s", settings.sealed_topic,
+             store.url, where.origin, keys)
     try:
         archiver.run()
     finally:
         telemetry.close()
     log.info("archiver stopped: %d records in %d segments", archiver.writer.records_archived,
              archiver.writer.segments_written)
-    return 0

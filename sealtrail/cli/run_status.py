@@ -11,23 +11,25 @@ from typing import Any
 
 from sealtrail.cli.common import print_json, settings_from
 from sealtrail.config import Settings
+from sealtrail.errors import VerificationFailedError
 from sealtrail.kafka.client import kafka_config
 
 STAGES = ("seal", "archive", "monitor", "index")
 
 
-def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser(
-        "status", help="the pipeline at a glance: processes, lag, chain heads, alerts",
-        description="Shows the embedded stack's processes and the sealtrail stage processes "
-        "on this host, each stage's consumer lag (committed offsets vs high watermarks), "
-        "every chain's newest archived checkpoint (head seq and age) and the alerts the "
-        "monitor has firing (latest state per alert on the alerts topic). Exit 0 when it "
-        "could look, 2 when the broker cannot be reached; --strict exits 1 while any alert "
-        "fires.",
-    )
+def configure_status(p: argparse.ArgumentParser) -> None:
+    p.description = (
+        "Shows the embedded stack's processes and the sealtrail stage processes on this host "
+        "with the archive, keys directory and index each was started with, each stage's "
+        "consumer lag (committed offsets vs high watermarks), every chain's newest archived "
+        "checkpoint (head seq and age) and the alerts the monitor has firing (latest state "
+        "per alert on the alerts topic). The chains are read from --archive, else the "
+        "archive_url setting, else the archive the running archiver writes to, else "
+        "<home>/archive. Exit 0 when it could look, 2 when the broker cannot be reached; "
+        "--strict exits 1 while any alert fires.")
     p.add_argument("--json", action="store_true", help="print one JSON object")
-    p.add_argument("--archive", metavar="URL", help="archive root (default <home>/archive)")
+    p.add_argument("--archive", metavar="URL",
+                   help="archive whose chains are shown (default: see above)")
     p.add_argument("--strict", action="store_true", help="exit 1 while an alert fires")
     p.set_defaults(func=_status)
 
@@ -121,6 +123,33 @@ def firing_alerts(settings: Settings, timeout: float = 5.0) -> list[dict[str, An
     return [d for _, d in sorted(latest.items()) if d.get("state") == "FIRING"]
 
 
+def _with_locations(found: list[dict[str, Any]], settings: Settings) -> list[dict[str, Any]]:
+    """The stage processes, each with the locations it recorded when it started (the
+    processes of this home record them: sealtrail.runtime.dev.record_stage)."""
+    from sealtrail.runtime import dev
+
+    recorded = {(r["stage"], r["pid"]): r for r in dev.recorded_stages(settings.home)}
+    out = []
+    for proc in found:
+        entry = recorded.pop((proc["stage"], proc["pid"]), None)
+        out.append({**proc, **(entry or {})} if entry else {**proc, "recorded": False})
+    out += recorded.values()  # recorded and alive, though /proc showed another command line
+    return sorted(out, key=lambda p: (str(p["stage"]), int(p["pid"])))
+
+
+def _archive_to_show(explicit: str | None, settings: Settings,
+                     processes: list[dict[str, Any]]) -> tuple[str, str]:
+    """The archive whose chains status shows, and why that one."""
+    if explicit:
+        return explicit, "--archive"
+    if settings.archive_url:
+        return settings.archive_url, "setting archive_url"
+    writers = [p for p in processes if p["stage"] == "archive" and p.get("archive")]
+    if writers:
+        return str(writers[0]["archive"]), f"the running archiver's, pid {writers[0]['pid']}"
+    return settings.archive, "the default <home>/archive"
+
+
 def collect(settings: Settings, archive: str | None = None) -> dict[str, Any]:
     from sealtrail.archive import open_archive
     from sealtrail.monitor.probes import archive_heads, stage_lags
@@ -128,36 +157,45 @@ def collect(settings: Settings, archive: str | None = None) -> dict[str, Any]:
 
     stack = dev.running_stack(settings.home)
     now_us = time.time_ns() // 1000
+    processes = _with_locations(stage_processes(settings), settings)
     doc: dict[str, Any] = {
         "embedded_stack": stack.to_json() if stack else None,
-        "processes": stage_processes(settings),
+        "processes": processes,
         "bootstrap": settings.bootstrap,
         "lag": [{"stage": lag.stage, "group": lag.group, "topic": lag.topic,
                  "lag": lag.lag, "partitions": lag.partitions} for lag in stage_lags(settings)],
     }
-    url = archive or settings.archive
+    url, origin = _archive_to_show(archive, settings, processes)
     try:
         store = open_archive(settings, url)
         doc["chains"] = [{"chain_id": h.chain_id, "head_seq": h.last_seq,
                           "checkpoint_index": h.index,
                           "checkpoint_age_seconds": round((now_us - h.created_at_us) / 1e6, 1)}
                          for h in archive_heads(store)]
-        doc["archive"] = {"url": url, "error": None}
+        doc["archive"] = {"url": url, "origin": origin, "error": None}
     except Exception as exc:
         doc["chains"] = []
-        doc["archive"] = {"url": url, "error": f"{type(exc).__name__}: {exc}"}
+        doc["archive"] = {"url": url, "origin": origin, "error": f"{type(exc).__name__}: {exc}"}
     doc["alerts_firing"] = firing_alerts(settings)
     return doc
 
 
-def _status(args: argparse.Namespace) -> int:
+def _status(args: argparse.Namespace) -> None:
     settings = settings_from(args).require_endpoints()
     doc = collect(settings, args.archive)
     if args.json:
         print_json(doc)
     else:
         print(render(doc))
-    return 1 if args.strict and doc["alerts_firing"] else 0
+    if args.strict and doc["alerts_firing"]:
+        raise VerificationFailedError(f"{len(doc['alerts_firing'])} alerts firing (--strict)")
+
+
+def _process_line(p: dict[str, Any]) -> str:
+    where = [f"{name} {p[name]}" for name in ("archive", "keys", "index") if p.get(name)]
+    if p.get("recorded") is False:
+        where = ["locations not recorded"]
+    return f"{p['stage']} (pid {p['pid']}" + "".join(f", {w}" for w in where) + ")"
 
 
 def render(doc: dict[str, Any]) -> str:
@@ -168,16 +206,15 @@ def render(doc: dict[str, Any]) -> str:
         f"{stack['registry']} (pid {stack['registry_pid']})" if stack
         else f"not running (broker {doc['bootstrap']})"))
     procs = doc["processes"]
-    lines.append("processes:      " + (", ".join(f"{p['stage']} (pid {p['pid']})"
-                                                  for p in procs) or "no sealtrail stage "
-                                                  "process on this host"))
+    lines.append("processes:      " + (", ".join(_process_line(p) for p in procs)
+                                       or "no sealtrail stage process on this host"))
     lines.append("lag:")
     for lag in doc["lag"]:
         lines.append(f"  {lag['stage']:<9} {lag['lag']:>8} records behind on {lag['topic']} "
                      f"(group {lag['group']})")
     arch = doc["archive"]
-    lines.append(f"chains in {arch['url']}:" + (f" unreadable: {arch['error']}"
-                                                 if arch["error"] else ""))
+    lines.append(f"chains in {arch['url']} ({arch['origin']}):"
+                 + (f" unreadable: {arch['error']}" if arch["error"] else ""))
     for c in doc["chains"]:
         lines.append(f"  {c['chain_id']}  head seq {c['head_seq']}, checkpoint "
                      f"{c['checkpoint_index']} is {c['checkpoint_age_seconds']} s old")

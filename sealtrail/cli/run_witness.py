@@ -4,16 +4,25 @@ cosign its heads, and record them outside the archive."""
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
+from typing import Any
 
-from sealtrail.cli.common import print_json, settings_from
+from sealtrail.cli.common import (
+    Location,
+    archive_location,
+    load_keyring_at,
+    open_archive_at,
+    print_json,
+    require_archive,
+    settings_from,
+    using,
+)
+from sealtrail.errors import VerificationFailedError
 
 
-def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser(
-        "witness", help="check an archive only grew since last seen, cosign and record it",
-        description="Check that ARCHIVE is an append-only extension of what the witness "
+def configure_witness(p: argparse.ArgumentParser) -> None:
+    p.description = (
+        "Check that ARCHIVE is an append-only extension of what the witness "
         "recorded in --state DIR last time: every chain at or past the checkpoint recorded, "
         "with the same hash there and an RFC 9162 consistency proof to the new tree; the "
         "index log likewise; no chain gone; a chain it never saw not dated before its last "
@@ -21,10 +30,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "tlog-cosignature, created in DIR on the first run) and record them in DIR. Keep "
         "DIR outside the archive (another machine, account or bucket). Exit 0 when recorded; "
         "1 on a rollback, fork or missing chain, and nothing is recorded; 2 for usage or "
-        "I/O errors.",
-    )
-    p.add_argument("archive", metavar="ARCHIVE",
-                   help="archive URL: a directory, file:// or s3://bucket/prefix")
+        "I/O errors.")
+    p.add_argument("archive", metavar="ARCHIVE", nargs="?",
+                   help="archive URL: a directory, file:// or s3://bucket/prefix (default: "
+                   "the archive_url setting, else <home>/archive)")
     p.add_argument("--keys", required=True, metavar="KEYRING",
                    help="public keyring JSON the archive must be signed by")
     p.add_argument("--state", required=True, metavar="DIR",
@@ -37,20 +46,17 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.set_defaults(func=_witness)
 
 
-def _witness(args: argparse.Namespace) -> int:
-    from sealtrail.archive import open_archive
-    from sealtrail.keys import load_keyring
+def _witness(args: argparse.Namespace) -> None:
     from sealtrail.witness import run_witness
 
     settings = settings_from(args)
-    url = args.archive
-    if not url.startswith("s3://") and not Path(url.removeprefix("file://")).is_dir():
-        print(f"sealtrail: no archive at {url}", file=sys.stderr)
-        return 2
-    keyring = load_keyring(Path(args.keys))
+    where = archive_location(args, settings)
+    require_archive(where)
+    keyring = load_keyring_at(Location("keyring", args.keys, "--keys"))
     state_dir = Path(args.state)
-    result = run_witness(open_archive(settings, url), keyring, state_dir, name=args.name,
-                         origin=args.origin)
+    with using(where):
+        result = run_witness(open_archive_at(settings, where), keyring, state_dir,
+                             name=args.name, origin=args.origin)
     if args.json:
         print_json({"ok": result.ok, "recorded": result.state is not None,
                     "findings": [f.to_json() for f in result.findings],
@@ -58,13 +64,22 @@ def _witness(args: argparse.Namespace) -> int:
                     "index": result.state.index.seq if result.state and result.state.index
                     else None, "consistency_proofs": result.proofs,
                     "witness_key": result.vkey})
-        return 0 if result.ok else 1
+    else:
+        _print_result(args, result, state_dir, where)
+    if not result.ok:
+        raise VerificationFailedError(
+            f"{where.where} does not extend what {args.name} recorded "
+            f"({len(result.findings)} findings); nothing was recorded or cosigned")
+
+
+def _print_result(args: argparse.Namespace, result: Any, state_dir: Path,
+                  where: Location) -> None:
     for finding in result.findings:
         print(f"BROKEN {finding}")
     if not result.ok:
         print(f"REFUSED: the archive does not extend what {args.name} recorded "
               f"({len(result.findings)} findings); nothing was recorded or cosigned")
-        return 1
+        return
     state = result.state
     assert state is not None
     print(f"WITNESSED: {len(state.chains)} chains ({result.new_chains} new), "
@@ -72,4 +87,4 @@ def _witness(args: argparse.Namespace) -> int:
           + f"{result.proofs} consistency proofs checked; cosigned by {args.name} and "
           f"recorded in {state_dir}")
     print(f"witness key (give it to verifiers): {result.vkey}")
-    return 0
+    print(f"witnessed {where}")

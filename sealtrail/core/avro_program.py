@@ -23,7 +23,9 @@ import copy
 import sys
 from typing import Any
 
-__all__ = ["AVAILABLE", "NativeDecoder", "NativeEncoder", "Unsupported", "decoder_for",
+from sealtrail.errors import NativeUnsupportedError
+
+__all__ = ["AVAILABLE", "NativeDecoder", "NativeEncoder", "NativeUnsupportedError", "decoder_for",
            "encoder_for"]
 
 
@@ -40,10 +42,6 @@ AVAILABLE = native is not None
 
 _PRIMITIVES = ("null", "boolean", "int", "long", "float", "double", "string", "bytes")
 _NAMED = ("record", "error", "enum", "fixed")
-
-
-class Unsupported(Exception):
-    """The schema (or the pair of schemas) has something the native programs do not take."""
 
 
 class NativeEncoder:
@@ -100,7 +98,7 @@ def encoder_for(schema: Any) -> NativeEncoder | None:
     try:
         compiler = _Compiler(schema, schema, resolving=False)
         return NativeEncoder(native.compile(compiler.top(), copy.deepcopy))
-    except Exception:  # Unsupported, or a schema fastavro would refuse: fastavro decides
+    except Exception:  # NativeUnsupportedError, or a schema fastavro would refuse: fastavro decides
         return None
 
 
@@ -117,7 +115,7 @@ def decoder_for(writer: Any, reader: Any, *, resolving: bool = True) -> NativeDe
     try:
         compiler = _Compiler(writer, reader, resolving=resolving)
         return NativeDecoder(native.compile(compiler.top(), copy.deepcopy))
-    except Exception:  # Unsupported, or a schema fastavro would refuse: fastavro decides
+    except Exception:  # NativeUnsupportedError, or a schema fastavro would refuse: fastavro decides
         return None
 
 
@@ -209,7 +207,7 @@ class _Compiler:
         r, rns, rfull = rnames.resolve(r, rns)
         if isinstance(w, list) or isinstance(r, list):
             if not (isinstance(w, list) and isinstance(r, list)) or len(w) != len(r):
-                raise Unsupported("a union resolved to another type")
+                raise NativeUnsupportedError("a union resolved to another type")
             if self._resolving:
                 self._check_branches(w, wns, r, rns, rnames)
             at = self._add(native.K_UNION, ())
@@ -218,24 +216,24 @@ class _Compiler:
             return at
         if isinstance(w, str) or isinstance(r, str):
             if w != r:
-                raise Unsupported(f"{w} read as {r} (a promotion)")
+                raise NativeUnsupportedError(f"{w} read as {r} (a promotion)")
             return self._add(getattr(native, "K_" + {"boolean": "BOOL"}.get(w, w.upper())))
         kind = w["type"]
         if r["type"] != kind:
-            raise Unsupported(f"{kind} read as {r['type']}")
+            raise NativeUnsupportedError(f"{kind} read as {r['type']}")
         if kind in _NAMED and (wfull != rfull or r.get("aliases")):
-            raise Unsupported(f"{wfull} read as {rfull}")
+            raise NativeUnsupportedError(f"{wfull} read as {rfull}")
         if kind == "enum":
             # A writer index is read as the writer's symbol, which the reader must know
             # (a newer reader adding symbols, as AuditEvent v3 does); a symbol the reader
             # lacks takes the reader's default, which fastavro handles.
             if not set(w["symbols"]) <= set(r["symbols"]):
-                raise Unsupported("enum symbols the reader does not have")
+                raise NativeUnsupportedError("enum symbols the reader does not have")
             symbols = tuple(sys.intern(s) for s in w["symbols"])
             return self._add(native.K_ENUM, symbols, {s: i for i, s in enumerate(symbols)})
         if kind == "fixed":
             if w["size"] != r["size"]:
-                raise Unsupported("fixed sizes differ")
+                raise NativeUnsupportedError("fixed sizes differ")
             return self._add(native.K_FIXED, int(w["size"]))
         if kind in ("array", "map"):
             part = "items" if kind == "array" else "values"
@@ -245,7 +243,7 @@ class _Compiler:
             return at
         if kind in ("record", "error"):
             return self._record(w, wns, r, rns, rnames, wfull)
-        raise Unsupported(f"type {kind!r}")
+        raise NativeUnsupportedError(f"type {kind!r}")
 
     def _check_branches(self, w: list[Any], wns: str, r: list[Any], rns: str,
                         rnames: _Names) -> None:
@@ -259,16 +257,16 @@ class _Compiler:
                 rkind = _kind(rnames.resolve(rb, rns)[0])
                 if (wkind == rkind or (wkind in _NAMED and rkind in _NAMED)
                         or (wkind, rkind) in _PROMOTIONS or "union" in (wkind, rkind)):
-                    raise Unsupported(f"union branch {i} may resolve to an earlier one")
+                    raise NativeUnsupportedError(f"union branch {i} may resolve to an earlier one")
 
     def _record(self, w: Any, wns: str, r: Any, rns: str, rnames: _Names, name: str) -> int:
         if name in self._open:
-            raise Unsupported("a recursive record")
+            raise NativeUnsupportedError("a recursive record")
         self._open.add(name)
         at = self._add(None)
         wanted = {f["name"]: f for f in r["fields"]}
         if any(f.get("aliases") for f in r["fields"]):
-            raise Unsupported("field aliases")
+            raise NativeUnsupportedError("field aliases")
         fields: list[tuple[str | None, int]] = []
         for wf in w["fields"]:
             rf = wanted.pop(wf["name"], None)
@@ -281,7 +279,7 @@ class _Compiler:
         defaults = []
         for fname, rf in wanted.items():  # what fastavro does: the reader's default, after
             if "default" not in rf:
-                raise Unsupported(f"field {fname} has no default")
+                raise NativeUnsupportedError(f"field {fname} has no default")
             value = rf["default"]
             defaults.append((sys.intern(fname), value, isinstance(value, dict | list)))
         self._nodes[at] = (native.K_RECORD, tuple(fields), tuple(defaults))

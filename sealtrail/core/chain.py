@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sealtrail.core.canonical import ENTRY_FIELDS, canonical_json, entry_body
+from sealtrail.core.findings import Kind
 from sealtrail.core.hashing import (
     ENTRY_DOMAIN,
     GENESIS_DOMAIN,
@@ -21,7 +22,7 @@ from sealtrail.core.hashing import (
 )
 from sealtrail.core.signing import Keyring, Signer
 
-__all__ = ["ChainHead", "LinkError", "check_entry", "entry_hash", "entry_signature_problem",
+__all__ = ["ChainHead", "EntryProblem", "check_entry", "entry_hash", "entry_signature_problem",
            "genesis_hash", "seal"]
 
 
@@ -83,12 +84,13 @@ def entry_signature_problem(keyring: Keyring, key_id: str, digest: bytes, signat
 
 
 @dataclass(frozen=True)
-class LinkError:
-    """Why an entry does not check out: ``kind`` is one of hash, link, seq, epoch, chain,
-    signature, unknown-key ("hash" also covers a record that lacks a field or cannot be
-    hashed); ``expected``/``found`` the values compared, where there are two."""
+class EntryProblem:
+    """Why an entry does not check out (a value :func:`check_entry` returns, not an
+    exception): ``kind`` is one of HASH, LINK, SEQ, EPOCH, CHAIN, SIGNATURE, UNKNOWN_KEY
+    (HASH also covers a record that lacks a field or cannot be hashed); ``expected`` and
+    ``found`` the values compared, where there are two."""
 
-    kind: str
+    kind: Kind
     message: str
     expected: str | None = None
     found: str | None = None
@@ -115,27 +117,27 @@ def _malformed(record: Mapping[str, Any]) -> str | None:
 
 def check_entry(
     prev: ChainHead, record: Mapping[str, Any], keyring: Keyring | None
-) -> LinkError | None:
+) -> EntryProblem | None:
     """Check one entry against the head before it. ``keyring=None`` skips signatures
     (hash-chain checking only). Returns None when the entry is sound; a record that lacks
-    a field or cannot be hashed is reported (kind "hash"), never raised."""
+    a field or cannot be hashed is reported (kind HASH), never raised."""
     malformed = _malformed(record)
     if malformed is not None:
-        return LinkError("hash", f"entry after seq {prev.seq} cannot be hashed: {malformed}")
+        return EntryProblem(Kind.HASH, f"entry after seq {prev.seq} cannot be hashed: {malformed}")
     seq = record["seq"]
     if record["chain_id"] != prev.chain_id:
-        return LinkError("chain", f"entry seq {seq} belongs to chain {record['chain_id']!r}")
+        return EntryProblem(Kind.CHAIN, f"entry seq {seq} belongs to chain {record['chain_id']!r}")
     if seq != prev.seq + 1:
-        return LinkError("seq", f"expected seq {prev.seq + 1}, found {seq}", str(prev.seq + 1),
-                         str(seq))
+        return EntryProblem(Kind.SEQ, f"expected seq {prev.seq + 1}, found {seq}",
+                            str(prev.seq + 1), str(seq))
     if record["epoch"] < prev.epoch:
-        return LinkError(
-            "epoch", f"seq {seq} has epoch {record['epoch']} after epoch {prev.epoch} (fenced)",
+        return EntryProblem(
+            Kind.EPOCH, f"seq {seq} has epoch {record['epoch']} after epoch {prev.epoch} (fenced)",
             f">= {prev.epoch}", str(record["epoch"]),
         )
     if record["prev_hash"] != prev.entry_hash:
-        return LinkError(
-            "link",
+        return EntryProblem(
+            Kind.LINK,
             f"seq {seq} prev_hash {record['prev_hash'].hex()} does not match "
             f"entry_hash {prev.entry_hash.hex()} of seq {prev.seq}",
             prev.entry_hash.hex(), record["prev_hash"].hex(),
@@ -143,10 +145,10 @@ def check_entry(
     try:
         digest = entry_hash(record)
     except (TypeError, ValueError) as exc:  # e.g. a float or a lone surrogate in the event
-        return LinkError("hash", f"seq {seq} cannot be hashed: {exc}")
+        return EntryProblem(Kind.HASH, f"seq {seq} cannot be hashed: {exc}")
     if digest != record["entry_hash"]:
-        return LinkError(
-            "hash",
+        return EntryProblem(
+            Kind.HASH,
             f"seq {seq} entry_hash {record['entry_hash'].hex()} does not match its "
             f"content (calculated {digest.hex()})",
             digest.hex(), record["entry_hash"].hex(),
@@ -155,6 +157,6 @@ def check_entry(
         problem = entry_signature_problem(keyring, record["key_id"], digest,
                                           record["signature"], record["ingested_at"])
         if problem:
-            kind = "unknown-key" if problem.startswith("unknown key") else "signature"
-            return LinkError(kind, f"seq {seq}: {problem}")
+            kind = Kind.UNKNOWN_KEY if problem.startswith("unknown key") else Kind.SIGNATURE
+            return EntryProblem(kind, f"seq {seq}: {problem}")
     return None

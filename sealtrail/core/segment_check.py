@@ -120,7 +120,7 @@ def check_entries(head: ChainHead, last_offset: int | None, records: Sequence[Re
         expected = head.seq + 1
         link = check_entry(head, record, keyring)
         if link is not None:
-            return head, last_offset, EntryBreak(Kind(link.kind), link.message, expected,
+            return head, last_offset, EntryBreak(link.kind, link.message, expected,
                                                  link.expected, link.found)
         offset = record["source"]["offset"]
         if last_offset is not None and offset != last_offset + 1:

@@ -22,7 +22,7 @@ from sealtrail.config import Settings
 from sealtrail.core import layout
 from sealtrail.core.avro import frame
 from sealtrail.core.checkpoint import SignedCheckpoint
-from sealtrail.errors import ConfigError, SealtrailError, TransportError
+from sealtrail.errors import ConfigError, TransportError
 from sealtrail.kafka.acls import as_user, provision
 from sealtrail.kafka.client import kafka_config
 from sealtrail.keys import PUBLIC_KEYRING, init_keys, load_keyring
@@ -222,12 +222,3 @@ def run_demo(settings: Settings, *, events: int = 10_200, timeout: float = 300.0
     result.ok = report.ok and sum(c.events for c in new_reports) == result.emitted
     return result
 
-
-def main_demo(settings: Settings, events: int, broker: str = "tansu",
-              secure: bool = False) -> int:
-    try:
-        result = run_demo(settings, events=events, broker=broker, secure=secure)
-    except SealtrailError as exc:
-        print(f"[demo] failed: {exc}", file=sys.stderr)
-        return 2
-    return 0 if result.ok else 1

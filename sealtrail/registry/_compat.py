@@ -14,6 +14,8 @@ from dataclasses import dataclass
 import avro.schema
 from avro.compatibility import ReaderWriterCompatibilityChecker, SchemaCompatibilityType
 
+from sealtrail.errors import DataError
+
 LEVELS: tuple[str, ...] = (
     "BACKWARD",
     "BACKWARD_TRANSITIVE",
@@ -30,7 +32,7 @@ DEFAULT_LEVEL = "BACKWARD"
 MAX_UNION_COST = 40_000
 
 
-class InvalidSchemaError(ValueError):
+class InvalidSchemaError(DataError, ValueError):
     """The submitted text is not valid JSON or not a valid Avro schema."""
 
 
@@ -96,8 +98,9 @@ def _union_cost(obj: object) -> int:
 
 
 @dataclass(frozen=True)
-class Finding:
-    """Why a reader cannot read a writer: Avro's incompatibility kinds (upper case), the
+class Incompatibility:
+    """Why a reader cannot read a writer (schema compatibility, unrelated to the evidence
+    findings of sealtrail.core.findings): Avro's incompatibility kinds (upper case), the
     JSON-pointer locations in the reader schema where they occur, and the checker's messages.
 
     The avro checker merges results, so a finding with several kinds does not say which
@@ -115,16 +118,16 @@ class Finding:
 
 def reader_writer_finding(
     reader: avro.schema.Schema, writer: avro.schema.Schema
-) -> Finding | None:
+) -> Incompatibility | None:
     """Why ``reader`` cannot read data written with ``writer``; None when it can."""
     try:
         checker = ReaderWriterCompatibilityChecker()  # type: ignore[no-untyped-call]
         result = checker.get_compatibility(reader, writer)
     except Exception as exc:  # e.g. ambiguous aliases: report as incompatible, like Confluent
-        return Finding((), ("/",), (f"{type(exc).__name__}: {exc}",))
+        return Incompatibility((), ("/",), (f"{type(exc).__name__}: {exc}",))
     if result.compatibility is SchemaCompatibilityType.compatible:
         return None
-    return Finding(
+    return Incompatibility(
         kinds=tuple(sorted({k.value.upper() for k in result.incompatibilities})),
         locations=tuple(sorted(result.locations)),
         messages=tuple(sorted(result.messages)),

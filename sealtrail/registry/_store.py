@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from sealtrail.errors import SealtrailError
 from sealtrail.registry import _compat
 
 MODES: tuple[str, ...] = ("READWRITE", "READONLY", "READONLY_OVERRIDE")
@@ -43,7 +44,7 @@ CREATE TABLE IF NOT EXISTS settings (
 """
 
 
-class RegistryError(Exception):
+class RegistryError(SealtrailError):
     """An API error: HTTP status plus Confluent ``error_code`` and message."""
 
     def __init__(self, status: int, code: int, message: str) -> None:

@@ -2,11 +2,17 @@
 started as background processes for local development, the demo and the tests. With
 ``broker="kafka"`` the broker is a single-node Apache Kafka instead (sealtrail.kafka.broker),
 optionally secured with SASL/SCRAM and ACLs.
+
+Beside the stack (``<home>/dev/stack.json``), the stage processes of the same home (seal,
+archive, monitor, index run) record themselves in ``<home>/dev/stages.json`` with the
+locations they were started with (archive, keys directory, index), so that ``sealtrail
+status`` shows what the running processes use rather than what its own settings say.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import logging
 import os
@@ -21,7 +27,8 @@ from pathlib import Path
 from sealtrail.errors import ConfigError, TransportError
 from sealtrail.runtime.processes import ProcessIdentity, stop_if_same
 
-__all__ = ["Stack", "free_port", "running_stack", "start_stack", "stop_stack", "wait_for_port"]
+__all__ = ["Stack", "free_port", "record_stage", "recorded_stages", "running_stack",
+           "stages_file", "start_stack", "stop_stack", "wait_for_port"]
 
 log = logging.getLogger("sealtrail.runtime.dev")
 
@@ -203,3 +210,52 @@ def stop_stack(home: Path) -> bool:
                         state_file(home), why)
     state_file(home).unlink(missing_ok=True)
     return True
+
+
+def stages_file(home: Path) -> Path:
+    return home / "dev" / "stages.json"
+
+
+def _read_stages(path: Path) -> list[dict[str, object]]:
+    try:
+        doc = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return []
+    stages = doc.get("stages") if isinstance(doc, dict) else None
+    return [s for s in stages if isinstance(s, dict)] if isinstance(stages, list) else []
+
+
+def _alive_entry(entry: dict[str, object]) -> bool:
+    identity = ProcessIdentity.from_json(entry.get("process"))
+    return identity is not None and identity.why_not_same() is None
+
+
+def record_stage(home: Path, stage: str, locations: dict[str, str]) -> None:
+    """Record this process as a running ``stage`` of ``home`` with the ``locations`` it uses
+    (``archive``, ``keys``, ``index``); entries of processes that are gone are dropped.
+    Best effort: where the file cannot be written, nothing is recorded (status then says
+    it does not know)."""
+    identity = ProcessIdentity.of(os.getpid())
+    if identity is None:
+        return
+    path = stages_file(home)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path.with_suffix(".lock"), "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            stages = [e for e in _read_stages(path)
+                      if e.get("pid") != identity.pid and _alive_entry(e)]
+            stages.append({"stage": stage, "pid": identity.pid, **locations,
+                           "process": identity.to_json()})
+            tmp = path.with_suffix(f".tmp.{identity.pid}")
+            tmp.write_text(json.dumps({"stages": stages}, indent=2) + "\n")
+            os.replace(tmp, path)
+    except OSError as exc:
+        log.warning("could not record the %s process in %s: %s", stage, path, exc)
+
+
+def recorded_stages(home: Path) -> list[dict[str, object]]:
+    """The stage processes recorded in ``home`` that are still the very processes recorded:
+    ``{"stage", "pid", "archive"?, "keys"?, "index"?}`` each."""
+    return [{k: v for k, v in e.items() if k != "process"}
+            for e in _read_stages(stages_file(home)) if _alive_entry(e)]

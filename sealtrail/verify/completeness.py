@@ -108,9 +108,9 @@ def _print(found: ArchiveCoverage, out: TextIO) -> None:
 
 
 def print_completeness(report: ArchiveReport, *, as_json: bool = False,
-                       out: TextIO | None = None) -> int:
-    """Print the coverage report; 0 when every partition is complete (and every chain
-    could be read to its end), 1 otherwise."""
+                       out: TextIO | None = None) -> bool:
+    """Print the coverage report; True when every partition is complete (and every chain
+    could be read to its end)."""
     out = out or sys.stdout
     found = archive_coverage(report)
     if as_json:
@@ -119,4 +119,4 @@ def print_completeness(report: ArchiveReport, *, as_json: bool = False,
     else:
         _print(found, out)
     ok = found.chains and not found.stopped and not found.missing
-    return 0 if ok and all(c.complete for c in found.partitions) else 1
+    return bool(ok) and all(c.complete for c in found.partitions)

@@ -33,9 +33,11 @@ from sealtrail.archive import (
     ObjectMissingError,
     Retention,
     RetentionError,
+    open_archive,
     open_store,
 )
 from sealtrail.archive._s3 import UNTRACKED_HOLD, S3Store
+from sealtrail.config import load_settings
 
 pytestmark = pytest.mark.s3
 
@@ -335,8 +337,8 @@ def test_endpoint_userinfo_is_redacted(aws_env: None) -> None:
 def test_endpoint_and_region_from_environment(
     endpoint: str, aws_env: None, monkeypatch: pytest.MonkeyPatch, prefix: str
 ) -> None:
-    monkeypatch.setenv("SEALTRAIL_S3_ENDPOINT_URL", endpoint)
+    monkeypatch.setenv("SEALTRAIL_S3_ENDPOINT_URL", endpoint)  # read through Settings
     monkeypatch.setenv("AWS_REGION", "us-east-1")
-    store = open_store(f"s3://{BUCKET}/{prefix}")
+    store = open_archive(load_settings(), f"s3://{BUCKET}/{prefix}")
     store.put(KEY, b"via env", retention=keep())
     assert store.get(KEY) == b"via env"

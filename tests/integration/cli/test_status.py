@@ -60,6 +60,11 @@ def test_status_shows_processes_lag_chains_and_alerts(settings: Settings,
     doc = json.loads(out.stdout)
     procs = {(p["stage"], p["pid"]) for p in doc["processes"]}
     assert {("seal", sealer.proc.pid), ("archive", archiver.proc.pid)} <= procs
+    # What the running stages use, as each recorded it when it started.
+    by_pid = {p["pid"]: p for p in doc["processes"]}
+    assert by_pid[archiver.proc.pid]["archive"] == s.archive
+    assert by_pid[archiver.proc.pid]["keys"] == by_pid[sealer.proc.pid]["keys"] == str(s.keys)
+    assert doc["archive"]["url"] == s.archive
     assert {lag["stage"] for lag in doc["lag"]} == {"sealer", "archiver"}
     heads = doc["chains"]
     assert sum(c["head_seq"] + 1 for c in heads) == 30

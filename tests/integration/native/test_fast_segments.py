@@ -250,7 +250,7 @@ def test_map_keys_sort_by_code_point_not_by_their_escaped_form() -> None:
 
 
 def test_floats_and_unknown_files_take_the_reference_path() -> None:
-    with pytest.raises(fast_segments.Unsupported, match="floats"):
+    with pytest.raises(fast_segments.NativeUnsupportedError, match="floats"):
         fast_segments._compile(one_string_schema("double"))
     assert fast_segments.transcode_segment(b"not a segment") is None
     records = [sealed(0, make_event(1, 0))]

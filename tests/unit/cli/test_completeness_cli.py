@@ -84,8 +84,8 @@ def _completeness(store: Any, when: Any) -> tuple[int, str]:
 
     report = verify_archive(store, KEYRING, now_us=int(when.timestamp() * 1_000_000))
     out = io.StringIO()
-    code = print_completeness(report, out=out)
-    return max(code, 0 if report.ok else 1), out.getvalue()
+    complete = print_completeness(report, out=out)
+    return 0 if complete and report.ok else 1, out.getvalue()
 
 
 def _write_keyring(tmp_path: Path) -> str:

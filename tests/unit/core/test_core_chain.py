@@ -14,7 +14,15 @@ from hypothesis import strategies as st
 from sealtrail import schemas
 from sealtrail.core.avro import AvroCodec
 from sealtrail.core.canonical import ENTRY_FIELDS, canonical_json, entry_body
-from sealtrail.core.chain import ChainHead, LinkError, check_entry, entry_hash, genesis_hash, seal
+from sealtrail.core.chain import (
+    ChainHead,
+    EntryProblem,
+    check_entry,
+    entry_hash,
+    genesis_hash,
+    seal,
+)
+from sealtrail.core.findings import Kind
 from sealtrail.core.hashing import ENTRY_DOMAIN, GENESIS_DOMAIN, SIG_ENTRY_DOMAIN, sha256
 from sealtrail.core.signing import Ed25519Signer, Keyring, PublicKey
 
@@ -342,7 +350,8 @@ def test_same_key_id_different_key_is_refused() -> None:
     impostor = Ed25519Signer(bytes(range(1, 33)), key_id=SIGNER.key_id)
     record = seal(ChainHead.genesis(CHAIN), _sample_unsealed(), impostor)
     problem = check_entry(ChainHead.genesis(CHAIN), record, KEYRING)
-    assert problem == LinkError("signature", f"seq 0: signature by {SIGNER.key_id!r} is invalid")
+    assert problem == EntryProblem(Kind.SIGNATURE,
+                                    f"seq 0: signature by {SIGNER.key_id!r} is invalid")
 
 
 @pytest.mark.parametrize(("ingested_at", "ok"), [(99, False), (100, True), (200, True),
@@ -385,12 +394,12 @@ def test_problem_messages_carry_expected_and_found() -> None:
     assert (problem.expected, problem.found) == (genesis.entry_hash.hex(), bytes(32).hex())
     bad_hash = {**record, "entry_hash": b"\x01" * 32}
     problem = check_entry(genesis, bad_hash, None)
-    assert problem is not None and problem.kind == "hash"
+    assert problem is not None and problem.kind is Kind.HASH
     assert ("01" * 32) in problem.message and record["entry_hash"].hex() in problem.message
     assert (problem.expected, problem.found) == (record["entry_hash"].hex(), "01" * 32)
     wrong_seq = {**record, "seq": 5}
-    assert check_entry(genesis, wrong_seq, None) == LinkError("seq", "expected seq 0, found 5",
-                                                              "0", "5")
+    assert check_entry(genesis, wrong_seq, None) == EntryProblem(
+        Kind.SEQ, "expected seq 0, found 5", "0", "5")
 
 
 @pytest.mark.parametrize("missing", [*ENTRY_FIELDS, "entry_hash", "signature"])
@@ -400,7 +409,7 @@ def test_record_missing_a_field_is_reported_not_raised(missing: str) -> None:
     record = seal_all([_sample_unsealed()])[0]
     del record[missing]
     problem = check_entry(ChainHead.genesis(CHAIN), record, KEYRING)
-    assert problem is not None and problem.kind == "hash"
+    assert problem is not None and problem.kind is Kind.HASH
     assert f"field {missing!r} is missing" in problem.message
 
 
@@ -414,7 +423,7 @@ def test_record_with_wrongly_typed_field_is_reported_not_raised(field: str, valu
     record = seal_all([_sample_unsealed()])[0]
     record[field] = value
     problem = check_entry(ChainHead.genesis(CHAIN), record, KEYRING)
-    assert problem is not None and problem.kind == "hash"
+    assert problem is not None and problem.kind is Kind.HASH
     assert f"field {field!r} is a" in problem.message
 
 
@@ -424,5 +433,5 @@ def test_unhashable_content_is_reported_not_raised() -> None:
     record = seal_all([_sample_unsealed()])[0]
     record["event"]["attributes"] = {"n": 1.5}
     problem = check_entry(ChainHead.genesis(CHAIN), record, KEYRING)
-    assert problem is not None and problem.kind == "hash"
+    assert problem is not None and problem.kind is Kind.HASH
     assert "cannot be hashed" in problem.message and "float" in problem.message

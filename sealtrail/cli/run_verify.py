@@ -1,29 +1,37 @@
-"""Subcommands for operators and auditors: verify, keys, policy."""
+"""``sealtrail verify``: check a whole archive against a pinned public keyring."""
 
 from __future__ import annotations
 
 import argparse
 import os
-import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sealtrail.cli.common import print_json, settings_from
-from sealtrail.errors import KeyMaterialError
+from sealtrail.cli.common import (
+    Location,
+    archive_location,
+    load_keyring_at,
+    open_archive_at,
+    print_json,
+    require_archive,
+    settings_from,
+    using,
+)
+from sealtrail.errors import VerificationFailedError
 
 
-def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser(
-        "verify", help="verify an archive against a pinned public keyring",
-        description="Check every chain of the archive: entry hashes and links, signatures, "
+def configure_verify(p: argparse.ArgumentParser) -> None:
+    p.description = (
+        "Check every chain of the archive: entry hashes and links, signatures, "
         "checkpoints and their chain, segment digests and contiguity, and that every raw "
         "offset is accounted for. Only keys in --keys are trusted; keys found in the archive "
-        "are not. Exit 0 when intact, 1 when anything is wrong (naming the chain, segment and "
-        "seq where the evidence first breaks), 2 for usage or I/O errors.",
-    )
+        "are not. ARCHIVE defaults to the configured archive (archive_url, else "
+        "<home>/archive). Exit 0 when intact, 1 when anything is wrong (naming the chain, "
+        "segment and seq where the evidence first breaks), 2 for usage or I/O errors.")
     p.add_argument("archive_pos", nargs="?", metavar="ARCHIVE",
-                   help="archive URL: a directory, file:// or s3://bucket/prefix")
+                   help="archive URL: a directory, file:// or s3://bucket/prefix (default: "
+                   "the archive_url setting, else <home>/archive)")
     p.add_argument("--archive", metavar="URL", help="same as ARCHIVE")
     p.add_argument("--keys", required=True, metavar="KEYRING",
                    help="public keyring JSON (e.g. .sealtrail/keys/public.json)")
@@ -53,37 +61,51 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                    "and any hole or offset sealed twice (fails when there is one)")
     p.set_defaults(func=_verify)
 
-    pol = sub.add_parser("policy", help="validate a redaction policy file")
-    psub = pol.add_subparsers(dest="policy_command", metavar="ACTION", required=True)
-    k = psub.add_parser("check", help="check a policy file; print what each rule does")
-    k.add_argument("file", nargs="?", help="policy YAML (default: the configured policy)")
-    k.set_defaults(func=_policy_check)
 
-
-def _verify(args: argparse.Namespace) -> int:
+def _verify(args: argparse.Namespace) -> None:
     from sealtrail.archive import open_archive
-    from sealtrail.keys import load_keyring
-    from sealtrail.verify import verify_archive
-
-    settings = settings_from(args)
-    url = args.archive_pos or args.archive or settings.archive
-    if not url.startswith("s3://") and not Path(url.removeprefix("file://")).is_dir():
-        print(f"sealtrail: no archive at {url}", file=sys.stderr)
-        return 2
-    try:
-        keyring = load_keyring(Path(args.keys))
-    except KeyMaterialError as exc:  # a bad keyring is a usage error, not failed evidence
-        print(f"sealtrail: {exc}", file=sys.stderr)
-        return 2
-    store = open_archive(settings, url)
     from sealtrail.archive.fast_segments import AVAILABLE, NOT_BUILT
 
-    if not AVAILABLE and not args.json:
-        print(f"note: {NOT_BUILT}")
-
+    settings = settings_from(args)
+    where = archive_location(args, settings, args.archive_pos)
+    require_archive(where)
+    keyring = load_keyring_at(Location("keyring", args.keys, "--keys"))
+    store = open_archive_at(settings, where)
+    if not args.json:
+        print(f"verifying {where} against {args.keys}")
+        if not AVAILABLE:
+            print(f"note: {NOT_BUILT}")
     shown: dict[str, int] = {}  # chain id -> findings printed
     show = _shower(args.json, shown)
-    from sealtrail.governance.retention import RetentionPolicy  # lock checks and staleness: issue 8
+    with using(where):
+        report = _run(args, settings, store, keyring, show,
+                      reopen=lambda: open_archive(settings, where.where))
+    if not args.json:  # what the index and the witnesses found after the walks
+        _show_later(report, shown, show)
+    if args.metrics_file:
+        from sealtrail.verify.metrics import write_verify_metrics
+
+        write_verify_metrics(Path(args.metrics_file), report, where.where)
+    _print_result(args, report, store, where)
+    complete = True
+    if args.completeness:  # per raw partition, every offset accounted for
+        from sealtrail.verify.completeness import print_completeness
+
+        complete = print_completeness(report, as_json=args.json)
+    if not report.ok or not complete:
+        broken = sum(not c.ok for c in report.chains)
+        raise VerificationFailedError(
+            f"verification FAILED for {where}: " + (
+                f"{broken} of {len(report.chains)} chains broken, "
+                f"{len(report.findings)} archive findings" if report.chains
+                else "it holds no chains") + ("" if complete else "; raw offsets unaccounted"))
+
+
+def _run(args: argparse.Namespace, settings: Any, store: Any, keyring: Any, show: Any,
+         reopen: Any) -> Any:
+    """Walk the archive: the chains, the index, the witnesses' records."""
+    from sealtrail.governance.retention import RetentionPolicy
+    from sealtrail.verify import verify_archive
     from sealtrail.witness import apply_records, load_record
 
     locks = store.enforces_retention if args.locks is None else args.locks
@@ -97,21 +119,19 @@ def _verify(args: argparse.Namespace) -> int:
                             max_age_seconds=args.max_age,
                             locks=RetentionPolicy.from_settings(settings) if locks else None,
                             workers=args.workers if args.workers > 0 else (os.cpu_count() or 1),
-                            reopen=lambda: open_archive(settings, url), anchors=anchors)
+                            reopen=reopen, anchors=anchors)
     apply_records(store, report, records)
-    if not args.json:  # what the index and the witnesses found after the walks
-        _show_later(report, shown, show)
-    if args.metrics_file:
-        from sealtrail.verify.metrics import write_verify_metrics
+    return report
 
-        write_verify_metrics(Path(args.metrics_file), report, url)
+
+def _print_result(args: argparse.Namespace, report: Any, store: Any, where: Location) -> None:
     for finding in report.findings:
         if not args.json:
             print(f"BROKEN {finding}")
     if args.json:
         print_json(report.to_json())
     elif not report.chains:
-        print(f"FAILED: {url} holds no chains")
+        print(f"FAILED: {where.where} holds no chains")
     else:
         broken = sum(not c.ok for c in report.chains)
         print(f"{'VERIFIED' if report.ok else 'FAILED'}: {len(report.chains)} chains, "
@@ -121,11 +141,6 @@ def _verify(args: argparse.Namespace) -> int:
                               local=not store.enforces_retention))
         for note in report.notes:
             print(f"note: {note}")
-    if args.completeness:  # issue 7: per raw partition, every offset accounted for
-        from sealtrail.verify.completeness import print_completeness
-
-        return max(0 if report.ok else 1, print_completeness(report, as_json=args.json))
-    return 0 if report.ok else 1
 
 
 def _shower(as_json: bool, shown: dict[str, int]) -> Any:
@@ -186,20 +201,3 @@ def checked_summary(report: Any, *, signatures: bool, local: bool) -> str:
             " (a local directory does not enforce retention; --locks checks what it records)"
             if local else " (--no-locks)"))
     return "; ".join(parts)
-
-
-def _policy_check(args: argparse.Namespace) -> int:
-    from sealtrail.policy import load_policy
-
-    settings = settings_from(args)
-    path = args.file or settings.policy_file or None
-    policy = load_policy(path, None, check_only=True)
-    print(f"policy {policy.policy_id} v{policy.version} ({path or 'shipped default'}): "
-          f"{len(policy.rules)} rules, unknown attributes: {policy.unknown_attributes}, "
-          f"subject field: {policy.subject_field}")
-    for rule in policy.rules:
-        scope = ", ".join(sorted(rule.event_types)) or "all event types"
-        print(f"  {rule.selector:28} {rule.action:12} ({scope}): {rule.describe()}")
-    print("OK: per field and per attribute key, the first rule that selects it and applies "
-          "to the event's type wins; detectors look at what no rule changed")
-    return 0
