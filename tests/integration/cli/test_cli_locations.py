@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from archive_builder import build_archive
+from helpers.archive_builder import build_archive
 
 from sealtrail.cli.run_status import _archive_to_show, _with_locations, render
 from sealtrail.config import Settings
