@@ -43,9 +43,9 @@ from sealtrail.archive import ArchiveStore
 from sealtrail.core import merkle
 from sealtrail.core.canonical import canonical_json
 from sealtrail.core.signing import Keyring
+from sealtrail.core.times import format_time
 from sealtrail.errors import DataError, IntegrityError, MalformedInputError
 from sealtrail.inputs import BoundedZip, Shape, ZipLimits, check_shape, load_json
-from sealtrail.report import format_time
 from sealtrail.search import Coverage, IndexRow, SearchQuery
 from sealtrail.verify import ArchiveReader
 from sealtrail.verify.proof import FORMAT as PROOF_FORMAT

@@ -19,11 +19,11 @@ from sealtrail.archive import open_store
 from sealtrail.config import Settings
 from sealtrail.core.canonical import canonical_json, entry_body
 from sealtrail.core.hashing import ENTRY_DOMAIN, sha256
+from sealtrail.core.times import parse_time
 from sealtrail.replay import (
     ArchiveSource,
     Query,
     ReplayState,
-    parse_time,
     replay_archive,
 )
 

@@ -17,7 +17,7 @@ from archive_builder import T0, build_archive
 from test_replay import sealtrail
 
 from sealtrail.errors import ConfigError
-from sealtrail.replay import ArchiveSource
+from sealtrail.reading import ArchiveSource
 from sealtrail.runtime.dev import free_port, wait_for_port
 from sealtrail.search import IndexBackend, open_index, parse_query, row_from_record
 from sealtrail.search._rebuild import rebuild_index

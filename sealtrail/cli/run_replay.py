@@ -58,13 +58,14 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 def _replay(args: argparse.Namespace) -> int:
     from sealtrail.archive import open_archive
+    from sealtrail.core.times import optional_time
     from sealtrail.custody import operator_name, record_access, require_access
     from sealtrail.keys import PUBLIC_KEYRING, load_keyring
-    from sealtrail.replay import ArchiveSource, KafkaSource, Query, parse_time, replay
+    from sealtrail.replay import ArchiveSource, KafkaSource, Query, replay
 
     settings = settings_from(args, archive_url=args.archive).with_stack()
     keyring = load_keyring(Path(args.keys) if args.keys else settings.keys / PUBLIC_KEYRING)
-    query = Query(parse_time(args.since), parse_time(args.until), args.event_type, args.actor,
+    query = Query(optional_time(args.since), optional_time(args.until), args.event_type, args.actor,
                   args.service, args.include_rejections)
     state = Path(args.state) if args.state else None
     if state is None and args.to.startswith("file:"):

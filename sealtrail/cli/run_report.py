@@ -30,9 +30,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 def _report(args: argparse.Namespace) -> int:
     from sealtrail.archive import open_archive
+    from sealtrail.core.times import optional_time
     from sealtrail.custody import operator_name, require_access
     from sealtrail.keys import PUBLIC_KEYRING, load_keyring
-    from sealtrail.replay import parse_time
     from sealtrail.report import collect, render_html
     from sealtrail.runtime.durable import write_private_bytes
     from sealtrail.verify import ArchiveReader
@@ -40,7 +40,7 @@ def _report(args: argparse.Namespace) -> int:
     settings = settings_from(args, archive_url=args.archive).with_stack()
     keyring = load_keyring(Path(args.keys) if args.keys else settings.keys / PUBLIC_KEYRING)
     store = open_archive(settings)
-    since, until = parse_time(args.since), parse_time(args.until)
+    since, until = optional_time(args.since), optional_time(args.until)
     operator = operator_name(args.operator)
     data = collect(ArchiveReader(store, keyring, check_signatures=not args.no_signatures),
                    since, until)

@@ -87,8 +87,8 @@ def _keyring(settings: Settings, explicit: str | None) -> Any:
 
 
 def _search(args: argparse.Namespace) -> int:
+    from sealtrail.core.times import format_time
     from sealtrail.custody import operator_name, require_access
-    from sealtrail.replay import format_time
     from sealtrail.search import parse_query
 
     settings = settings_from(args).with_stack()
@@ -160,7 +160,7 @@ def _index_run(args: argparse.Namespace) -> int:
 
 def _index_rebuild(args: argparse.Namespace) -> int:
     from sealtrail.archive import open_archive
-    from sealtrail.replay import ArchiveSource
+    from sealtrail.reading import ArchiveSource
     from sealtrail.search import open_index
     from sealtrail.search._rebuild import rebuild_index
 

@@ -104,7 +104,7 @@ class Coverage:
 
     def describe(self, since: int | None, until: int | None) -> str:
         """Which part of [since, until) the index covers, in words."""
-        from sealtrail.replay import format_time
+        from sealtrail.core.times import format_time
 
         if not self.events or self.first is None or self.last is None:
             return "the index is empty: run `sealtrail index rebuild` or the indexer"

@@ -43,7 +43,7 @@ class SearchQuery:
 
 def parse_query(text: str, *, limit: int = 1000) -> SearchQuery:
     """Parse ``text``; ConfigError naming what cannot be read."""
-    from sealtrail.replay import parse_time
+    from sealtrail.core.times import parse_time
 
     try:
         tokens = shlex.split(text)
