@@ -148,7 +148,7 @@ def test_an_unexpected_failure_is_sealed_as_internal_and_sealing_goes_on(
     """An exception of any type on one record's path becomes an INTERNAL rejection that
     names the exception type and place but quotes nothing of the record; the next record
     is sealed as usual and the chain stays whole."""
-    sealer._policy = _Exploding(sealer._policy)  # type: ignore[assignment]
+    sealer.records.policy = _Exploding(sealer.records.policy)  # type: ignore[assignment]
     codec = AvroCodec(schemas.load(schemas.AUDIT_EVENT))
     state = ChainState(ChainHead.genesis("t.0.d"), 0)
     bad = frame(ids.good, codec.encode(event(7)))

@@ -89,7 +89,7 @@ def _keyring(settings: Settings, explicit: str | None) -> Any:
 def _search(args: argparse.Namespace) -> int:
     from sealtrail.core.times import format_time
     from sealtrail.custody import operator_name, require_access
-    from sealtrail.search import parse_query
+    from sealtrail.search import counted, parse_query
 
     settings = settings_from(args).with_stack()
     query = parse_query(args.query, limit=args.limit)
@@ -114,7 +114,7 @@ def _search(args: argparse.Namespace) -> int:
             print("  ".join(str(v)[:48].ljust(w) for v, w in zip(line, widths, strict=True))
                   .rstrip())
     more = " (limit reached: there may be more; use --limit)" if len(rows) >= query.limit else ""
-    print(f"{len(rows)} events{more}; {coverage.describe(query.since, query.until)}",
+    print(f"{counted(len(rows), 'event')}{more}; {coverage.describe(query.since, query.until)}",
           file=sys.stderr)
     print(custody.message, file=sys.stderr)
     return 0
@@ -135,7 +135,7 @@ def _index_run(args: argparse.Namespace) -> int:
     from sealtrail.consumers.indexer import Indexer
     from sealtrail.observability import StageMetric, StageTelemetry
     from sealtrail.schemas.registry_client import registry_client
-    from sealtrail.search import open_index
+    from sealtrail.search import counted, open_index
 
     settings = settings_from(args, metrics_port=args.metrics_port).require_endpoints()
     index = open_index(index_url(settings, args.index))
@@ -153,7 +153,8 @@ def _index_run(args: argparse.Namespace) -> int:
     finally:
         telemetry.close()
         index.close()
-    print(f"indexer stopped: {indexer.indexed} events indexed ({indexer.seen} records read)",
+    print(f"indexer stopped: {counted(indexer.indexed, 'event')} indexed "
+          f"({counted(indexer.seen, 'record')} read)",
           file=sys.stderr)
     return 0
 
@@ -161,7 +162,7 @@ def _index_run(args: argparse.Namespace) -> int:
 def _index_rebuild(args: argparse.Namespace) -> int:
     from sealtrail.archive import open_archive
     from sealtrail.reading import ArchiveSource
-    from sealtrail.search import open_index
+    from sealtrail.search import counted, open_index
     from sealtrail.search._rebuild import rebuild_index
 
     settings = settings_from(args, archive_url=args.archive)
@@ -176,8 +177,9 @@ def _index_rebuild(args: argparse.Namespace) -> int:
         index.close()
     for problem in result.breaks:
         print(escape_control(f"BROKEN {problem} (indexed up to the break)"), file=sys.stderr)
-    print(f"index rebuilt from {store.url}: {result.indexed} events of {result.chains} chains "
-          f"({result.checked} entries checked); {coverage.describe(None, None)}")
+    print(f"index rebuilt from {store.url}: {counted(result.indexed, 'event')} of "
+          f"{counted(result.chains, 'chain')} ({counted(result.checked, 'entry', 'entries')} "
+          f"checked); {coverage.describe(None, None)}")
     return 0 if not result.breaks else 1
 
 
@@ -198,7 +200,7 @@ def _export(args: argparse.Namespace) -> int:
     from sealtrail.custody import operator_name, require_access
     from sealtrail.export import build_export
     from sealtrail.runtime.durable import write_private_bytes
-    from sealtrail.search import parse_query
+    from sealtrail.search import counted, parse_query
 
     settings = settings_from(args, archive_url=args.archive).with_stack()
     operator = operator_name(args.operator)
@@ -212,8 +214,8 @@ def _export(args: argparse.Namespace) -> int:
     custody = require_access(settings, tool="export", operator=operator, query=args.query,
                              count=result.count)
     write_private_bytes(Path(args.out), data)
-    print(f"exported {result.count} events with inclusion proofs to {args.out} "
-          f"({result.chains} chains, {result.checkpoints} checkpoints"
+    print(f"exported {counted(result.count, 'event')} with inclusion proofs to {args.out} "
+          f"({counted(result.chains, 'chain')}, {counted(result.checkpoints, 'checkpoint')}"
           f"{', TRUNCATED at --limit' if truncated else ''}); {result.manifest['index_coverage']}",
           file=sys.stderr)
     print(custody.message, file=sys.stderr)
