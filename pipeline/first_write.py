@@ -17,11 +17,11 @@ import time
 from typing import Any
 
 from confluent_kafka import Consumer, Producer, TopicPartition
-from sealtrail.pipeline.recovery import ChainState
-from sealtrail.schemas.cache import WriterSchemas
 
 from sealtrail.core.chain import ChainHead
 from sealtrail.errors import DecodeError, SealtrailError
+from sealtrail.pipeline.recovery import ChainState
+from sealtrail.schemas.cache import WriterSchemas
 
 __all__ = ["FirstWriteCheck", "LostRaceError"]
 

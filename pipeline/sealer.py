@@ -31,13 +31,6 @@ from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 from confluent_kafka.schema_registry import SchemaRegistryClient
-from sealtrail.pipeline.decode import Rejected
-from sealtrail.pipeline.dlq import DlqCipher
-from sealtrail.pipeline.first_write import FirstWriteCheck, LostRaceError
-from sealtrail.pipeline.guard import dlq_value
-from sealtrail.pipeline.recovery import ChainState, recover_chain
-from sealtrail.pipeline.sealing import RecordSealer
-from sealtrail.schemas.cache import WriterSchemas
 
 from sealtrail.config import Settings
 from sealtrail.core.chain import ChainHead
@@ -45,7 +38,14 @@ from sealtrail.core.redaction import Policy
 from sealtrail.core.signing import Signer
 from sealtrail.errors import TransportError
 from sealtrail.kafka.client import group_config, kafka_config
+from sealtrail.pipeline.decode import Rejected
+from sealtrail.pipeline.dlq import DlqCipher
+from sealtrail.pipeline.first_write import FirstWriteCheck, LostRaceError
+from sealtrail.pipeline.guard import dlq_value
+from sealtrail.pipeline.recovery import ChainState, recover_chain
+from sealtrail.pipeline.sealing import RecordSealer
 from sealtrail.runtime.kafka_faults import Retakes, is_fatal, usable
+from sealtrail.schemas.cache import WriterSchemas
 
 __all__ = ["Sealer"]
 

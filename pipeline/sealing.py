@@ -10,10 +10,6 @@ from collections.abc import Callable
 from typing import Any
 
 from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
-from sealtrail.pipeline.decode import Decoded, RawDecoder, Rejected
-from sealtrail.pipeline.guard import internal_rejection
-from sealtrail.pipeline.recovery import ChainState
-from sealtrail.schemas.cache import WriterSchemas
 
 from sealtrail import schemas
 from sealtrail.config import Settings
@@ -23,6 +19,10 @@ from sealtrail.core.hashing import sha256
 from sealtrail.core.redaction import Policy
 from sealtrail.core.signing import Signer
 from sealtrail.errors import TransportError
+from sealtrail.pipeline.decode import Decoded, RawDecoder, Rejected
+from sealtrail.pipeline.guard import internal_rejection
+from sealtrail.pipeline.recovery import ChainState
+from sealtrail.schemas.cache import WriterSchemas
 
 __all__ = ["RecordSealer"]
 

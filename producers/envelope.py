@@ -9,11 +9,10 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from sealtrail.producers import context as _context
-
 from sealtrail.core.avro import AvroCodec
 from sealtrail.core.envelope import EVENT_TYPE, MAX_ID, MAX_TIME_US, MIN_TIME_US, check_event
 from sealtrail.errors import EventValidationError
+from sealtrail.producers import context as _context
 
 __all__ = ["CLASSIFICATIONS", "DECISIONS", "OUTCOMES", "build_event", "encode_event",
            "new_event_id", "normalise_enums"]

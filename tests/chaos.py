@@ -23,12 +23,12 @@ from pipeline_checks import (
     verify,
     wait_until,
 )
-from sealtrail.schemas.cache import WriterSchemas
-from sealtrail.schemas.registry_client import registry_client
 
 from sealtrail.config import Settings
 from sealtrail.core.completeness import coverage, runs_of
 from sealtrail.core.fencing import Fence, Verdict
+from sealtrail.schemas.cache import WriterSchemas
+from sealtrail.schemas.registry_client import registry_client
 
 
 def raw_ends(settings: Settings) -> dict[int, int]:

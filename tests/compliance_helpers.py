@@ -10,9 +10,9 @@ from pathlib import Path
 from typing import Any
 
 from archive_builder import T0, TICK, Clock, _unsealed, keyring_of, signer
-from sealtrail.consumers.archiver import SegmentWriter
 
 from sealtrail.archive import ArchiveStore
+from sealtrail.consumers.archiver import SegmentWriter
 from sealtrail.core.chain import ChainHead, seal
 from sealtrail.governance.retention import RetentionPolicy
 

@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 from archive_builder import Clock, forge_checkpoint, reseal, segment_bytes, signer, write_object
 from compliance_helpers import CHAIN, KEYRING, SIGNER, ChainFeeder, writer
-from sealtrail.consumers.segment_writer import ChainQuarantinedError
 
 from sealtrail.archive import open_store
 from sealtrail.archive.segments import read_segment
+from sealtrail.consumers.segment_writer import ChainQuarantinedError
 from sealtrail.core import layout
 from sealtrail.core.checkpoint import SignedCheckpoint
 from sealtrail.verify import verify_archive

@@ -27,13 +27,13 @@ from hostile_inputs import (
     poison_record,
 )
 from pipeline_checks import archived_count, archived_records, store_of, verify, wait_until
-from sealtrail.producers import AuditClient
-from sealtrail.schemas.registry_client import registry_client
 
 from sealtrail import schemas
 from sealtrail.config import Settings
 from sealtrail.core.avro import AvroCodec
 from sealtrail.keys import PUBLIC_KEYRING
+from sealtrail.producers import AuditClient
+from sealtrail.schemas.registry_client import registry_client
 
 
 def register(settings: Settings) -> Ids:

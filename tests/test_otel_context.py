@@ -17,9 +17,9 @@ from flask import Flask
 from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
-from sealtrail.producers import ASGIAuditMiddleware, AuditClient, WSGIAuditMiddleware, bind, context
 from test_producer_instrument import spooled
 
+from sealtrail.producers import ASGIAuditMiddleware, AuditClient, WSGIAuditMiddleware, bind, context
 from sealtrail.runtime import dev
 
 HEADER_TRACE = "0af7651916cd43dd8448eb211c80319c"

@@ -16,10 +16,10 @@ from confluent_kafka import Consumer, TopicPartition
 from conftest import Stage, with_settings
 from pipeline_checks import archived_records, store_of, verify, wait_until
 from producer_proxy import KafkaCutProxy
-from sealtrail.producers import AuditClient
 
 from sealtrail.config import Settings
 from sealtrail.kafka.admin import ensure_topics
+from sealtrail.producers import AuditClient
 from sealtrail.runtime import dev
 
 EMITTER = Path(__file__).with_name("producer_emitter.py")

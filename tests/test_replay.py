@@ -222,6 +222,7 @@ def test_workers_stop_at_the_same_break_and_leave_no_files(tmp_path: Path) -> No
 def test_heartbeat_checkpoints_are_followed(tmp_path: Path) -> None:
     """A chain with heartbeat checkpoints (no segment) replays whole."""
     from archive_builder import Clock, signer
+
     from sealtrail.consumers.archiver import SegmentWriter
 
     built = build_archive(tmp_path, chains=1, segments=2, records=3, rejections=())
@@ -339,11 +340,11 @@ def test_kafka_replay_detects_a_forged_record(
     """A record on the sealed topic whose signature does not check out stops the replay."""
     from confluent_kafka import Producer
     from pipeline_checks import wait_until
-    from sealtrail.schemas.cache import WriterSchemas
-    from sealtrail.schemas.registry_client import registry_client
 
     from sealtrail import schemas
     from sealtrail.core.avro import AvroCodec, frame
+    from sealtrail.schemas.cache import WriterSchemas
+    from sealtrail.schemas.registry_client import registry_client
 
     run_pipeline(settings, stages, tmp_path, 20)
     wait_until(lambda: sealed_count(settings) >= 20, 60, "20 sealed records",

@@ -21,16 +21,16 @@ from hostile_inputs import (
     pad_writer_schema,
     poison_record,
 )
-from sealtrail.pipeline import Sealer
-from sealtrail.pipeline.recovery import ChainState
-from sealtrail.schemas.registry_client import registry_client
 
 from sealtrail import schemas
 from sealtrail.config import Settings
 from sealtrail.core.avro import AvroCodec, frame, unframe
 from sealtrail.core.chain import ChainHead, check_entry
 from sealtrail.keys import PUBLIC_KEYRING, load_hmac_key, load_keyring, load_signer
+from sealtrail.pipeline import Sealer
+from sealtrail.pipeline.recovery import ChainState
 from sealtrail.policy import load_policy
+from sealtrail.schemas.registry_client import registry_client
 
 
 @contextmanager

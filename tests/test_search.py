@@ -278,9 +278,10 @@ def test_search_cli_prints_a_table_json_lines_and_coverage(tmp_path: Path) -> No
 def test_indexer_consumes_the_sealed_topic(settings: Any, stages: list[Any],
                                            tmp_path: Path) -> None:
     """The indexer consumer indexes what the sealer seals; a restart adds nothing twice."""
+    from test_replay import run_pipeline
+
     from sealtrail.consumers.indexer import Indexer
     from sealtrail.schemas.registry_client import registry_client
-    from test_replay import run_pipeline
 
     run_pipeline(settings, stages, tmp_path, 200)
     index = open_index(str(tmp_path / "k.sqlite"))
