@@ -1,4 +1,4 @@
-"""Fuzz targets for what an attacker controls (issue 13): raw records through the sealer's
+"""Fuzz targets for what an attacker controls: raw records through the sealer's
 per-record path, segment files on both reader paths, checkpoints, notes, proofs, export
 bundles, registry requests, and the native segment reader built with AddressSanitizer
 and UndefinedBehaviorSanitizer.

@@ -304,12 +304,12 @@ class Sealer:
         try:
             producer.abort_transaction(10)
         except KafkaException as exc:
-            if is_fatal(exc):
-                # Fenced by a newer owner of the partition (or a broker-side fatal error):
-                # this producer must not write again; take the partition again later.
-                self._drop(partition, exc, "abort_transaction failed fatally")
-                return
-            log.warning("partition %d: abort_transaction: %s", partition, exc)
+            # Fatal (fenced by a newer owner of the partition, a broker-side fatal error) or
+            # not done in time: this producer's transaction state is unknown, so it must not
+            # write again (a fenced producer's failure can first surface as _STATE, and its
+            # abort then times out for ever). Take the partition again later with a new one.
+            self._drop(partition, exc, "abort_transaction failed")
+            return
         state = self._recover(partition)
         if state.check_from is not None:  # skip our own aborted attempt when checking again
             state.check_from = max(state.check_from,
