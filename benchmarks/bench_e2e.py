@@ -31,13 +31,13 @@ from pathlib import Path
 from typing import Any
 
 from confluent_kafka import Consumer, TopicPartition
-from sealtrail.producers import AuditClient
 
 from sealtrail.archive.segments import read_segment
 from sealtrail.config import Settings
 from sealtrail.core import layout
 from sealtrail.kafka.admin import ensure_topics
 from sealtrail.keys import init_keys
+from sealtrail.producers import AuditClient
 from sealtrail.runtime import dev
 
 PARTITIONS = 4

@@ -69,14 +69,14 @@ def _run(built: Any, home: Path) -> dict[str, object]:
     """The indexer on the sealed topic holding the archive's events."""
     from confluent_kafka import Producer
     from confluent_kafka.schema_registry import Schema
-    from sealtrail.consumers.indexer import Indexer
-    from sealtrail.schemas.registry_client import registry_client
 
     from sealtrail import schemas
     from sealtrail.config import Settings
+    from sealtrail.consumers.indexer import Indexer
     from sealtrail.core.avro import AvroCodec, frame
     from sealtrail.kafka.admin import ensure_topics
     from sealtrail.runtime import dev
+    from sealtrail.schemas.registry_client import registry_client
     from sealtrail.search import open_index
 
     stack = dev.start_stack(home / "stack")

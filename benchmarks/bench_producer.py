@@ -28,14 +28,14 @@ from typing import Any
 from confluent_kafka import SerializingProducer
 from confluent_kafka.schema_registry.avro import AvroSerializer
 from confluent_kafka.serialization import StringSerializer
-from sealtrail.producers import AuditClient
-from sealtrail.schemas.registry_client import registry_client
 
 from sealtrail import schemas
 from sealtrail.config import Settings
 from sealtrail.core.envelope import strip_logical_types
 from sealtrail.kafka.admin import ensure_topics
+from sealtrail.producers import AuditClient
 from sealtrail.runtime import dev
+from sealtrail.schemas.registry_client import registry_client
 
 ROUNDS = 3
 PRODUCER_CONF: dict[str, Any] = {

@@ -44,9 +44,6 @@ from typing import Any
 
 from confluent_kafka import Consumer, Producer, TopicPartition
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from sealtrail.pipeline import Sealer
-from sealtrail.pipeline.recovery import ChainState
-from sealtrail.schemas.registry_client import registry_client
 
 from sealtrail.config import Settings
 from sealtrail.core.avro import AvroCodec, frame
@@ -54,8 +51,11 @@ from sealtrail.core.chain import ChainHead
 from sealtrail.core.hashing import SIG_ENTRY_DOMAIN, sha256
 from sealtrail.kafka.admin import ensure_topics
 from sealtrail.keys import ReloadingSigner, init_keys
+from sealtrail.pipeline import Sealer
+from sealtrail.pipeline.recovery import ChainState
 from sealtrail.policy import RedactionMetrics, policy_for_sealer
 from sealtrail.runtime import dev
+from sealtrail.schemas.registry_client import registry_client
 
 PARTITIONS = 4
 EPOCH_US = 1_700_000_000_000_000

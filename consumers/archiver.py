@@ -21,6 +21,9 @@ from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 from confluent_kafka.schema_registry import SchemaRegistryClient
+
+from sealtrail.archive import ArchiveStore
+from sealtrail.config import Settings
 from sealtrail.consumers.schema_record import SchemaRecorder
 from sealtrail.consumers.segment_writer import (
     ArchivedChain,
@@ -28,16 +31,13 @@ from sealtrail.consumers.segment_writer import (
     SegmentWriter,
     keyring_file,
 )
-from sealtrail.schemas.cache import WriterSchemas
-
-from sealtrail.archive import ArchiveStore
-from sealtrail.config import Settings
 from sealtrail.core import layout
 from sealtrail.core.signing import Keyring, Signer
 from sealtrail.errors import DecodeError
 from sealtrail.governance.retention import RetentionPolicy
 from sealtrail.kafka.client import group_config, kafka_config
 from sealtrail.runtime.kafka_faults import is_fatal, usable
+from sealtrail.schemas.cache import WriterSchemas
 
 __all__ = ["ArchivedChain", "Archiver", "SegmentWriter"]  # the writer is segment_writer's
 

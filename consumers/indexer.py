@@ -16,11 +16,11 @@ import threading
 
 from confluent_kafka import Consumer, KafkaError, KafkaException
 from confluent_kafka.schema_registry import SchemaRegistryClient
-from sealtrail.schemas.cache import WriterSchemas
 
 from sealtrail.config import Settings
 from sealtrail.errors import DecodeError
 from sealtrail.kafka.client import kafka_config
+from sealtrail.schemas.cache import WriterSchemas
 from sealtrail.search import IndexBackend, IndexRow, row_from_record
 
 __all__ = ["Indexer"]

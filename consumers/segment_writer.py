@@ -24,11 +24,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sealtrail.consumers.archive_index import IndexTailError, IndexWriter
-from sealtrail.consumers.chain_tail import TailCheckError, check_tail, check_written
-
 from sealtrail.archive import ArchiveStore, ObjectExistsError, Retention
 from sealtrail.archive.segments import read_segment, write_segment
+from sealtrail.consumers.archive_index import IndexTailError, IndexWriter
+from sealtrail.consumers.chain_tail import TailCheckError, check_tail, check_written
 from sealtrail.core import layout, merkle
 from sealtrail.core.chain import ChainHead
 from sealtrail.core.checkpoint import Checkpoint

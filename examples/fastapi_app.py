@@ -21,9 +21,9 @@ import sys
 from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse
 from fastapi.testclient import TestClient
-from sealtrail.producers import ASGIAuditMiddleware, AuditClient, set_actor
 
 from sealtrail.config import load_settings
+from sealtrail.producers import ASGIAuditMiddleware, AuditClient, set_actor
 
 TOKENS = {"token-alice": "alice", "token-bob": "bob"}  # stands in for your identity provider
 

@@ -18,9 +18,9 @@ import json
 import sys
 
 from flask import Flask, abort, g, jsonify, request
-from sealtrail.producers import AuditClient, WSGIAuditMiddleware, set_actor
 
 from sealtrail.config import load_settings
+from sealtrail.producers import AuditClient, WSGIAuditMiddleware, set_actor
 
 TOKENS = {"token-alice": "alice", "token-bob": "bob"}  # stands in for your identity provider
 

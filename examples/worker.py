@@ -23,9 +23,8 @@ import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
-from sealtrail.producers import AuditClient, AuditLogHandler, audited, bind, context
-
 from sealtrail.config import load_settings
+from sealtrail.producers import AuditClient, AuditLogHandler, audited, bind, context
 
 log = logging.getLogger("worker.audit")
 

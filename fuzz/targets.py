@@ -77,12 +77,12 @@ class _SealerRig:
 
     def __init__(self) -> None:
         from confluent_kafka.schema_registry import Schema
-        from sealtrail.pipeline import Sealer
-        from sealtrail.schemas.registry_client import registry_client
 
         from sealtrail.config import Settings
+        from sealtrail.pipeline import Sealer
         from sealtrail.policy import load_policy
         from sealtrail.registry import RegistryServer
+        from sealtrail.schemas.registry_client import registry_client
 
         self.server = RegistryServer(db_path=None).start()
         client = registry_client(self.server.url)

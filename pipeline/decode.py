@@ -14,12 +14,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sealtrail.schemas.cache import UnknownSchemaError, WriterSchemas
-
 from sealtrail.core.avro import AvroCodec, SchemaMismatchError, unframe
 from sealtrail.core.avro_bounds import LimitError
 from sealtrail.core.envelope import check_event
 from sealtrail.errors import DecodeError, EventValidationError
+from sealtrail.schemas.cache import UnknownSchemaError, WriterSchemas
 
 __all__ = ["Decoded", "RawDecoder", "Rejected"]
 

@@ -16,11 +16,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, TopicPartition
-from sealtrail.schemas.cache import WriterSchemas
 
 from sealtrail.core.chain import ChainHead
 from sealtrail.core.fencing import replay_tail
 from sealtrail.errors import TransportError
+from sealtrail.schemas.cache import WriterSchemas
 
 __all__ = ["ChainState", "recover_chain"]
 

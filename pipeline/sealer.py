@@ -21,7 +21,6 @@ Exactly-once rests on three things:
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import threading
 import time
@@ -31,49 +30,34 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
-from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
-from sealtrail.pipeline.decode import Decoded, RawDecoder, Rejected
-from sealtrail.pipeline.dlq import DlqCipher
-from sealtrail.pipeline.guard import dlq_value, internal_rejection
-from sealtrail.pipeline.recovery import ChainState, recover_chain
-from sealtrail.schemas.cache import WriterSchemas
+from confluent_kafka.schema_registry import SchemaRegistryClient
 
-from sealtrail import schemas
 from sealtrail.config import Settings
-from sealtrail.core.avro import AvroCodec, frame
-from sealtrail.core.chain import ChainHead, seal
-from sealtrail.core.hashing import sha256
+from sealtrail.core.chain import ChainHead
 from sealtrail.core.redaction import Policy
 from sealtrail.core.signing import Signer
-from sealtrail.errors import DecodeError, TransportError
+from sealtrail.errors import TransportError
 from sealtrail.kafka.client import group_config, kafka_config
+from sealtrail.pipeline.decode import Rejected
+from sealtrail.pipeline.dlq import DlqCipher
+from sealtrail.pipeline.first_write import FirstWriteCheck, LostRaceError
+from sealtrail.pipeline.guard import dlq_value
+from sealtrail.pipeline.recovery import ChainState, recover_chain
+from sealtrail.pipeline.sealing import RecordSealer
 from sealtrail.runtime.kafka_faults import Retakes, is_fatal, usable
+from sealtrail.schemas.cache import WriterSchemas
 
 __all__ = ["Sealer"]
 
 log = logging.getLogger("sealtrail.sealer")
 
 BATCH = 2000
-_EVENT_TYPE = "io.sealtrail.AuditEvent"
-_REJECTION_TYPE = "io.sealtrail.Rejection"
 
 
 def new_chain_id(topic: str, partition: int) -> str:
     """A fresh chain id: topic and partition plus a random part, so chains of a recreated
     topic or a replaced cluster never collide with older ones in the archive."""
     return f"{topic}.{partition}.{uuid.uuid4().hex[:16]}"
-
-
-class LostRace(Exception):
-    """Another sealer wrote to the partition first since this one took it over."""
-
-
-def _tagged(record: dict[str, Any]) -> dict[str, Any]:
-    """``record`` with its union branches named (fastavro's tuple notation): the same bytes,
-    without fastavro validating the event against each branch to pick one."""
-    if record["event"] is not None:
-        return {**record, "event": (_EVENT_TYPE, record["event"])}
-    return {**record, "rejection": (_REJECTION_TYPE, record["rejection"])}
 
 
 class Sealer:
@@ -92,30 +76,22 @@ class Sealer:
         self.settings = settings
         # Dead letters are encrypted under their own key (pipeline/dlq.py).
         self._dlq = dlq or DlqCipher.for_keys(settings.keys)
-        self._signer = signer
-        self._policy = policy
-        self._clock = clock
         self._stop = threading.Event()
-        reader = AvroCodec(schemas.load(schemas.AUDIT_EVENT))
         self._writers = WriterSchemas(registry, settings.decode_limits)
-        self._decoder = RawDecoder(self._writers, reader, max_bytes=settings.max_event_bytes)
-        sealed_schema = schemas.sealed_record()
-        self._sealed = AvroCodec(sealed_schema)
-        self._sealed_schema_id = registry.register_schema(
-            f"{settings.sealed_topic}-value", Schema(json.dumps(sealed_schema), "AVRO")
-        )
+        #: The per-record path (decode, dedupe, redact, seal, encode): no Kafka I/O.
+        self.records = RecordSealer(settings, signer=signer, policy=policy,
+                                    registry=registry, writers=self._writers, clock=clock)
         # What producers and the recovery readers share: no group settings (librdkafka warns
         # about consumer properties handed to a producer).
         self._base = kafka_config(settings)
+        self._first_write = FirstWriteCheck(self._base, settings.sealed_topic, self._writers)
         self._consumer = self._new_consumer()
         self._retakes = Retakes(settings.session_timeout_ms / 1000)
         self._chains: dict[int, ChainState] = {}
         self._producers: dict[int, Producer] = {}
-        self._own_end: dict[int, int] = {}  # per partition: end of our last checked write
         self._commits: dict[int, Future[None]] = {}  # per partition: its pending commit
         self._count_lock = threading.Lock()
         self._committer = ThreadPoolExecutor(4, thread_name_prefix="sealtrail-commit")
-        self._probe: Consumer | None = None
         self.sealed = 0
         self.rejected = 0
         #: Called with (records, seconds) when a batch's transaction has committed: the
@@ -186,7 +162,7 @@ class Sealer:
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         # Partitions are taken over one after another: concurrent init_transactions for
         # different transactional ids left Tansu with producer states whose first produce
-        # failed with _STATE and whose abort hung (tests/test_fatal_kafka.py).
+        # failed with _STATE and whose abort hung (tests/integration/pipeline/test_fatal_kafka.py).
         for tp in partitions:
             self._retakes.clear(tp.partition)
         for tp in partitions:
@@ -235,73 +211,17 @@ class Sealer:
     def seal_value(
         self, state: ChainState, value: bytes | None, topic: str, partition: int, offset: int
     ) -> tuple[bytes, dict[str, Any], Rejected | None]:
-        """Seal one raw record (its value and coordinates) as the next entry of ``state``'s
-        chain: the framed sealed record, the record, and the rejection if it was rejected.
-        This is the whole per-record hot path, with no Kafka I/O (the benchmark's floor).
-
-        Whatever the record holds, it is sealed: any failure on its path but a transport
-        one (retried) becomes a rejection with reason INTERNAL (sealtrail.pipeline.guard),
-        and ``state`` only moves once the record is sealed and encoded."""
-        try:
-            return self._seal_outcome(state, self._decoder.decode(value), value, topic,
-                                      partition, offset)
-        except TransportError:
-            raise
-        except Exception as exc:
-            rejected = internal_rejection(exc, value)
-            log.error("partition %d offset %d: %s", partition, offset, rejected.detail)
-            return self._seal_outcome(state, rejected, value, topic, partition, offset)
-
-    def _seal_outcome(
-        self, state: ChainState, outcome: Decoded | Rejected, value: bytes | None, topic: str,
-        partition: int, offset: int,
-    ) -> tuple[bytes, dict[str, Any], Rejected | None]:
-        policy = self._policy
-        if isinstance(outcome, Decoded):
-            event_id = outcome.event["event_id"]
-            original = state.recent_ids.get(event_id)
-            if original is not None:
-                outcome = Rejected("DUPLICATE", f"event_id ({len(event_id)} characters) "
-                                   f"was sealed as seq {original} of chain "
-                                   f"{state.head.chain_id}", outcome.schema_id)
-        unsealed: dict[str, Any] = {
-            "kind": "EVENT",
-            "event": None,
-            "rejection": None,
-            "redaction": {"policy_id": policy.policy_id, "policy_version": policy.version,
-                          "fields": []},
-            "ingested_at": self._clock(),
-            "source": {"topic": topic, "partition": partition, "offset": offset,
-                       "schema_id": outcome.schema_id},
-        }
-        rejected: Rejected | None
-        if isinstance(outcome, Decoded):
-            unsealed["redaction"]["fields"] = policy(outcome.event)
-            unsealed["event"] = outcome.event
-            rejected = None
-        else:
-            raw = value or b""
-            unsealed["kind"] = "REJECTION"
-            unsealed["rejection"] = {"reason": outcome.reason, "detail": outcome.detail[:1000],
-                                     "raw_sha256": sha256(raw), "raw_size": len(raw)}
-            rejected = outcome
-        record = seal(state.head, unsealed, self._signer)
-        body = self._sealed.encode_native(record)
-        if body is None:  # not built, or a value only fastavro takes: its bytes, its errors
-            body = self._sealed.encode(_tagged(record))
-        framed = frame(self._sealed_schema_id, body)
-        state.head = state.head.advance(record)
-        state.next_source_offset = offset + 1
-        if rejected is None:
-            state.remember(record["event"]["event_id"], record["seq"], self.settings.dedupe_window)
-        return framed, record, rejected
+        """Seal one raw record as the next entry of ``state``'s chain (see
+        :meth:`RecordSealer.seal_value`): the framed sealed record, the record, and the
+        rejection if it was rejected."""
+        return self.records.seal_value(state, value, topic, partition, offset)
 
     def _seal_partition(self, partition: int, msgs: list[Message]) -> None:
         """Seal ``msgs`` (all of one raw partition) in one transaction.
 
         The first transaction after taking a partition over is checked before it commits:
         its records must be the first to continue the recovered head in the sealed
-        partition (see :meth:`_check_first_write`)."""
+        partition (sealtrail.pipeline.first_write)."""
         state = self._chains.get(partition)
         producer = self._producers.get(partition)
         if state is None or producer is None:
@@ -346,7 +266,7 @@ class Sealer:
                                              seq=record["seq"], **coordinates), **omitted},
             )
         if fresh and sealed + rejected_n:
-            self._check_first_write(partition, state, base, producer, delivered)
+            self._first_write.check(partition, state, base, producer, delivered)
         offsets = [TopicPartition(self.settings.raw_topic, partition, state.next_source_offset)]
         group = self._consumer.consumer_group_metadata()
 
@@ -374,67 +294,6 @@ class Sealer:
             if not quiet:
                 raise
 
-    def _check_first_write(
-        self, partition: int, state: ChainState, base: ChainHead, producer: Producer,
-        delivered: list[int],
-    ) -> None:
-        """Before the first commit as the partition's new owner: wait until this
-        transaction's records are in the log, then read (uncommitted) what lies between the
-        partition's end when recovery began and the first of them. A record there that continues the
-        recovered head was written by another sealer (a zombie that has not yet noticed it
-        lost the partition): readers would admit it and refuse ours, so raise
-        :class:`LostRace` (the transaction is aborted and the chain recovered again).
-        Otherwise ours are the first to continue the head, and from now on a zombie's
-        records can no longer link to the chain."""
-        if producer.flush(30) != 0 or not delivered:
-            raise LostRace(f"partition {partition}: records not delivered within 30 s")
-        first = min(delivered)
-        self._own_end[partition] = max(delivered) + 1
-        check_from = state.check_from or 0
-        for offset, value in self._read_sealed(partition, check_from, first):
-            try:
-                record = self._writers.decode(value)[0]
-            except DecodeError:
-                continue
-            if (base.seq < 0 and record["seq"] == 0) or (record["chain_id"] == base.chain_id
-                                and record["seq"] == base.seq + 1
-                                and record["prev_hash"] == base.entry_hash):
-                raise LostRace(
-                    f"partition {partition}: sealed offset {offset} (seq {record['seq']}, "
-                    f"epoch {record['epoch']}) continues the recovered head before this "
-                    "sealer's first write; recovering again")
-        state.check_from = None
-        log.info("partition %d: chain %s continues at seq %d in epoch %d", partition,
-                 base.chain_id, base.seq + 1, base.epoch)
-
-    def _read_sealed(self, partition: int, start: int, end: int) -> list[tuple[int, bytes]]:
-        """(offset, value) of the sealed records at offsets start..end-1, uncommitted ones
-        included."""
-        if start >= end:
-            return []
-        if self._probe is None:
-            self._probe = Consumer({**self._base, "group.id": "sealtrail-sealer-probe",
-                                    "enable.auto.commit": False,
-                                    "isolation.level": "read_uncommitted"})
-        probe = self._probe
-        probe.assign([TopicPartition(self.settings.sealed_topic, partition, start)])
-        found: list[tuple[int, bytes]] = []
-        deadline = time.monotonic() + 30
-        try:
-            while time.monotonic() < deadline:
-                msg = probe.poll(0.2)
-                if msg is None or msg.error() is not None:
-                    continue
-                if msg.offset() >= end:
-                    return found
-                found.append((msg.offset(), msg.value() or b""))
-                if msg.offset() == end - 1:
-                    return found
-        finally:
-            probe.unassign()
-        raise LostRace(f"partition {partition}: timed out reading sealed offsets "
-                       f"{start}..{end - 1}")
-
     def _rewind(self, partition: int) -> None:
         """After a failed transaction: abort it, forget the in-memory head, resume from
         what the chain committed."""
@@ -453,7 +312,8 @@ class Sealer:
             return
         state = self._recover(partition)
         if state.check_from is not None:  # skip our own aborted attempt when checking again
-            state.check_from = max(state.check_from, self._own_end.get(partition, 0))
+            state.check_from = max(state.check_from,
+                                   self._first_write.own_end.get(partition, 0))
         self._chains[partition] = state
         self._consumer.seek(
             TopicPartition(self.settings.raw_topic, partition, state.next_source_offset))
@@ -528,7 +388,7 @@ class Sealer:
             if is_fatal(exc):
                 self._drop(partition, exc, "fatal Kafka error")
                 return
-            expected = isinstance(exc, KafkaException | TransportError | LostRace)
+            expected = isinstance(exc, KafkaException | TransportError | LostRaceError)
             (log.warning if expected else log.error)(
                 "partition %d: batch not sealed, retrying: %s: %s", partition,
                 type(exc).__name__, exc if expected else "(unexpected)")

@@ -13,9 +13,8 @@ import functools
 from types import TracebackType
 from typing import Any
 
-from sealtrail.producers.client import AuditClient
-
 from sealtrail.config import Settings
+from sealtrail.producers.client import AuditClient
 
 __all__ = ["AsyncAuditClient"]
 

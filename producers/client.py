@@ -19,6 +19,12 @@ from pathlib import Path
 from typing import Any
 
 from prometheus_client import CollectorRegistry
+
+from sealtrail import schemas
+from sealtrail.config import Settings
+from sealtrail.core.avro import AvroCodec, frame
+from sealtrail.errors import ConfigError, EventValidationError
+from sealtrail.kafka.client import security_config
 from sealtrail.producers.avro_encoder import UnsupportedSchemaError, compile_encoder
 from sealtrail.producers.delivery import (  # noqa: F401  (re-exported)
     DRAIN_BATCH,
@@ -37,12 +43,6 @@ from sealtrail.producers.instrument import EventBuilder, audited
 from sealtrail.producers.metrics import ProducerMetrics
 from sealtrail.producers.spool import Spool, open_slot
 from sealtrail.producers.startup import check_bootstrap, register_schema, safe_name
-
-from sealtrail import schemas
-from sealtrail.config import Settings
-from sealtrail.core.avro import AvroCodec, frame
-from sealtrail.errors import ConfigError, EventValidationError
-from sealtrail.kafka.client import security_config
 
 __all__ = ["OUTCOMES", "AuditClient", "ClientClosedError", "EmitBackpressureError",
            "SpoolFullError"]

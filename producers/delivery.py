@@ -25,10 +25,10 @@ from collections.abc import Mapping
 from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
-from sealtrail.producers.metrics import ProducerMetrics
-from sealtrail.producers.spool import Position, Spool, fsync_close
 
 from sealtrail.errors import ConfigError
+from sealtrail.producers.metrics import ProducerMetrics
+from sealtrail.producers.spool import Position, Spool, fsync_close
 
 __all__ = ["DRAIN_BATCH", "STALL_SECONDS", "Delivery"]
 

@@ -9,11 +9,10 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from sealtrail.producers import context as _context
-
 from sealtrail.core.avro import AvroCodec
 from sealtrail.core.envelope import EVENT_TYPE, MAX_ID, MAX_TIME_US, MIN_TIME_US, check_event
 from sealtrail.errors import EventValidationError
+from sealtrail.producers import context as _context
 
 __all__ = ["CLASSIFICATIONS", "DECISIONS", "OUTCOMES", "build_event", "encode_event",
            "new_event_id", "normalise_enums"]
@@ -59,33 +58,17 @@ _VARIANT = {d: "89ab"[int(d, 16) & 3] for d in "0123456789abcdef"}
 
 def build_event(
     origin: Mapping[str, Any],
-    event_type: str,
-    action: str,
-    resource_type: str,
-    resource_id: str,
-    actor_id: str | None,
-    actor_type: str | None,
-    principal: str | None,
-    on_behalf_of: str | None,
-    session_id: str | None,
-    outcome: str,
-    reason: str | None,
-    source_ip: str | None,
-    user_agent: str | None,
-    request_id: str | None,
-    trace_id: str | None,
-    tenant: str | None,
-    classification: str,
-    decision: str | None,
-    policy: str | None,
-    permissions: Sequence[str],
-    attributes: Mapping[str, str] | None,
-    event_id: str | None,
-    occurred_at: int | None,
-    actor_name: str | None = None,
-    actor_email: str | None = None,
-    instance: str | None = None,
-    service_version: str | None = None,
+    event_type: str, action: str, resource_type: str, resource_id: str,
+    actor_id: str | None, actor_type: str | None, principal: str | None,
+    on_behalf_of: str | None, session_id: str | None,
+    outcome: str, reason: str | None,
+    source_ip: str | None, user_agent: str | None, request_id: str | None,
+    trace_id: str | None, tenant: str | None,
+    classification: str, decision: str | None, policy: str | None,
+    permissions: Sequence[str], attributes: Mapping[str, str] | None,
+    event_id: str | None, occurred_at: int | None,
+    actor_name: str | None = None, actor_email: str | None = None,
+    instance: str | None = None, service_version: str | None = None,
 ) -> tuple[dict[str, Any], bool]:
     """The event dict for :meth:`AuditClient.emit`'s arguments, fields not given taken from
     the bound request context, and whether it already passed the envelope checks (when
@@ -97,17 +80,10 @@ def build_event(
     ctx = _context.current()
     if ctx is not None:
         if actor_id is None:
-            actor_id = ctx.actor_id
-            actor_type = actor_type or ctx.actor_type
-            principal = principal or ctx.principal
-            actor_name = actor_name or ctx.actor_name
-            actor_email = actor_email or ctx.actor_email
-        source_ip = source_ip or ctx.source_ip
-        user_agent = user_agent or ctx.user_agent
-        request_id = request_id or ctx.request_id
-        trace_id = trace_id or ctx.trace_id
-        tenant = tenant or ctx.tenant
-        session_id = session_id or ctx.session_id
+            actor_id, actor_type, principal, actor_name, actor_email = _bound_actor(
+                ctx, actor_type, principal, actor_name, actor_email)
+        source_ip, user_agent, request_id, trace_id, tenant, session_id = _bound_request(
+            ctx, source_ip, user_agent, request_id, trace_id, tenant, session_id)
     if trace_id is None and _context.HAS_OTEL:
         trace_id = _context.otel_trace_id()
     if actor_id is None:
@@ -149,16 +125,39 @@ def build_event(
         "attributes": dict(attributes or {}),
         "session_id": session_id,
     }
-    # The envelope rules of check_event, inlined for the common case; on any doubt
-    # check_event runs and names the field.
-    checked = (
-        _texts(event["event_id"], action, actor_id, event["actor"]["type"], resource_type,
-               resource_id)
+    return event, _passes_envelope(event)
+
+
+def _bound_actor(ctx: Any, actor_type: str | None, principal: str | None,
+                 actor_name: str | None, actor_email: str | None
+                 ) -> tuple[str | None, str | None, str | None, str | None, str | None]:
+    """The actor bound to the request context (when emit() names none), fields given to
+    emit() taking precedence: id, type, principal, name, email."""
+    return (ctx.actor_id, actor_type or ctx.actor_type, principal or ctx.principal,
+            actor_name or ctx.actor_name, actor_email or ctx.actor_email)
+
+
+def _bound_request(ctx: Any, source_ip: str | None, user_agent: str | None,
+                   request_id: str | None, trace_id: str | None, tenant: str | None,
+                   session_id: str | None) -> tuple[str | None, ...]:
+    """The request fields emit() did not give, from the bound request context: source ip,
+    user agent, request id, trace id, tenant, session id."""
+    return (source_ip or ctx.source_ip, user_agent or ctx.user_agent,
+            request_id or ctx.request_id, trace_id or ctx.trace_id, tenant or ctx.tenant,
+            session_id or ctx.session_id)
+
+
+def _passes_envelope(event: dict[str, Any]) -> bool:
+    """The envelope rules of check_event, inlined for the common case: True when the event
+    surely passes them; on any doubt check_event runs and names the field."""
+    event_type, occurred_at = event["event_type"], event["occurred_at"]
+    return bool(
+        _texts(event["event_id"], event["action"], event["actor"]["id"],
+               event["actor"]["type"], event["resource"]["type"], event["resource"]["id"])
         and type(event_type) is str
         and (event_type in _good_types or _good_type(event_type))
         and type(occurred_at) is int and MIN_TIME_US <= occurred_at <= MAX_TIME_US
     )
-    return event, checked
 
 
 _good_types: set[str] = set()

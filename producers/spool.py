@@ -30,6 +30,7 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
+from sealtrail.errors import ConfigError
 from sealtrail.producers.spool_files import (
     OVERHEAD,
     Position,
@@ -40,8 +41,6 @@ from sealtrail.producers.spool_files import (
     read_record,
     write_ack,
 )
-
-from sealtrail.errors import ConfigError
 from sealtrail.runtime.durable import fsync_dir
 
 __all__ = ["FSYNC_POLICIES", "Position", "Spool", "fsync_close", "open_slot"]

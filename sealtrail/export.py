@@ -42,10 +42,12 @@ from typing import Any
 from sealtrail.archive import ArchiveStore
 from sealtrail.core import merkle
 from sealtrail.core.canonical import canonical_json
+from sealtrail.core.chain_walk import PlannedSegment
 from sealtrail.core.signing import Keyring
+from sealtrail.core.times import format_time
 from sealtrail.errors import DataError, IntegrityError, MalformedInputError
 from sealtrail.inputs import BoundedZip, Shape, ZipLimits, check_shape, load_json
-from sealtrail.report import format_time
+from sealtrail.reading import jsonl_bytes
 from sealtrail.search import Coverage, IndexRow, SearchQuery
 from sealtrail.verify import ArchiveReader
 from sealtrail.verify.proof import FORMAT as PROOF_FORMAT
@@ -125,65 +127,73 @@ def _segment_of(starts: list[int], seq: int) -> int:
     return bisect.bisect_right(starts, seq) - 1
 
 
-def build_export(
-    store: ArchiveStore, keyring: Keyring, rows: list[IndexRow], query: SearchQuery, *,
-    coverage: Coverage, operator: str, truncated: bool = False,
-) -> tuple[bytes, ExportResult]:
-    """The zip bytes of an export of ``rows`` (search results), every event proven against
-    the archive. DataError when an event cannot be proven (missing or altered evidence)."""
-    reader = ArchiveReader(store, keyring)
-    by_chain: dict[str, list[IndexRow]] = {}
+_Proof = tuple[IndexRow, bytes, dict[str, Any]]  # the row, its proof, its sealed record
+
+
+def _prove_chain(reader: ArchiveReader, chain_id: str, rows: list[IndexRow],
+                 checkpoints: dict[str, bytes]) -> list[_Proof]:
+    """Proofs of ``rows`` (all of chain ``chain_id``), segment by segment; the checkpoints
+    they rest on are added to ``checkpoints``."""
+    plan = reader.plan(chain_id)
+    real = plan.segments
+    if not real:
+        raise DataError(f"chain {chain_id}: no usable checkpoint in the archive"
+                        + (f" ({plan.problem})" if plan.problem else ""))
+    starts = [p.checkpoint.first_seq for p in real]
+    by_segment: dict[int, list[IndexRow]] = {}
     for row in rows:
-        by_chain.setdefault(row.chain_id, []).append(row)
-    proofs: list[tuple[IndexRow, bytes, dict[str, Any]]] = []
-    checkpoints: dict[str, bytes] = {}
-    for chain_id, chain_rows in sorted(by_chain.items()):
-        plan = reader.plan(chain_id)
-        real = plan.segments
-        if not real:
-            raise DataError(f"chain {chain_id}: no usable checkpoint in the archive"
-                            + (f" ({plan.problem})" if plan.problem else ""))
-        starts = [p.checkpoint.first_seq for p in real]
-        by_segment: dict[int, list[IndexRow]] = {}
-        for row in chain_rows:
-            position = _segment_of(starts, row.seq)
-            if position < 0 or row.seq > real[position].checkpoint.last_seq:
-                raise DataError(f"chain {chain_id} seq {row.seq} (event {row.event_id}) is "
-                                "not covered by a checked checkpoint"
-                                + (f": {_first_break(reader, chain_id)}" if plan.problem
-                                   else ""))
-            by_segment.setdefault(position, []).append(row)
-        for position, seg_rows in sorted(by_segment.items()):
-            planned = real[position]
-            cp = planned.checkpoint
-            # A hole in the raw offsets (G1) does not unmake the proofs of its entries.
-            outcome = reader.check(planned, want_records=True, gaps_fatal=False)
-            if outcome.finding is not None:
-                raise IntegrityError(f"{_first_break(reader, chain_id)}; run `sealtrail "
-                                     "verify`")
-            records = outcome.records or []
-            leaves = [r["entry_hash"] for r in records]
-            cp_key = f"chains/{chain_id}/checkpoints/{cp.index:010d}.json"
-            checkpoints[cp_key] = planned.signed.to_bytes()
-            for row in seg_rows:
-                index = row.seq - cp.first_seq
-                record = records[index]
-                event = record.get("event") or {}
-                if event.get("event_id") != row.event_id:
-                    raise DataError(f"chain {chain_id} seq {row.seq} holds event "
-                                    f"{event.get('event_id')!r}, the index says {row.event_id!r}:"
-                                    " rebuild the index (`sealtrail index rebuild`)")
-                doc = {
-                    "format": PROOF_FORMAT, "how": PROOF_HOW, "event_id": row.event_id,
-                    "entry": _value_model(record), "leaf_index": index,
-                    "tree_size": len(leaves),
-                    "inclusion_proof": [h.hex() for h in merkle.inclusion_proof(leaves, index)],
-                    "checkpoint_key": cp_key,
-                    "checkpoint": json.loads(planned.signed.to_bytes()),
-                }
-                proof = canonical_json(doc)
-                verify_proof(proof, keyring)  # never hand out a proof that does not check
-                proofs.append((row, proof, record))
+        position = _segment_of(starts, row.seq)
+        if position < 0 or row.seq > real[position].checkpoint.last_seq:
+            raise DataError(f"chain {chain_id} seq {row.seq} (event {row.event_id}) is "
+                            "not covered by a checked checkpoint"
+                            + (f": {_first_break(reader, chain_id)}" if plan.problem
+                               else ""))
+        by_segment.setdefault(position, []).append(row)
+    proofs: list[_Proof] = []
+    for position, seg_rows in sorted(by_segment.items()):
+        proofs += _prove_segment(reader, chain_id, real[position], seg_rows, checkpoints)
+    return proofs
+
+
+def _prove_segment(reader: ArchiveReader, chain_id: str, planned: PlannedSegment,
+                   rows: list[IndexRow], checkpoints: dict[str, bytes]) -> list[_Proof]:
+    """Inclusion proofs of ``rows`` in the segment ``planned``, checked as a whole first;
+    each proof checked before it is handed out."""
+    cp = planned.checkpoint
+    # A hole in the raw offsets (G1) does not unmake the proofs of its entries.
+    outcome = reader.check(planned, want_records=True, gaps_fatal=False)
+    if outcome.finding is not None:
+        raise IntegrityError(f"{_first_break(reader, chain_id)}; run `sealtrail verify`")
+    records = outcome.records or []
+    leaves = [r["entry_hash"] for r in records]
+    cp_key = f"chains/{chain_id}/checkpoints/{cp.index:010d}.json"
+    checkpoints[cp_key] = planned.signed.to_bytes()
+    proofs: list[_Proof] = []
+    for row in rows:
+        index = row.seq - cp.first_seq
+        record = records[index]
+        event = record.get("event") or {}
+        if event.get("event_id") != row.event_id:
+            raise DataError(f"chain {chain_id} seq {row.seq} holds event "
+                            f"{event.get('event_id')!r}, the index says {row.event_id!r}:"
+                            " rebuild the index (`sealtrail index rebuild`)")
+        doc = {
+            "format": PROOF_FORMAT, "how": PROOF_HOW, "event_id": row.event_id,
+            "entry": _value_model(record), "leaf_index": index,
+            "tree_size": len(leaves),
+            "inclusion_proof": [h.hex() for h in merkle.inclusion_proof(leaves, index)],
+            "checkpoint_key": cp_key,
+            "checkpoint": json.loads(planned.signed.to_bytes()),
+        }
+        proof = canonical_json(doc)
+        verify_proof(proof, reader.keyring)  # never hand out a proof that does not check
+        proofs.append((row, proof, record))
+    return proofs
+
+
+def _bundle_files(proofs: list[_Proof], checkpoints: dict[str, bytes], keyring: Keyring
+                  ) -> dict[str, bytes]:
+    """The bundle's evidence files: proofs, checkpoints, events.jsonl, the public keys."""
     files: dict[str, bytes] = {}
     for n, (row, proof, _) in enumerate(proofs):
         safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in row.event_id)[:80]
@@ -192,8 +202,15 @@ def build_export(
         files["checkpoints/" + key.removeprefix("chains/").replace("/checkpoints/", "/")] = data
     files["events.jsonl"] = events_jsonl([json.loads(p)["entry"] for _, p, _ in proofs])
     files["keys/public.json"] = (json.dumps(keyring.to_json(), indent=2) + "\n").encode()
+    return files
+
+
+def _manifest(rows: list[IndexRow], query: SearchQuery, coverage: Coverage, count: int,
+              truncated: bool, operator: str, archive: str, files: dict[str, bytes]
+              ) -> dict[str, Any]:
+    """The bundle's manifest: context (query, ranges, who), and the digest of every file."""
     occurred = [row.occurred_at for row in rows]
-    manifest: dict[str, Any] = {
+    return {
         "format": BUNDLE_FORMAT,
         "query": query.text,
         "filters": {column: list(values) for column, values in query.filters},
@@ -204,25 +221,49 @@ def build_export(
         "time_range_found": {"first": min(occurred, default=None),
                              "last": max(occurred, default=None)},
         "index_coverage": coverage.describe(query.since, query.until),
-        "count": len(proofs),
+        "count": count,
         "truncated": truncated,
         "operator": operator,
-        "archive": store.url,
+        "archive": archive,
         "created_at": time.time_ns() // 1000,
         "files": {name: hashlib.sha256(data).hexdigest() for name, data in sorted(files.items())},
     }
-    readme = README.format(
-        count=len(proofs), query=query.text or "(everything)",
+
+
+def _readme(manifest: dict[str, Any], query: SearchQuery) -> str:
+    """README.txt: what the bundle holds and how to check it, from its manifest."""
+    found = manifest["time_range_found"]
+    return README.format(
+        count=manifest["count"], query=query.text or "(everything)",
         asked=f"{format_time(query.since)} .. {format_time(query.until)}",
-        covered=(f"{format_time(manifest['time_range_found']['first'])} .. "
-                 f"{format_time(manifest['time_range_found']['last'])}" if occurred
-                 else "(no event matched)"),
+        covered=(f"{format_time(found['first'])} .. {format_time(found['last'])}"
+                 if found["first"] is not None else "(no event matched)"),
         coverage=manifest["index_coverage"] + "."
-        + (" The result was TRUNCATED at the export limit." if truncated else ""),
-        operator=operator, archive=store.url, created=format_time(manifest["created_at"]))
+        + (" The result was TRUNCATED at the export limit." if manifest["truncated"] else ""),
+        operator=manifest["operator"], archive=manifest["archive"],
+        created=format_time(manifest["created_at"]))
+
+
+def build_export(
+    store: ArchiveStore, keyring: Keyring, rows: list[IndexRow], query: SearchQuery, *,
+    coverage: Coverage, operator: str, truncated: bool = False,
+) -> tuple[bytes, ExportResult]:
+    """The zip bytes of an export of ``rows`` (search results), every event proven against
+    the archive. DataError when an event cannot be proven (missing or altered evidence)."""
+    reader = ArchiveReader(store, keyring)
+    by_chain: dict[str, list[IndexRow]] = {}
+    for row in rows:
+        by_chain.setdefault(row.chain_id, []).append(row)
+    proofs: list[_Proof] = []
+    checkpoints: dict[str, bytes] = {}
+    for chain_id, chain_rows in sorted(by_chain.items()):
+        proofs += _prove_chain(reader, chain_id, chain_rows, checkpoints)
+    files = _bundle_files(proofs, checkpoints, keyring)
+    manifest = _manifest(rows, query, coverage, len(proofs), truncated, operator, store.url,
+                         files)
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as bundle:
-        bundle.writestr("README.txt", readme)
+        bundle.writestr("README.txt", _readme(manifest, query))
         bundle.writestr("manifest.json", json.dumps(manifest, indent=2, sort_keys=True) + "\n")
         for name, data in sorted(files.items()):
             bundle.writestr(name, data)
@@ -232,8 +273,9 @@ def build_export(
 
 def events_jsonl(entries: list[dict[str, Any]]) -> bytes:
     """``events.jsonl``: the canonical JSON of each proven entry (the whole sealed record,
-    byte strings as lowercase hex), one per line, in proof order."""
-    return b"".join(canonical_json(entry) + b"\n" for entry in entries)
+    byte strings as lowercase hex), one per line, in proof order: the JSON lines every
+    tool writes (:func:`sealtrail.reading.jsonl_bytes`)."""
+    return jsonl_bytes(entries)
 
 
 @dataclass

@@ -20,6 +20,7 @@ from typing import Any
 
 from sealtrail.archive import ArchiveError
 from sealtrail.core.findings import Finding
+from sealtrail.core.times import format_time
 from sealtrail.verify import ArchiveReader
 
 __all__ = ["ReportData", "bar_chart_svg", "collect", "render_html"]
@@ -69,13 +70,6 @@ class ReportData:
 
 def _day(us: int) -> str:
     return datetime.fromtimestamp(us / 1_000_000, UTC).strftime("%Y-%m-%d")
-
-
-def format_time(us: int | None) -> str:
-    """Microseconds as ISO-8601 UTC; "-" for None."""
-    if us is None:
-        return "-"
-    return datetime.fromtimestamp(us / 1_000_000, UTC).isoformat(timespec="seconds")
 
 
 def collect(source: ArchiveReader | object, since: int | None, until: int | None, *,

@@ -108,11 +108,6 @@ class Retention:
         holds = tuple(sorted({check_case_id(c) for c in self.legal_holds}))
         object.__setattr__(self, "legal_holds", holds)
 
-    def blocks_deletion(self, now: datetime | None = None) -> bool:
-        """True while retention has not expired or any legal hold is on."""
-        now = datetime.now(UTC) if now is None else now
-        return bool(self.legal_holds) or self.retain_until > now
-
     def refusal(self, key: str, now: datetime | None = None) -> str | None:
         """Why deleting ``key`` must be refused now, or None if it may be deleted."""
         now = datetime.now(UTC) if now is None else now

@@ -5,12 +5,12 @@ Every put is conditional (``If-None-Match: *``), carries a SHA-256 checksum that
 verifies and stores, and sets the retention mode and retain-until date on the new version.
 
 Legal holds: S3 has a single ON/OFF legal hold per object version, so sealtrail keeps the set
-of case ids in a JSON sidecar object ``<prefix>/_holds/<key>.json``
-(``{"key", "version_id", "cases": [...]}``), updated with conditional writes (``If-Match`` on
-its ETag, retried on conflict). The sidecar is written first, then the version's legal hold
-is set ON while the set is non-empty and OFF when it empties, so a crash in between always
-leaves the object held or recorded as held. A hold set ON outside sealtrail shows up in
-:meth:`S3Store.retention` as the case id ``UNTRACKED_HOLD``.
+of case ids in a JSON sidecar object ``<prefix>/_holds/<key>.json`` (``_s3_holds``), updated
+with conditional writes (``If-Match`` on its ETag, retried on conflict). The sidecar is
+written first, then the version's legal hold is set ON while the set is non-empty and OFF
+when it empties, so a crash in between always leaves the object held or recorded as held.
+A hold set ON outside sealtrail shows up in :meth:`S3Store.retention` as the case id
+``UNTRACKED_HOLD``.
 
 Retention is read with HeadObject (which carries the lock headers), falling back to
 GetObjectRetention / GetObjectLegalHold when the headers are absent.
@@ -18,25 +18,14 @@ GetObjectRetention / GetObjectLegalHold when the headers are absent.
 
 from __future__ import annotations
 
-import base64
 import builtins
-import hashlib
-import json
 import re
 from datetime import UTC, datetime
 from typing import Any, cast
-from urllib.parse import urlsplit, urlunsplit
 
 import boto3
 from botocore.config import Config
-from botocore.exceptions import (
-    BotoCoreError,
-    ClientError,
-    ConnectTimeoutError,
-    EndpointConnectionError,
-    NoCredentialsError,
-    ReadTimeoutError,
-)
+from botocore.exceptions import BotoCoreError, ClientError
 
 from sealtrail.archive import (
     Retention,
@@ -55,6 +44,8 @@ from sealtrail.archive._errors import (
     ObjectMissingError,
     RetentionError,
 )
+from sealtrail.archive._s3_errors import code_of, redact_url, s3_error, status_of
+from sealtrail.archive._s3_holds import HOLDS_DIR, HoldSidecar, sha256_b64
 
 __all__ = ["CLASS_TAG", "UNTRACKED_HOLD", "S3Store"]
 
@@ -63,34 +54,8 @@ CLASS_TAG = "sealtrail-retention-class"
 
 #: Case id reported for a legal hold that is ON but not recorded in the holds sidecar.
 UNTRACKED_HOLD = "(untracked)"
-_HOLDS_DIR = "_holds"
-_NOT_FOUND = frozenset({"NoSuchKey", "404", "NotFound", "NoSuchVersion"})
 _NO_LOCK_CONFIG = "NoSuchObjectLockConfiguration"
 _BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
-_HOLD_UPDATE_ATTEMPTS = 8
-
-
-def _code(exc: ClientError) -> str:
-    return str(exc.response.get("Error", {}).get("Code", ""))
-
-
-def _status(exc: ClientError) -> int | None:
-    status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-    return int(status) if status is not None else None
-
-
-def _redact_url(url: str) -> str:
-    """Drop any user:password@ part of an endpoint URL before it goes into a message."""
-    parts = urlsplit(url)
-    if parts.username is None and parts.password is None:
-        return url
-    host = parts.hostname or ""
-    netloc = f"{host}:{parts.port}" if parts.port else host
-    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
-
-
-def _sha256_b64(data: bytes) -> str:
-    return base64.b64encode(hashlib.sha256(data).digest()).decode("ascii")
 
 
 class S3Store:
@@ -117,7 +82,7 @@ class S3Store:
         self.prefix = prefix
         self.url = f"s3://{bucket}/{prefix}" if prefix else f"s3://{bucket}"
         self._root = f"{prefix}/" if prefix else ""
-        self._endpoint = _redact_url(endpoint_url) if endpoint_url else "the AWS S3 endpoint"
+        self._endpoint = redact_url(endpoint_url) if endpoint_url else "the AWS S3 endpoint"
         if client is None:
             config = Config(
                 retries={"max_attempts": max_attempts, "mode": "standard"},
@@ -129,6 +94,7 @@ class S3Store:
                 "s3", endpoint_url=endpoint_url, region_name=region, config=config
             )
         self._s3: Any = client
+        self._holds = HoldSidecar(client, bucket, self._root, self._error)
 
     def __repr__(self) -> str:
         return f"S3Store({self.url!r})"
@@ -138,32 +104,10 @@ class S3Store:
     def _full(self, key: str) -> str:
         return self._root + validate_key(key)
 
-    def _holds_key(self, key: str) -> str:
-        return f"{self._root}{_HOLDS_DIR}/{key}.json"
-
     def _error(self, action: str, key: str | None, exc: Exception) -> ArchiveError:
         """An actionable ArchiveError for a botocore failure (no credentials in it)."""
         where = f"s3://{self.bucket}/{self._root}{key}" if key else self.url
-        if isinstance(exc, ClientError):
-            code, status = _code(exc), _status(exc)
-            if key is not None and code in _NOT_FOUND:
-                return ObjectMissingError(key, self.url)
-            message = str(exc.response.get("Error", {}).get("Message", "")).strip()
-            text = f"S3 could not {action} {where}: {code or 'error'} (HTTP {status})"
-            if message:
-                text += f": {message}"
-            return ArchiveError(text + _hint(code, message))
-        if isinstance(exc, NoCredentialsError):
-            return ArchiveError(
-                f"S3 could not {action} {where}: no AWS credentials found; configure the "
-                "standard AWS credential chain (environment, profile or instance role)"
-            )
-        if isinstance(exc, EndpointConnectionError | ConnectTimeoutError | ReadTimeoutError):
-            return ArchiveError(
-                f"S3 could not {action} {where}: cannot reach {self._endpoint} "
-                f"({type(exc).__name__}); check SEALTRAIL_S3_ENDPOINT_URL and the network"
-            )
-        return ArchiveError(f"S3 could not {action} {where}: {type(exc).__name__}: {exc}")
+        return s3_error(action, where, key, self.url, self._endpoint, exc)
 
     def _head(self, key: str, version_id: str | None = None) -> dict[str, Any]:
         kwargs: dict[str, Any] = {"Bucket": self.bucket, "Key": self._full(key)}
@@ -190,84 +134,18 @@ class S3Store:
                     found = self._s3.get_object_retention(**version).get("Retention", {})
                     mode, until = found.get("Mode"), found.get("RetainUntilDate")
                 except ClientError as exc:
-                    if _code(exc) != _NO_LOCK_CONFIG:
+                    if code_of(exc) != _NO_LOCK_CONFIG:
                         raise
             if hold is None:
                 try:
                     found = self._s3.get_object_legal_hold(**version).get("LegalHold", {})
                     hold = found.get("Status")
                 except ClientError as exc:
-                    if _code(exc) != _NO_LOCK_CONFIG:
+                    if code_of(exc) != _NO_LOCK_CONFIG:
                         raise
         except (ClientError, BotoCoreError) as exc:
             raise self._error("read the Object Lock state of", key, exc) from exc
         return mode, (utc_seconds(until) if until is not None else None), hold == "ON"
-
-    def _read_holds(self, key: str) -> tuple[builtins.list[str], str | None]:
-        """(case ids, sidecar ETag or None if there is no sidecar)."""
-        try:
-            resp = self._s3.get_object(Bucket=self.bucket, Key=self._holds_key(key))
-            body = resp["Body"].read()
-        except ClientError as exc:
-            if _code(exc) in _NOT_FOUND:
-                return [], None
-            raise self._error("read the legal-hold record of", key, exc) from exc
-        except BotoCoreError as exc:
-            raise self._error("read the legal-hold record of", key, exc) from exc
-        try:
-            cases = json.loads(body)["cases"]
-            if not isinstance(cases, builtins.list):
-                raise TypeError("cases is not a list")
-            return sorted({check_case_id(c) for c in cases}), str(resp["ETag"])
-        except (ValueError, KeyError, TypeError) as exc:
-            raise ArchiveError(
-                f"legal-hold record s3://{self.bucket}/{self._holds_key(key)} is corrupt: {exc}"
-            ) from exc
-
-    def _write_holds(
-        self, key: str, cases: builtins.list[str], etag: str | None, version_id: str | None
-    ) -> bool:
-        """Conditionally write the holds sidecar; False if someone else changed it first."""
-        doc = {"key": key, "version_id": version_id, "cases": sorted(cases)}
-        body = (json.dumps(doc, indent=2) + "\n").encode()
-        cond = {"IfMatch": etag} if etag else {"IfNoneMatch": "*"}
-        try:
-            self._s3.put_object(
-                Bucket=self.bucket,
-                Key=self._holds_key(key),
-                Body=body,
-                ContentType="application/json",
-                ChecksumAlgorithm="SHA256",
-                ChecksumSHA256=_sha256_b64(body),
-                **cond,
-            )
-        except ClientError as exc:
-            if _status(exc) in (404, 409, 412) or _code(exc) in (
-                "PreconditionFailed",
-                "ConditionalRequestConflict",
-                "NoSuchKey",
-            ):
-                return False
-            raise self._error("write the legal-hold record of", key, exc) from exc
-        except BotoCoreError as exc:
-            raise self._error("write the legal-hold record of", key, exc) from exc
-        return True
-
-    def _update_holds(
-        self, key: str, add: tuple[str, ...], remove: tuple[str, ...], version_id: str | None
-    ) -> builtins.list[str]:
-        """Apply a change to the case set with optimistic concurrency; return the new set."""
-        for _attempt in range(_HOLD_UPDATE_ATTEMPTS):
-            cases, etag = self._read_holds(key)
-            new = sorted((set(cases) | set(add)) - set(remove))
-            if new == cases and (etag is not None or not new):
-                return new
-            if self._write_holds(key, new, etag, version_id):
-                return new
-        raise ArchiveError(
-            f"legal-hold record of s3://{self.bucket}/{self._full(key)} kept changing under "
-            f"concurrent updates ({_HOLD_UPDATE_ATTEMPTS} attempts); retry"
-        )
 
     def _set_server_hold(self, key: str, version_id: str | None, on: bool) -> None:
         kwargs: dict[str, Any] = {
@@ -293,7 +171,7 @@ class S3Store:
         try:
             tags = self._s3.get_object_tagging(**kwargs).get("TagSet", ())
         except ClientError as exc:
-            if _code(exc) in ("AccessDenied", "403", "Forbidden"):
+            if code_of(exc) in ("AccessDenied", "403", "Forbidden"):
                 return None
             raise self._error("read the tags of", key, exc) from exc
         except BotoCoreError as exc:
@@ -318,7 +196,7 @@ class S3Store:
             "ObjectLockMode": retention.mode,
             "ObjectLockRetainUntilDate": retention.retain_until,
             "ChecksumAlgorithm": "SHA256",
-            "ChecksumSHA256": _sha256_b64(data),
+            "ChecksumSHA256": sha256_b64(data),
             "IfNoneMatch": "*",
         }
         if retention.legal_holds:
@@ -328,7 +206,7 @@ class S3Store:
         try:
             resp = self._s3.put_object(**kwargs)
         except ClientError as exc:
-            if _code(exc) == "PreconditionFailed" or _status(exc) == 412:
+            if code_of(exc) == "PreconditionFailed" or status_of(exc) == 412:
                 if self.get(key) == data:
                     return
                 raise ObjectExistsError(key, self.url) from None
@@ -336,7 +214,7 @@ class S3Store:
         except BotoCoreError as exc:
             raise self._error("write", key, exc) from exc
         if retention.legal_holds:
-            self._update_holds(key, retention.legal_holds, (), resp.get("VersionId"))
+            self._holds.update(key, retention.legal_holds, (), resp.get("VersionId"))
 
     def get(self, key: str) -> bytes:
         full = self._full(key)
@@ -346,7 +224,7 @@ class S3Store:
         except (ClientError, BotoCoreError) as exc:
             raise self._error("read", key, exc) from exc
         stored = resp.get("ChecksumSHA256")
-        if stored and "-" not in stored and stored != _sha256_b64(data):
+        if stored and "-" not in stored and stored != sha256_b64(data):
             raise ArchiveError(
                 f"S3 returned bytes for s3://{self.bucket}/{full} whose SHA-256 does not match "
                 "the stored checksum; the read was corrupted, retry"
@@ -370,7 +248,7 @@ class S3Store:
             for page in pages:
                 for obj in page.get("Contents", ()):
                     rel = obj["Key"][len(self._root) :]
-                    if not rel.startswith(f"{_HOLDS_DIR}/"):
+                    if not rel.startswith(f"{HOLDS_DIR}/"):
                         keys.append(rel)
         except (ClientError, BotoCoreError) as exc:
             raise self._error(f"list keys under prefix {prefix!r} of", None, exc) from exc
@@ -385,7 +263,7 @@ class S3Store:
                 f"s3://{self.bucket}/{self._full(key)} has no Object Lock retention: it was not "
                 "written by sealtrail, or the bucket lacks Object Lock"
             )
-        cases, _ = self._read_holds(key)
+        cases, _ = self._holds.read(key)
         holds = tuple(cases) or ((UNTRACKED_HOLD,) if hold_on else ())
         if mode not in ("COMPLIANCE", "GOVERNANCE"):
             raise ArchiveError(
@@ -430,13 +308,13 @@ class S3Store:
         check_case_id(case_id)
         version_id = self._head(key).get("VersionId")
         change = (case_id,)
-        cases = self._update_holds(key, change if on else (), () if on else change, version_id)
+        cases = self._holds.update(key, change if on else (), () if on else change, version_id)
         self._set_server_hold(key, version_id, bool(cases))
 
     def delete(self, key: str) -> None:
         """Delete every version of ``key`` after checking each one's retention and hold."""
         full = self._full(key)
-        cases, holds_etag = self._read_holds(key)
+        cases, holds_etag = self._holds.read(key)
         if cases:
             raise RetentionError(
                 f"refusing to delete {key!r}: under legal hold(s) {', '.join(cases)}"
@@ -479,24 +357,4 @@ class S3Store:
             except (ClientError, BotoCoreError) as exc:
                 raise self._error(f"delete version {version_id} of", key, exc) from exc
         if holds_etag is not None:
-            try:
-                self._s3.delete_object(Bucket=self.bucket, Key=self._holds_key(key))
-            except (ClientError, BotoCoreError) as exc:
-                raise self._error("delete the legal-hold record of", key, exc) from exc
-
-
-def _hint(code: str, message: str) -> str:
-    if code == "NoSuchBucket":
-        return "; create the bucket with Object Lock enabled, or fix the archive URL"
-    if code == "InvalidRequest" and "objectlock" in message.replace(" ", "").lower():
-        return "; the bucket must be created with Object Lock enabled"
-    if code in ("AccessDenied", "403", "Forbidden"):
-        return (
-            "; check that the IAM policy allows this action on the bucket, and that Object "
-            "Lock retention or a legal hold does not forbid it"
-        )
-    if code in ("InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken"):
-        return "; the AWS credentials were rejected: check the credential chain"
-    if code == "ConditionalRequestConflict":
-        return "; a concurrent write to the same key is in progress: retry"
-    return ""
+            self._holds.delete(key)

@@ -60,7 +60,7 @@ def _export(args: argparse.Namespace) -> None:
     from sealtrail.custody import operator_name, require_access
     from sealtrail.export import build_export
     from sealtrail.runtime.durable import write_private_bytes
-    from sealtrail.search import parse_query
+    from sealtrail.search import counted, parse_query
 
     settings = settings_from(args).with_stack()
     where, keys = archive_location(args, settings), keyring_location(args, settings)
@@ -78,8 +78,8 @@ def _export(args: argparse.Namespace) -> None:
     custody = require_access(settings, tool="export", operator=operator, query=args.query,
                              count=result.count)
     write_private_bytes(Path(args.out), data)
-    print(f"exported {result.count} events with inclusion proofs to {args.out} "
-          f"({result.chains} chains, {result.checkpoints} checkpoints"
+    print(f"exported {counted(result.count, 'event')} with inclusion proofs to {args.out} "
+          f"({counted(result.chains, 'chain')}, {counted(result.checkpoints, 'checkpoint')}"
           f"{', TRUNCATED at --limit' if truncated else ''}); {result.manifest['index_coverage']}",
           file=sys.stderr)
     print(f"read {at}; {where}; {keys}", file=sys.stderr)

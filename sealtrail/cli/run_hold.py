@@ -60,27 +60,12 @@ def _hold_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true")
 
 
-class _Bar:
-    """A one-line progress bar on stderr (only when stderr is a terminal or forced)."""
+def _bar(label: str, args: argparse.Namespace) -> Any:
+    """The hold progress line (only when stderr is a terminal and not --no-progress)."""
+    from sealtrail.runtime.progress import ProgressLine
 
-    def __init__(self, label: str, enabled: bool) -> None:
-        self.label = label
-        self.enabled = enabled and sys.stderr.isatty()
-        self.shown = False
-
-    def __call__(self, done: int, total: int) -> None:
-        if not self.enabled or total < 20:
-            return
-        width = 30
-        filled = width * done // max(total, 1)
-        sys.stderr.write(f"\r{self.label} [{'#' * filled}{'.' * (width - filled)}] "
-                         f"{done}/{total}")
-        sys.stderr.flush()
-        self.shown = True
-
-    def close(self) -> None:
-        if self.shown:
-            sys.stderr.write("\n")
+    return ProgressLine(label, enabled=not args.no_progress and sys.stderr.isatty(),
+                        unit="units", min_total=20)
 
 
 def _progress_dir(settings: Settings) -> Path:
@@ -133,8 +118,9 @@ def _report_hold(args: argparse.Namespace, settings: Settings, result: Any, oper
 
 
 def _hold_apply(args: argparse.Namespace) -> None:
+    from sealtrail.core.times import parse_time
     from sealtrail.custody import operator_name
-    from sealtrail.governance.holds import HoldSelector, apply_hold, parse_time
+    from sealtrail.governance.holds import HoldSelector, apply_hold
 
     settings = settings_from(args)
     where = archive_location(args, settings)
@@ -142,7 +128,7 @@ def _hold_apply(args: argparse.Namespace) -> None:
     operator = operator_name(settings, args.operator)
     selector = HoldSelector(parse_time(args.start), parse_time(args.end), args.actor,
                             args.resource, args.event_type)
-    bar = _Bar(f"hold {args.case}", not args.no_progress)
+    bar = _bar(f"hold {args.case}", args)
     try:
         with using(where):
             result = apply_hold(store, args.case, selector, policy=retention_policy(settings),
@@ -164,7 +150,7 @@ def _hold_release(args: argparse.Namespace) -> None:
     where = archive_location(args, settings)
     store = open_archive_at(settings, where)
     operator = operator_name(settings, args.operator)
-    bar = _Bar(f"release {args.case}", not args.no_progress)
+    bar = _bar(f"release {args.case}", args)
     try:
         with using(where):
             result = release_hold(store, args.case, policy=retention_policy(settings),

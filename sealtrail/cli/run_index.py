@@ -52,7 +52,7 @@ def _index_run(args: argparse.Namespace) -> None:
     from sealtrail.observability import StageMetric, StageTelemetry
     from sealtrail.runtime import dev
     from sealtrail.schemas.registry_client import registry_client
-    from sealtrail.search import open_index
+    from sealtrail.search import counted, open_index
 
     settings = settings_from(args, metrics_port=args.metrics_port).require_endpoints()
     where = index_location(args, settings)
@@ -74,13 +74,13 @@ def _index_run(args: argparse.Namespace) -> None:
     finally:
         telemetry.close()
         index.close()
-    print(f"indexer stopped: {indexer.indexed} events indexed ({indexer.seen} records read)",
-          file=sys.stderr)
+    print(f"indexer stopped: {counted(indexer.indexed, 'event')} indexed "
+          f"({counted(indexer.seen, 'record')} read)", file=sys.stderr)
 
 
 def _index_rebuild(args: argparse.Namespace) -> None:
-    from sealtrail.replay import ArchiveSource
-    from sealtrail.search import open_index
+    from sealtrail.reading import ArchiveSource
+    from sealtrail.search import counted, open_index
     from sealtrail.search._rebuild import rebuild_index
 
     settings = settings_from(args)
@@ -98,8 +98,9 @@ def _index_rebuild(args: argparse.Namespace) -> None:
         index.close()
     for problem in result.breaks:
         print(escape_control(f"BROKEN {problem} (indexed up to the break)"), file=sys.stderr)
-    print(f"index rebuilt from {store.url}: {result.indexed} events of {result.chains} chains "
-          f"({result.checked} entries checked); {coverage.describe(None, None)} [{at}]")
+    print(f"index rebuilt from {store.url}: {counted(result.indexed, 'event')} of "
+          f"{counted(result.chains, 'chain')} ({counted(result.checked, 'entry', 'entries')} "
+          f"checked); {coverage.describe(None, None)} [{at}]")
     if result.breaks:
         raise VerificationFailedError(f"{len(result.breaks)} chains of {where} break; each "
                                       "is indexed up to its break")

@@ -68,13 +68,14 @@ def configure_replay(p: argparse.ArgumentParser) -> None:
 
 
 def _replay(args: argparse.Namespace) -> None:
+    from sealtrail.core.times import optional_time
     from sealtrail.custody import operator_name, record_access, require_access
-    from sealtrail.replay import Query, parse_time, replay
+    from sealtrail.replay import Query, replay
 
     settings = settings_from(args).with_stack()
     keys = keyring_location(args, settings)
     keyring = load_keyring_at(keys)
-    query = Query(parse_time(args.since), parse_time(args.until), args.event_type, args.actor,
+    query = Query(optional_time(args.since), optional_time(args.until), args.event_type, args.actor,
                   args.service, args.include_rejections)
     state = Path(args.state) if args.state else None
     if state is None and args.to.startswith("file:"):

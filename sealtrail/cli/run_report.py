@@ -39,8 +39,8 @@ def configure_report(p: argparse.ArgumentParser) -> None:
 
 
 def _report(args: argparse.Namespace) -> None:
+    from sealtrail.core.times import optional_time
     from sealtrail.custody import operator_name, require_access
-    from sealtrail.replay import parse_time
     from sealtrail.report import collect, render_html
     from sealtrail.runtime.durable import write_private_bytes
     from sealtrail.verify import ArchiveReader
@@ -49,7 +49,7 @@ def _report(args: argparse.Namespace) -> None:
     where, keys = archive_location(args, settings), keyring_location(args, settings)
     keyring = load_keyring_at(keys)
     store = open_archive_at(settings, where)
-    since, until = parse_time(args.since), parse_time(args.until)
+    since, until = optional_time(args.since), optional_time(args.until)
     operator = operator_name(settings, args.operator)
     with using(where, keys):
         data = collect(ArchiveReader(store, keyring, check_signatures=not args.no_signatures),

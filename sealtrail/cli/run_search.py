@@ -43,7 +43,7 @@ def search_index(where: Location, query: Any) -> tuple[list[Any], Any]:
 
 def _search(args: argparse.Namespace) -> None:
     from sealtrail.custody import operator_name, require_access
-    from sealtrail.search import parse_query
+    from sealtrail.search import counted, parse_query
 
     settings = settings_from(args).with_stack()
     where = index_location(args, settings)
@@ -59,13 +59,13 @@ def _search(args: argparse.Namespace) -> None:
     else:
         _print_table(rows)
     more = " (limit reached: there may be more; use --limit)" if len(rows) >= query.limit else ""
-    print(f"{len(rows)} events{more}; {coverage.describe(query.since, query.until)} "
+    print(f"{counted(len(rows), 'event')}{more}; {coverage.describe(query.since, query.until)} "
           f"[{where}]", file=sys.stderr)
     print(custody.message, file=sys.stderr)
 
 
 def _print_table(rows: list[Any]) -> None:
-    from sealtrail.replay import format_time
+    from sealtrail.core.times import format_time
 
     header = ("OCCURRED (UTC)", "ACTOR", "ACTION", "TYPE", "RESOURCE", "OUTCOME",
               "SERVICE", "WHERE")

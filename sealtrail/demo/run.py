@@ -14,6 +14,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from confluent_kafka import Producer
 
@@ -106,6 +107,80 @@ def _as(settings: Settings, stack: dev.Stack, user: str) -> Settings:
     return as_user(settings, stack.users_file, user) if stack.users_file else settings
 
 
+def _stack(settings: Settings, broker: str, secure: bool) -> tuple[dev.Stack, bool]:
+    """The running dev stack of ``settings.home`` (it must be of the broker asked for), or
+    a new one; and whether the demo started it (and so stops it)."""
+    running = dev.running_stack(settings.home)
+    if running is not None and (running.broker, bool(running.users_file)) != (broker, secure):
+        raise ConfigError(f"a dev stack with broker {running.broker}"
+                          f"{' (secure)' if running.users_file else ''} is running for "
+                          f"{settings.home}: `sealtrail dev down` first, or run the demo with "
+                          "its --broker")
+    if running is not None:
+        return running, False
+    _say(f"starting the {broker} broker" + (" with SASL/SCRAM and ACLs" if secure else ""))
+    return dev.start_stack(settings.home, broker_kind=broker, secure=secure), True
+
+
+def _run_services(settings: Settings, stack: dev.Stack, logs: Path, events: int,
+                  timeout: float) -> int:
+    """Run the simulated services, each a process emitting its share of ``events``; how
+    many they emitted."""
+    per_service = events // len(SERVICES)
+    services = []
+    for i, name in enumerate(SERVICES):
+        with open(logs / f"{name}.log", "ab") as err:
+            services.append(subprocess.Popen(
+                [sys.executable, "-m", "sealtrail.demo.traffic", "--service", name,
+                 "--count", str(per_service), "--seed", str(i)],
+                stdout=subprocess.PIPE, stderr=err,
+                env={**os.environ, **_as(settings, stack, "producer").to_env()},
+            ))
+    emitted = 0
+    for proc in services:
+        out, _ = proc.communicate(timeout=timeout)
+        if proc.returncode != 0:
+            raise TransportError(f"a simulated service failed (see {logs})")
+        report = json.loads(out)
+        emitted += report["emitted"]
+        _say(f"service {report['service']}: emitted {report['emitted']}")
+    return emitted
+
+
+def _inject_malformed(settings: Settings, stack: dev.Stack) -> int:
+    """Write :func:`malformed_records` to the raw topic; how many."""
+    bad = malformed_records(settings.registry_url)
+    producer = Producer(kafka_config(_as(settings, stack, "producer")))
+    for value in bad:
+        producer.produce(settings.raw_topic, value, b"malformed")
+    producer.flush(30)
+    _say(f"injected {len(bad)} malformed raw records")
+    return len(bad)
+
+
+def _wait_archived(store: ArchiveStore, before: set[str], expected: int,
+                   procs: list[subprocess.Popen[bytes]], timeout: float, logs: Path
+                   ) -> list[str]:
+    """Wait until the chains new since ``before`` hold ``expected`` archived entries; the
+    new chains. Raises when a pipeline process exits or the time is up."""
+    deadline = time.monotonic() + timeout
+    archived = 0
+    while time.monotonic() < deadline:
+        new = sorted(set(layout.chain_ids(store.list(layout.CHAINS))) - before)
+        archived = _archived_entries(store, new)
+        if archived >= expected:
+            break
+        for proc in procs:
+            if proc.poll() is not None:
+                raise TransportError(f"a pipeline process exited (logs in {logs})")
+        time.sleep(1)
+    _say(f"archived {archived} of {expected} entries")
+    if archived < expected:
+        raise TransportError(f"only {archived} of {expected} entries archived within "
+                             f"{timeout:.0f} s (logs in {logs})")
+    return new
+
+
 def run_demo(settings: Settings, *, events: int = 10_200, timeout: float = 300.0,
              broker: str = "tansu", secure: bool = False) -> DemoResult:
     result = DemoResult()
@@ -114,15 +189,7 @@ def run_demo(settings: Settings, *, events: int = 10_200, timeout: float = 300.0
     logs.mkdir(parents=True, exist_ok=True)
     signer, created = init_keys(settings.keys)
     _say(f"{'created' if created else 'using'} signing key {signer.key_id} in {settings.keys}")
-    running = dev.running_stack(home)
-    started_stack = running is None
-    if running is not None and (running.broker, bool(running.users_file)) != (broker, secure):
-        raise ConfigError(f"a dev stack with broker {running.broker}"
-                          f"{' (secure)' if running.users_file else ''} is running for {home}: "
-                          "`sealtrail dev down` first, or run the demo with its --broker")
-    if running is None:
-        _say(f"starting the {broker} broker" + (" with SASL/SCRAM and ACLs" if secure else ""))
-    stack = running or dev.start_stack(home, broker_kind=broker, secure=secure)
+    stack, started_stack = _stack(settings, broker, secure)
     _say(f"{stack.broker} stack: broker {stack.bootstrap}, registry {stack.registry}")
     # Smaller segments than the production default, so the demo shows several per chain.
     settings = dataclasses.replace(
@@ -130,55 +197,16 @@ def run_demo(settings: Settings, *, events: int = 10_200, timeout: float = 300.0
     store = open_archive(settings)
     before = set(layout.chain_ids(store.list(layout.CHAINS)))
     procs: list[subprocess.Popen[bytes]] = []
-    env_note = f"logs in {logs}"
     try:
         provision(settings, stack.users_file)
         procs.append(_spawn(["seal"], logs / "sealer.log", _as(settings, stack, "sealer")))
         procs.append(_spawn(["archive"], logs / "archiver.log",
                             _as(settings, stack, "archiver")))
-        _say(f"sealer pid {procs[0].pid}, archiver pid {procs[1].pid} ({env_note})")
-        per_service = events // len(SERVICES)
-        services = []
-        for i, name in enumerate(SERVICES):
-            with open(logs / f"{name}.log", "ab") as err:
-                services.append(subprocess.Popen(
-                    [sys.executable, "-m", "sealtrail.demo.traffic", "--service", name,
-                     "--count", str(per_service), "--seed", str(i)],
-                    stdout=subprocess.PIPE, stderr=err,
-                    env={**os.environ, **_as(settings, stack, "producer").to_env()},
-                ))
-        for proc in services:
-            out, _ = proc.communicate(timeout=timeout)
-            if proc.returncode != 0:
-                raise TransportError(f"a simulated service failed (see {logs})")
-            report = json.loads(out)
-            result.emitted += report["emitted"]
-            _say(f"service {report['service']}: emitted {report['emitted']}")
-        bad = malformed_records(settings.registry_url)
-        producer = Producer(kafka_config(_as(settings, stack, "producer")))
-        for value in bad:
-            producer.produce(settings.raw_topic, value, b"malformed")
-        producer.flush(30)
-        del producer
-        result.malformed = len(bad)
-        _say(f"injected {len(bad)} malformed raw records")
-        expected = result.emitted + result.malformed
-        deadline = time.monotonic() + timeout
-        archived = 0
-        while time.monotonic() < deadline:
-            new = sorted(set(layout.chain_ids(store.list(layout.CHAINS))) - before)
-            archived = _archived_entries(store, new)
-            if archived >= expected:
-                break
-            for proc in procs:
-                if proc.poll() is not None:
-                    raise TransportError(f"a pipeline process exited ({env_note})")
-            time.sleep(1)
-        result.new_chains = new
-        _say(f"archived {archived} of {expected} entries")
-        if archived < expected:
-            raise TransportError(f"only {archived} of {expected} entries archived within "
-                                 f"{timeout:.0f} s ({env_note})")
+        _say(f"sealer pid {procs[0].pid}, archiver pid {procs[1].pid} (logs in {logs})")
+        result.emitted = _run_services(settings, stack, logs, events, timeout)
+        result.malformed = _inject_malformed(settings, stack)
+        result.new_chains = _wait_archived(store, before, result.emitted + result.malformed,
+                                           procs, timeout, logs)
     finally:
         for proc in procs:
             dev.stop_pid(proc.pid)
@@ -186,8 +214,16 @@ def run_demo(settings: Settings, *, events: int = 10_200, timeout: float = 300.0
         if started_stack:
             dev.stop_stack(home)
             _say("embedded stack stopped")
-    keyring = load_keyring(settings.keys / PUBLIC_KEYRING)
-    report = verify_archive(store, keyring)
+    report = verify_archive(store, load_keyring(settings.keys / PUBLIC_KEYRING))
+    _print_summary(settings, store, report, result)
+    new_reports = [c for c in report.chains if c.chain_id in result.new_chains]
+    result.ok = report.ok and sum(c.events for c in new_reports) == result.emitted
+    return result
+
+
+def _print_summary(settings: Settings, store: ArchiveStore, report: Any,
+                   result: DemoResult) -> None:
+    """What the demo did and what verify found, for a person."""
     new_reports = [c for c in report.chains if c.chain_id in result.new_chains]
     rejections: Counter[str] = Counter()
     for chain in new_reports:
@@ -219,6 +255,4 @@ def run_demo(settings: Settings, *, events: int = 10_200, timeout: float = 300.0
     print(f"  archive            {store.url}")
     print(f"  check it yourself  .venv/bin/sealtrail verify {settings.archive} "
           f"--keys {settings.keys / PUBLIC_KEYRING}")
-    result.ok = report.ok and sum(c.events for c in new_reports) == result.emitted
-    return result
 

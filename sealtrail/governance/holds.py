@@ -44,23 +44,11 @@ __all__ = [
     "apply_hold",
     "case_slug",
     "list_holds",
-    "parse_time",
     "release_hold",
 ]
 
 HOLDS = "holds/"
 MANIFEST_FORMAT = "sealtrail-hold/v1"
-
-
-def parse_time(text: str) -> int:
-    """An ISO-8601 date or date-time (UTC when no offset) as microseconds since the epoch."""
-    try:
-        when = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        raise ConfigError(f"not an ISO-8601 date or time: {text!r}") from None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return int(when.timestamp()) * 1_000_000 + when.microsecond
 
 
 def case_slug(case_id: str) -> str:

@@ -138,7 +138,7 @@ def ensure_alerts_topic(settings: Settings, timeout: float = 15.0) -> None:
 # public setting for the isolation level, so these three overrides of faust's and
 # aiokafka's private hooks set it (docs/architecture.md, "The monitor and faust"). The
 # versions are pinned in pyproject.toml; _check_hooks() refuses to start on a version
-# without them, and tests/test_monitor.py checks the consumer faust builds.
+# without them, and tests/integration/monitor/test_monitor.py checks the consumer faust builds.
 _HOOKS = ((faust.App, "_new_transport"), (_aiokafka.Consumer, "_new_consumer_thread"),
           (_aiokafka.AIOKafkaConsumerThread, "_create_worker_consumer"))
 

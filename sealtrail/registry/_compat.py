@@ -134,12 +134,6 @@ def reader_writer_finding(
     )
 
 
-def reader_writer_problems(reader: avro.schema.Schema, writer: avro.schema.Schema) -> list[str]:
-    """Return why ``reader`` cannot read data written with ``writer`` (empty list: it can)."""
-    finding = reader_writer_finding(reader, writer)
-    return [] if finding is None else [str(finding)]
-
-
 @dataclass(frozen=True)
 class RequiredCheck:
     """One reader/writer check a level requires of a new schema against an existing version.

@@ -12,7 +12,8 @@ from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from sealtrail.registry._store import Registry, RegistryError
+from sealtrail.registry._requests import RegistryError
+from sealtrail.registry._store import Registry
 
 log = logging.getLogger("sealtrail.registry")
 

@@ -1,4 +1,5 @@
-"""Durable registry state (SQLite) and the registry operations behind the REST API.
+"""Durable registry state (SQLite) and the registry operations behind the REST API (the
+request bodies and path segments they take are read in ``_requests``).
 
 Every operation runs under one process-wide lock on one SQLite connection; writes additionally run
 in a ``BEGIN IMMEDIATE`` transaction, so concurrent registrations of a schema get a single id and a
@@ -14,11 +15,15 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sealtrail.errors import SealtrailError
 from sealtrail.registry import _compat
+from sealtrail.registry._requests import (
+    RegistryError,
+    parse_payload,
+    parse_version,
+    subject_not_found,
+)
 
 MODES: tuple[str, ...] = ("READWRITE", "READONLY", "READONLY_OVERRIDE")
-_MAX_VERSION = 2**31 - 1
 _GLOBAL = ""  # settings scope of the global config/mode; subject names are never empty
 
 _DDL = """
@@ -42,54 +47,6 @@ CREATE TABLE IF NOT EXISTS settings (
     PRIMARY KEY (scope, key)
 );
 """
-
-
-class RegistryError(SealtrailError):
-    """An API error: HTTP status plus Confluent ``error_code`` and message."""
-
-    def __init__(self, status: int, code: int, message: str) -> None:
-        super().__init__(message)
-        self.status, self.code, self.message = status, code, message
-
-
-def _subject_not_found(subject: str) -> RegistryError:
-    return RegistryError(404, 40401, f"Subject '{subject}' not found.")
-
-
-def parse_version(raw: str) -> int | None:
-    """Parse a version path segment: ``None`` means latest; bad input raises 42202."""
-    if raw == "latest" or raw == "-1":
-        return None
-    if raw.isascii() and raw.isdigit() and len(raw) <= 10 and 1 <= int(raw) <= _MAX_VERSION:
-        return int(raw)
-    raise RegistryError(
-        422,
-        42202,
-        f"The specified version '{raw[:64]}' is not a valid version id. "
-        f'Allowed values are between [1, {_MAX_VERSION}] and the string "latest"',
-    )
-
-
-def parse_payload(body: Any) -> _compat.ParsedSchema:
-    """Validate a register/lookup/compatibility request body and parse its schema."""
-    if not isinstance(body, dict):
-        raise RegistryError(422, 422, "Request body must be a JSON object")
-    schema_type = body.get("schemaType") or "AVRO"
-    if schema_type != "AVRO":
-        raise RegistryError(
-            422, 42201, f"Invalid schema: schemaType {schema_type!r} is not supported (AVRO only)"
-        )
-    if body.get("references"):
-        raise RegistryError(422, 42201, "Invalid schema: schema references are not supported")
-    if body.get("metadata") or body.get("ruleSet"):
-        raise RegistryError(422, 42201, "Invalid schema: metadata/ruleSet are not supported")
-    text = body.get("schema")
-    if not isinstance(text, str) or not text.strip():
-        raise RegistryError(422, 42201, "Invalid schema: 'schema' must be a non-empty string")
-    try:
-        return _compat.parse_schema(text)
-    except _compat.InvalidSchemaError as exc:
-        raise RegistryError(422, 42201, str(exc)) from None
 
 
 class Registry:
@@ -286,7 +243,7 @@ class Registry:
         if deleted_only:
             rows = [r for r in rows if r[2]]
         if not rows and not deleted_only:
-            raise _subject_not_found(subject)
+            raise subject_not_found(subject)
         return [v for v, _, _ in rows]
 
     def get_version(self, subject: str, raw_version: str, deleted: bool) -> dict[str, Any]:
@@ -295,7 +252,7 @@ class Registry:
         with self._read() as db:
             rows = self._rows(db, subject, deleted=deleted)
             if not rows:
-                raise _subject_not_found(subject)
+                raise subject_not_found(subject)
             if version is None:
                 live = [r for r in rows if not r[2]] or rows
                 v, sid, _ = live[-1]
@@ -311,7 +268,7 @@ class Registry:
         with self._read() as db:
             rows = self._rows(db, subject, deleted=deleted)
             if not rows:
-                raise _subject_not_found(subject)
+                raise subject_not_found(subject)
             for v, sid, _ in reversed(rows):
                 if self._schema(db, sid).canonical == new.canonical:
                     return self._entry(db, subject, v, sid)
@@ -323,7 +280,7 @@ class Registry:
             self._require_writable(db, subject)
             rows = self._rows(db, subject, deleted=True)
             if not rows:
-                raise _subject_not_found(subject)
+                raise subject_not_found(subject)
             live = [v for v, _, d in rows if not d]
             if permanent:
                 if live:
@@ -353,7 +310,7 @@ class Registry:
             self._require_writable(db, subject)
             rows = self._rows(db, subject, deleted=True)
             if not rows:
-                raise _subject_not_found(subject)
+                raise subject_not_found(subject)
             if version is None:
                 live = [r for r in rows if not r[2]]
                 if not live:
@@ -398,7 +355,7 @@ class Registry:
             if raw_version is not None:
                 if version is not None:
                     if not self._rows(db, subject, deleted=True):
-                        raise _subject_not_found(subject)
+                        raise subject_not_found(subject)
                     rows = [r for r in rows if r[0] == version]
                     if not rows:
                         raise RegistryError(404, 40402, f"Version {version} not found.")

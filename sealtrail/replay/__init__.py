@@ -23,26 +23,23 @@ and the others go on, every break listed. Progress is resumable: a state file re
 after every segment (archive) or batch (Kafka), how far each chain or partition got and
 how many bytes of the output file are complete.
 
-Modules: ``_filters`` (query, times), ``_sources`` (archive and Kafka sources, segment
-checks), ``_sinks`` (outputs), ``_state`` (state file), ``_progress`` (progress line,
-result), ``_run`` (the replay loops).
+The archive source, the time range and record-to-JSON belong to the archive-reading layer
+(:mod:`sealtrail.reading`), which search, export and report use too. Modules here:
+``_sources`` (the Kafka source, :data:`Break`), ``_archive`` and ``_kafka`` (the replay
+loops), ``_run`` (either source), ``_sinks`` (outputs), ``_state`` (state file),
+``_result`` (what a run did).
 """
 
 from __future__ import annotations
 
-from sealtrail.replay._filters import Query, format_time, parse_time
-from sealtrail.replay._progress import ReplayResult
-from sealtrail.replay._run import replay, replay_archive, replay_kafka
-from sealtrail.replay._sinks import Sink, open_sink, record_to_json
-from sealtrail.replay._sources import (
-    ArchiveSource,
-    Break,
-    ChainPlan,
-    KafkaSource,
-    SegmentResult,
-    SegmentTask,
-    check_segment,
-)
+from sealtrail.reading import CLOCK_SKEW_US as _DEFAULT_SKEW_US
+from sealtrail.reading import ArchiveSource, Query, record_to_json
+from sealtrail.replay._archive import replay_archive
+from sealtrail.replay._kafka import replay_kafka
+from sealtrail.replay._result import ReplayResult
+from sealtrail.replay._run import replay
+from sealtrail.replay._sinks import Sink, open_sink
+from sealtrail.replay._sources import Break, KafkaSource
 from sealtrail.replay._state import ReplayState
 
 __all__ = [
@@ -50,18 +47,12 @@ __all__ = [
     "SAVE_EVERY_S",
     "ArchiveSource",
     "Break",
-    "ChainPlan",
     "KafkaSource",
     "Query",
     "ReplayResult",
     "ReplayState",
-    "SegmentResult",
-    "SegmentTask",
     "Sink",
-    "check_segment",
-    "format_time",
     "open_sink",
-    "parse_time",
     "record_to_json",
     "replay",
     "replay_archive",
@@ -72,6 +63,6 @@ __all__ = [
 # ``sealtrail.replay.SAVE_EVERY_S`` (or CLOCK_SKEW_US) takes effect.
 
 #: Slack for clocks of the sealer and the archiver (checkpoint created_at vs ingested_at).
-CLOCK_SKEW_US = 5 * 60 * 1_000_000
+CLOCK_SKEW_US = _DEFAULT_SKEW_US
 #: How often the state file (and the output file) are made durable during a replay.
 SAVE_EVERY_S = 1.0

@@ -9,22 +9,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import IO, Any, Protocol
 
-from sealtrail.core.canonical import canonical_json
 from sealtrail.errors import ConfigError, TransportError
+from sealtrail.reading import jsonl_bytes, record_to_json
 from sealtrail.runtime.durable import private_opener
-
-
-def record_to_json(record: dict[str, Any]) -> str:
-    """One sealed record as JSON: the canonical JSON of the whole record (every field, keys
-    sorted, byte strings as lowercase hex). Its entry body has the same canonical bytes as
-    the Avro record, so the entry hash can be recomputed from this form alone
-    (docs/format.md, "Canonical JSON")."""
-    return canonical_json(record).decode("utf-8")
-
-
-def jsonl_bytes(records: list[dict[str, Any]]) -> bytes:
-    """``records`` as JSON lines, UTF-8."""
-    return b"".join(canonical_json(r) + b"\n" for r in records)
 
 
 class Sink(Protocol):

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from sealtrail.errors import ConfigError
-from sealtrail.replay._filters import Query
+from sealtrail.reading import Query
 from sealtrail.replay._sinks import Sink
 from sealtrail.runtime.durable import fsync_dir, private_opener
 

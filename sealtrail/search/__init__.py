@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass
 from typing import Any, Protocol
 
 from sealtrail.search._query import FIELDS, SearchQuery, parse_query
+from sealtrail.search._words import counted
 
 __all__ = [
     "FIELDS",
@@ -24,6 +25,7 @@ __all__ = [
     "IndexBackend",
     "IndexRow",
     "SearchQuery",
+    "counted",
     "open_index",
     "parse_query",
     "row_from_record",
@@ -104,11 +106,12 @@ class Coverage:
 
     def describe(self, since: int | None, until: int | None) -> str:
         """Which part of [since, until) the index covers, in words."""
-        from sealtrail.replay import format_time
+        from sealtrail.core.times import format_time
 
         if not self.events or self.first is None or self.last is None:
             return "the index is empty: run `sealtrail index rebuild` or the indexer"
-        held = (f"the index holds {self.events} events of {self.chains} chains, occurred "
+        held = (f"the index holds {counted(self.events, 'event')} of "
+                f"{counted(self.chains, 'chain')}, occurred "
                 f"{format_time(self.first)} .. {format_time(self.last)}")
         lo = self.first if since is None else max(since, self.first)
         hi = self.last if until is None else min(until, self.last)

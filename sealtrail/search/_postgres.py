@@ -21,17 +21,21 @@ CREATE TABLE IF NOT EXISTS sealtrail_events (
     PRIMARY KEY (chain_id, seq)
 );
 CREATE INDEX IF NOT EXISTS sealtrail_events_time ON sealtrail_events (occurred_at);
-CREATE INDEX IF NOT EXISTS sealtrail_events_actor ON sealtrail_events (actor, occurred_at);
-CREATE INDEX IF NOT EXISTS sealtrail_events_action ON sealtrail_events (action, occurred_at);
-CREATE INDEX IF NOT EXISTS sealtrail_events_type ON sealtrail_events (event_type, occurred_at);
-CREATE INDEX IF NOT EXISTS sealtrail_events_service ON sealtrail_events (service, occurred_at);
-CREATE INDEX IF NOT EXISTS sealtrail_events_tenant ON sealtrail_events (tenant, occurred_at);
-CREATE INDEX IF NOT EXISTS sealtrail_events_resource ON sealtrail_events (resource_id);
-CREATE INDEX IF NOT EXISTS sealtrail_events_trace ON sealtrail_events (trace_id);
-CREATE INDEX IF NOT EXISTS sealtrail_events_request ON sealtrail_events (request_id);
-CREATE INDEX IF NOT EXISTS sealtrail_events_event ON sealtrail_events (event_id);
 CREATE INDEX IF NOT EXISTS sealtrail_events_tsv ON sealtrail_events USING GIN (tsv);
 """
+# Filters match regardless of case (lower() on both sides), served by indexes on lower(...);
+# the case-sensitive indexes of earlier versions (the same names without _ci) are dropped.
+_FILTER_INDEXES = {
+    "actor": "lower(actor), occurred_at", "action": "lower(action), occurred_at",
+    "type": "lower(event_type), occurred_at", "service": "lower(service), occurred_at",
+    "tenant": "lower(tenant), occurred_at", "resource": "lower(resource_id)",
+    "trace": "lower(trace_id)", "request": "lower(request_id)", "event": "lower(event_id)",
+}
+_SCHEMA += "".join(
+    f"DROP INDEX IF EXISTS sealtrail_events_{name};\n"
+    f"CREATE INDEX IF NOT EXISTS sealtrail_events_{name}_ci ON sealtrail_events ({columns});\n"
+    for name, columns in _FILTER_INDEXES.items())
+_MATCH = "lower({column}) = ANY(ARRAY(SELECT lower(v) FROM unnest(%s::text[]) v))"
 
 _INSERT = (f"INSERT INTO sealtrail_events ({', '.join(COLUMNS)}) "
            f"VALUES ({', '.join('%s' for _ in COLUMNS)}) "
@@ -76,7 +80,7 @@ class PostgresIndex:
         where: list[str] = []
         params: list[Any] = []
         for column, values in query.filters:
-            where.append(f"{column} = ANY(%s)")
+            where.append(_MATCH.format(column=column))
             params.append(list(values))
         if query.since is not None:
             where.append("occurred_at >= %s")

@@ -6,7 +6,10 @@ Keys: actor, action, type (event type), resource (``type/id`` or an id), resourc
 outcome, service, tenant, trace (trace id), request (request id), event (event id),
 chain, since (occurred at or after), until (occurred before). Everything else is free
 text, matched as words against the reason, principal, attributes and the other fields.
-Values with spaces are quoted. The same key twice means either value (OR).
+Values with spaces are quoted. The same key twice means either value (OR). Values match
+regardless of case (``actor:Alice`` finds ``alice``; on SQLite for ASCII letters, on
+PostgreSQL as its ``lower()`` folds); ``outcome:`` values are the schema's upper-case
+symbols.
 """
 
 from __future__ import annotations
@@ -43,7 +46,7 @@ class SearchQuery:
 
 def parse_query(text: str, *, limit: int = 1000) -> SearchQuery:
     """Parse ``text``; ConfigError naming what cannot be read."""
-    from sealtrail.replay import parse_time
+    from sealtrail.core.times import parse_time
 
     try:
         tokens = shlex.split(text)

@@ -34,7 +34,7 @@ def rebuild_index(source: ArchiveReader | object, index: IndexBackend, *, clear:
     secondary and full-text indexes once, after the rows are in.
 
     ``source``: an :class:`ArchiveReader` (or anything with one as ``reader``, such as
-    replay's ArchiveSource)."""
+    :class:`sealtrail.reading.ArchiveSource`)."""
     reader: ArchiveReader = getattr(source, "reader", source)  # type: ignore[assignment]
     result = RebuildResult()
     if clear:

@@ -24,19 +24,37 @@ CREATE TABLE IF NOT EXISTS events (
     UNIQUE (chain_id, seq)
 );
 CREATE INDEX IF NOT EXISTS events_time ON events (occurred_at);
-CREATE INDEX IF NOT EXISTS events_actor ON events (actor, occurred_at);
-CREATE INDEX IF NOT EXISTS events_action ON events (action, occurred_at);
-CREATE INDEX IF NOT EXISTS events_type ON events (event_type, occurred_at);
-CREATE INDEX IF NOT EXISTS events_service ON events (service, occurred_at);
-CREATE INDEX IF NOT EXISTS events_tenant ON events (tenant, occurred_at);
-CREATE INDEX IF NOT EXISTS events_resource ON events (resource_id);
-CREATE INDEX IF NOT EXISTS events_trace ON events (trace_id);
-CREATE INDEX IF NOT EXISTS events_request ON events (request_id);
-CREATE INDEX IF NOT EXISTS events_event ON events (event_id);
 CREATE VIRTUAL TABLE IF NOT EXISTS events_fts USING fts5 (
     body, content='events', content_rowid='rowid', tokenize='unicode61 tokenchars ''-_.@|'''
 );
 """
+# Filters match regardless of case (COLLATE NOCASE: ASCII letters), so the indexes that
+# serve them compare the same way. Index files made before had them case-sensitive: those
+# are made again when the file is opened.
+_FILTER_INDEXES = {
+    "events_actor": "actor COLLATE NOCASE, occurred_at",
+    "events_action": "action COLLATE NOCASE, occurred_at",
+    "events_type": "event_type COLLATE NOCASE, occurred_at",
+    "events_service": "service COLLATE NOCASE, occurred_at",
+    "events_tenant": "tenant COLLATE NOCASE, occurred_at",
+    "events_resource": "resource_id COLLATE NOCASE",
+    "events_trace": "trace_id COLLATE NOCASE",
+    "events_request": "request_id COLLATE NOCASE",
+    "events_event": "event_id COLLATE NOCASE",
+}
+
+
+def _filter_indexes(db: sqlite3.Connection) -> None:
+    """Create the filter indexes, or make again those an older version made
+    case-sensitive."""
+    found = dict(db.execute("SELECT name, sql FROM sqlite_master WHERE type = 'index' "
+                            "AND tbl_name = 'events'").fetchall())
+    for name, columns in _FILTER_INDEXES.items():
+        if name in found and "NOCASE" not in (found[name] or ""):
+            db.execute(f"DROP INDEX {name}")
+        db.execute(f"CREATE INDEX IF NOT EXISTS {name} ON events ({columns})")
+
+
 # The full-text index is filled once per transaction, for every row it added (rowids grow),
 # not by a trigger per row: the trigger cost about 75 us a row, three quarters of an add.
 # Index files made before had the trigger; it would index those rows twice.
@@ -75,6 +93,7 @@ class SqliteIndex:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.executescript(_SCHEMA)
+            _filter_indexes(self._db)
             self._db.execute(_NO_TRIGGER)
             # index pages stay in memory between batches (a random insert in each of ten
             # indexes per row otherwise goes to the file system cache)
@@ -105,7 +124,7 @@ class SqliteIndex:
         where: list[str] = []
         params: list[Any] = []
         for column, values in query.filters:
-            where.append(f"{column} IN ({', '.join('?' for _ in values)})")
+            where.append(f"{column} COLLATE NOCASE IN ({', '.join('?' for _ in values)})")
             params.extend(values)
         if query.since is not None:
             where.append("occurred_at >= ?")

@@ -21,10 +21,9 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from sealtrail.consumers.archiver import SegmentWriter
-
 from sealtrail.archive import ArchiveStore, open_store
 from sealtrail.archive.segments import read_segment, write_segment
+from sealtrail.consumers.archiver import SegmentWriter
 from sealtrail.core import layout, merkle
 from sealtrail.core.chain import ChainHead, entry_hash, seal
 from sealtrail.core.checkpoint import Checkpoint, SignedCheckpoint

@@ -13,8 +13,6 @@ from pathlib import Path
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, TopicPartition
-from sealtrail.schemas.cache import WriterSchemas
-from sealtrail.schemas.registry_client import registry_client
 
 from helpers.pipeline_checks import (
     archived_count,
@@ -29,6 +27,8 @@ from helpers.stages import Stage
 from sealtrail.config import Settings
 from sealtrail.core.completeness import coverage, runs_of
 from sealtrail.core.fencing import Fence, Verdict
+from sealtrail.schemas.cache import WriterSchemas
+from sealtrail.schemas.registry_client import registry_client
 
 
 def raw_ends(settings: Settings) -> dict[int, int]:

@@ -9,10 +9,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sealtrail.consumers.archiver import SegmentWriter
-
 from helpers.archive_builder import T0, TICK, Clock, _unsealed, keyring_of, signer
 from sealtrail.archive import ArchiveStore
+from sealtrail.consumers.archiver import SegmentWriter
 from sealtrail.core.chain import ChainHead, seal
 from sealtrail.governance.retention import RetentionPolicy
 

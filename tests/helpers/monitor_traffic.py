@@ -11,11 +11,11 @@ from typing import Any
 
 from confluent_kafka import Producer
 from confluent_kafka.schema_registry import Schema
-from sealtrail.schemas.registry_client import registry_client
 
 from sealtrail import schemas
 from sealtrail.config import Settings
 from sealtrail.core.avro import AvroCodec, frame
+from sealtrail.schemas.registry_client import registry_client
 
 
 def audit_event(service: str, i: int, occurred_at: int | None = None) -> dict[str, Any]:

@@ -8,11 +8,11 @@ import uuid
 from typing import Any
 
 from confluent_kafka import Consumer
-from sealtrail.producers import AuditClient
 
 from sealtrail import schemas
 from sealtrail.config import Settings
 from sealtrail.core.avro import AvroCodec, unframe
+from sealtrail.producers import AuditClient
 
 CODEC = AvroCodec(schemas.load(schemas.AUDIT_EVENT))
 

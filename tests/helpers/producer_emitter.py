@@ -15,9 +15,8 @@ import json
 import sys
 import time
 
-from sealtrail.producers import AuditClient
-
 from sealtrail.config import load_settings
+from sealtrail.producers import AuditClient
 
 
 def main() -> int:

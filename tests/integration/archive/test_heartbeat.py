@@ -110,6 +110,7 @@ def test_archiver_writes_heartbeats_for_idle_owned_chains(settings: Settings,
     """The Kafka archiver, with no records arriving, writes a heartbeat for a chain of a
     partition it owns, at the configured interval."""
     from confluent_kafka.schema_registry import SchemaRegistryClient
+
     from sealtrail.consumers.archiver import Archiver
 
     s = dataclasses.replace(settings, heartbeat_seconds=1.0)

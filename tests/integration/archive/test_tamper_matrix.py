@@ -37,11 +37,11 @@ from helpers.moto_server import make_locked_bucket, moto_s3_server, raw_client
 from helpers.paths import REPO
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sealtrail.consumers.archive_index import IndexWriter
 
 from sealtrail.archive import ArchiveStore, Retention, open_store
 from sealtrail.archive._s3 import S3Store
 from sealtrail.archive.segments import read_segment
+from sealtrail.consumers.archive_index import IndexWriter
 from sealtrail.core import layout
 from sealtrail.core.canonical import canonical_json
 from sealtrail.core.chain import genesis_hash

@@ -11,12 +11,12 @@ from pathlib import Path
 import pytest
 from helpers.archive_builder import make_event
 from helpers.privacy_checks import cli
-from sealtrail.pipeline.dlq import DlqCipher, DlqKeys, rotate_dlq_key
 
 from sealtrail.config import Settings, load_settings
 from sealtrail.errors import ConfigError, DataError, KeyMaterialError
 from sealtrail.keys import DLQ_KEY, init_keys
 from sealtrail.keys.subject import LocalKeyStore, SubjectEncryptor
+from sealtrail.pipeline.dlq import DlqCipher, DlqKeys, rotate_dlq_key
 from sealtrail.search import open_index, row_from_record
 
 HOSTILE = "\x1b[2K\r\x1b[32mOK all clear\u202e"

@@ -39,9 +39,8 @@ def test_regression_corpus(target: str, path: Path) -> None:
 def test_the_issue_records_are_sealed_with_their_reasons() -> None:
     """The two raw records that once broke the sealer, through the real sealer:
     UNKNOWN_SCHEMA keeping the unsigned id, and LIMIT for the array poison record."""
-    from sealtrail.pipeline.recovery import ChainState
-
     from sealtrail.core.chain import ChainHead
+    from sealtrail.pipeline.recovery import ChainState
 
     rig = sealer_rig()
     reasons = {}

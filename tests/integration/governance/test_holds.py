@@ -18,12 +18,12 @@ from sealtrail.archive import ArchiveStore, Retention, RetentionError, open_stor
 from sealtrail.archive._s3 import S3Store
 from sealtrail.cli.main import main
 from sealtrail.core import layout
+from sealtrail.core.times import parse_time
 from sealtrail.governance.holds import (
     HoldSelector,
     active_holds,
     apply_hold,
     list_holds,
-    parse_time,
     release_hold,
 )
 from sealtrail.runtime import dev

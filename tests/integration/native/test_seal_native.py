@@ -12,9 +12,6 @@ from typing import Any
 
 import pytest
 from confluent_kafka.schema_registry import Schema
-from sealtrail.pipeline import Sealer
-from sealtrail.pipeline.recovery import ChainState
-from sealtrail.schemas.registry_client import registry_client
 
 from sealtrail import schemas
 from sealtrail.config import Settings
@@ -22,7 +19,10 @@ from sealtrail.core import avro_program, canonical
 from sealtrail.core.avro import AvroCodec, frame
 from sealtrail.core.chain import ChainHead
 from sealtrail.keys import load_hmac_key, load_signer
+from sealtrail.pipeline import Sealer
+from sealtrail.pipeline.recovery import ChainState
 from sealtrail.policy import load_policy
+from sealtrail.schemas.registry_client import registry_client
 
 pytestmark = pytest.mark.skipif(
     not avro_program.AVAILABLE or canonical._native is None,

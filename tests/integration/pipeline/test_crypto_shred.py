@@ -18,7 +18,6 @@ import pytest
 import yaml
 from helpers.pipeline_checks import archived_records, store_of, verify, wait_until
 from helpers.stages import Stage, with_settings
-from sealtrail.producers import AuditClient
 
 from sealtrail.config import Settings
 from sealtrail.keys import init_keys
@@ -29,6 +28,7 @@ from sealtrail.keys.subject import (
     decrypt_value,
     encrypted_key_id,
 )
+from sealtrail.producers import AuditClient
 
 
 @pytest.fixture

@@ -22,12 +22,12 @@ from helpers.pipeline_checks import (
     wait_until,
 )
 from helpers.stages import Stage, on_both_brokers
-from sealtrail.producers import AuditClient
-from sealtrail.schemas.registry_client import registry_client
 
 from sealtrail import schemas
 from sealtrail.config import Settings
 from sealtrail.core.avro import AvroCodec, frame
+from sealtrail.producers import AuditClient
+from sealtrail.schemas.registry_client import registry_client
 
 
 class SealedProgress:

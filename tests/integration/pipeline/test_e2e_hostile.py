@@ -27,13 +27,13 @@ from helpers.hostile_inputs import (
 )
 from helpers.pipeline_checks import archived_count, archived_records, store_of, verify, wait_until
 from helpers.stages import Stage
-from sealtrail.producers import AuditClient
-from sealtrail.schemas.registry_client import registry_client
 
 from sealtrail import schemas
 from sealtrail.config import Settings
 from sealtrail.core.avro import AvroCodec
 from sealtrail.keys import PUBLIC_KEYRING
+from sealtrail.producers import AuditClient
+from sealtrail.schemas.registry_client import registry_client
 
 
 def register(settings: Settings) -> Ids:

@@ -15,10 +15,10 @@ import pytest
 from helpers.chaos import Chaos, account, inject_zombie_records, pause, resume, run_chaos
 from helpers.pipeline_checks import archived_count, archived_records, store_of, wait_until
 from helpers.stages import Stage, on_both_brokers
-from sealtrail.producers import AuditClient
 
 from sealtrail.config import Settings
 from sealtrail.keys import PUBLIC_KEYRING
+from sealtrail.producers import AuditClient
 
 
 def owned(stage: Stage) -> set[int]:

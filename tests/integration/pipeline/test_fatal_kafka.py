@@ -163,11 +163,11 @@ def test_the_archiver_replaces_a_consumer_that_hit_a_fatal_error(
         verify,
     )
     from helpers.stages import Stage
-    from sealtrail.consumers.archiver import Archiver
-    from sealtrail.schemas.registry_client import registry_client
 
     from sealtrail.archive import open_archive
+    from sealtrail.consumers.archiver import Archiver
     from sealtrail.keys import load_signer
+    from sealtrail.schemas.registry_client import registry_client
 
     class FencedOnce(Consumer):  # type: ignore[misc]
         fired = False

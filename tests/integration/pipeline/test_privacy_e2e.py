@@ -22,13 +22,13 @@ from helpers.privacy_checks import (
     tree_bytes,
 )
 from helpers.stages import Stage, with_settings
-from sealtrail.producers import AuditClient
-from sealtrail.schemas.registry_client import registry_client
 
 from sealtrail import schemas
 from sealtrail.config import Settings
 from sealtrail.core.avro import AvroCodec, frame
+from sealtrail.producers import AuditClient
 from sealtrail.runtime.dev import free_port
+from sealtrail.schemas.registry_client import registry_client
 from sealtrail.search import open_index
 
 IPV6 = "2001:db8:1234:5678::1"

@@ -29,19 +29,19 @@ from helpers.pipeline_checks import (
     wait_until,
 )
 from helpers.stages import Stage
-from sealtrail.consumers.archiver import SegmentWriter
-from sealtrail.pipeline.decode import Decoded, RawDecoder, Rejected
-from sealtrail.schemas.cache import WriterSchemas
-from sealtrail.schemas.registry_client import registry_client
 
 from sealtrail import schemas
 from sealtrail.archive import open_store
 from sealtrail.archive.segments import read_segment, write_segment
 from sealtrail.config import Settings
+from sealtrail.consumers.archiver import SegmentWriter
 from sealtrail.core import layout
 from sealtrail.core.avro import AvroCodec, frame
 from sealtrail.core.chain import ChainHead, seal
+from sealtrail.pipeline.decode import Decoded, RawDecoder, Rejected
 from sealtrail.registry import RegistryServer
+from sealtrail.schemas.cache import WriterSchemas
+from sealtrail.schemas.registry_client import registry_client
 from sealtrail.verify import verify_archive
 
 V1 = schemas.load(schemas.AUDIT_EVENT, 1)

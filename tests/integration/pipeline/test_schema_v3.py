@@ -28,20 +28,20 @@ from helpers.pipeline_checks import (
 )
 from helpers.privacy_checks import topic_messages
 from helpers.stages import Stage
-from sealtrail.consumers.archiver import SegmentWriter
-from sealtrail.pipeline.decode import Decoded, RawDecoder
-from sealtrail.producers import AuditClient
-from sealtrail.schemas.cache import WriterSchemas
-from sealtrail.schemas.registry_client import registry_client
 
 from sealtrail import schemas
 from sealtrail.archive import open_store
 from sealtrail.archive.segments import read_segment, write_segment
 from sealtrail.config import Settings
+from sealtrail.consumers.archiver import SegmentWriter
 from sealtrail.core.avro import AvroCodec, frame
 from sealtrail.core.chain import ChainHead, seal
 from sealtrail.errors import EventValidationError
+from sealtrail.pipeline.decode import Decoded, RawDecoder
+from sealtrail.producers import AuditClient
 from sealtrail.registry import RegistryServer
+from sealtrail.schemas.cache import WriterSchemas
+from sealtrail.schemas.registry_client import registry_client
 from sealtrail.verify import verify_archive
 
 VERSIONS = (1, 2, 3)

@@ -21,16 +21,16 @@ from helpers.hostile_inputs import (
     pad_writer_schema,
     poison_record,
 )
-from sealtrail.pipeline import Sealer
-from sealtrail.pipeline.recovery import ChainState
-from sealtrail.schemas.registry_client import registry_client
 
 from sealtrail import schemas
 from sealtrail.config import Settings
 from sealtrail.core.avro import AvroCodec, frame, unframe
 from sealtrail.core.chain import ChainHead, check_entry
 from sealtrail.keys import PUBLIC_KEYRING, load_hmac_key, load_keyring, load_signer
+from sealtrail.pipeline import Sealer
+from sealtrail.pipeline.recovery import ChainState
 from sealtrail.policy import load_policy
+from sealtrail.schemas.registry_client import registry_client
 
 
 @contextmanager
@@ -148,7 +148,7 @@ def test_an_unexpected_failure_is_sealed_as_internal_and_sealing_goes_on(
     """An exception of any type on one record's path becomes an INTERNAL rejection that
     names the exception type and place but quotes nothing of the record; the next record
     is sealed as usual and the chain stays whole."""
-    sealer._policy = _Exploding(sealer._policy)  # type: ignore[assignment]
+    sealer.records.policy = _Exploding(sealer.records.policy)  # type: ignore[assignment]
     codec = AvroCodec(schemas.load(schemas.AUDIT_EVENT))
     state = ChainState(ChainHead.genesis("t.0.d"), 0)
     bad = frame(ids.good, codec.encode(event(7)))

@@ -18,8 +18,8 @@ from helpers.producer_checks import spooled
 from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
-from sealtrail.producers import ASGIAuditMiddleware, AuditClient, WSGIAuditMiddleware, bind, context
 
+from sealtrail.producers import ASGIAuditMiddleware, AuditClient, WSGIAuditMiddleware, bind, context
 from sealtrail.runtime import dev
 
 HEADER_TRACE = "0af7651916cd43dd8448eb211c80319c"

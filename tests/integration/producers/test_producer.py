@@ -11,12 +11,12 @@ from typing import Any
 import pytest
 from helpers.producer_checks import consume
 from prometheus_client import generate_latest
-from sealtrail.producers import AuditClient, EmitBackpressureError, SpoolFullError
 
 from sealtrail import schemas
 from sealtrail.config import Settings
 from sealtrail.core.avro import AvroCodec
 from sealtrail.errors import ConfigError, EventValidationError, TransportError
+from sealtrail.producers import AuditClient, EmitBackpressureError, SpoolFullError
 from sealtrail.runtime import dev
 
 CODEC = AvroCodec(schemas.load(schemas.AUDIT_EVENT))

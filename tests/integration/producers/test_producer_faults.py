@@ -17,10 +17,10 @@ from helpers.paths import TESTS
 from helpers.pipeline_checks import archived_records, store_of, verify, wait_until
 from helpers.producer_proxy import KafkaCutProxy
 from helpers.stages import Stage, with_settings
-from sealtrail.producers import AuditClient
 
 from sealtrail.config import Settings
 from sealtrail.kafka.admin import ensure_topics
+from sealtrail.producers import AuditClient
 from sealtrail.runtime import dev
 
 EMITTER = TESTS / "helpers" / "producer_emitter.py"

@@ -15,6 +15,11 @@ from typing import Any
 
 import pytest
 from helpers.producer_checks import spooled
+
+from sealtrail import schemas
+from sealtrail.config import Settings
+from sealtrail.core.avro import AvroCodec
+from sealtrail.errors import ConfigError, EventValidationError
 from sealtrail.producers import (
     ASGIAuditMiddleware,
     AsyncAuditClient,
@@ -27,11 +32,6 @@ from sealtrail.producers import (
     context,
     set_actor,
 )
-
-from sealtrail import schemas
-from sealtrail.config import Settings
-from sealtrail.core.avro import AvroCodec
-from sealtrail.errors import ConfigError, EventValidationError
 from sealtrail.runtime import dev
 
 CODEC = AvroCodec(schemas.load(schemas.AUDIT_EVENT))

@@ -22,7 +22,7 @@ from helpers.cli import sealtrail
 
 from sealtrail.errors import IntegrityError, MalformedInputError
 from sealtrail.export import build_export, verify_export
-from sealtrail.replay import ArchiveSource
+from sealtrail.reading import ArchiveSource
 from sealtrail.search import open_index, parse_query
 from sealtrail.search._rebuild import rebuild_index
 

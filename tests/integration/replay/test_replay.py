@@ -17,11 +17,11 @@ from sealtrail.archive import open_store
 from sealtrail.config import Settings
 from sealtrail.core.canonical import canonical_json, entry_body
 from sealtrail.core.hashing import ENTRY_DOMAIN, sha256
+from sealtrail.core.times import parse_time
 from sealtrail.replay import (
     ArchiveSource,
     Query,
     ReplayState,
-    parse_time,
     replay_archive,
 )
 
@@ -206,6 +206,7 @@ def test_workers_stop_at_the_same_break_and_leave_no_files(tmp_path: Path) -> No
 def test_heartbeat_checkpoints_are_followed(tmp_path: Path) -> None:
     """A chain with heartbeat checkpoints (no segment) replays whole."""
     from helpers.archive_builder import Clock, signer
+
     from sealtrail.consumers.archiver import SegmentWriter
 
     built = build_archive(tmp_path, chains=1, segments=2, records=3, rejections=())
@@ -323,11 +324,11 @@ def test_kafka_replay_detects_a_forged_record(
     """A record on the sealed topic whose signature does not check out stops the replay."""
     from confluent_kafka import Producer
     from helpers.pipeline_checks import wait_until
-    from sealtrail.schemas.cache import WriterSchemas
-    from sealtrail.schemas.registry_client import registry_client
 
     from sealtrail import schemas
     from sealtrail.core.avro import AvroCodec, frame
+    from sealtrail.schemas.cache import WriterSchemas
+    from sealtrail.schemas.registry_client import registry_client
 
     run_pipeline(settings, stages, tmp_path, 20)
     wait_until(lambda: sealed_count(settings) >= 20, 60, "20 sealed records",

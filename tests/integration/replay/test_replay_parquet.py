@@ -24,8 +24,8 @@ import sealtrail.replay as replay_module
 from sealtrail.core.canonical import canonical_json, entry_body
 from sealtrail.core.hashing import ENTRY_DOMAIN, sha256
 from sealtrail.errors import ConfigError
+from sealtrail.reading import record_to_json
 from sealtrail.replay import ArchiveSource, Query, ReplayState, _parquet, open_sink, replay_archive
-from sealtrail.replay._sinks import record_to_json
 
 _BIN = Path(sys.executable).with_name("sealtrail")
 COMMAND = [str(_BIN)] if _BIN.exists() else [sys.executable, "-m", "sealtrail.cli.main"]

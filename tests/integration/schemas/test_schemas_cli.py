@@ -17,12 +17,12 @@ import pytest
 import requests
 from confluent_kafka.schema_registry import Schema
 from confluent_kafka.schema_registry.error import SchemaRegistryError
-from sealtrail.schemas import check as schema_check
-from sealtrail.schemas.registry_client import registry_client, safe_url
 
 from sealtrail import schemas
 from sealtrail.errors import ConfigError
 from sealtrail.registry import RegistryServer
+from sealtrail.schemas import check as schema_check
+from sealtrail.schemas.registry_client import registry_client, safe_url
 
 TOKEN = "tok-5f0c2a9e7b"
 BASIC = "auditor:pa55-w0rd"

@@ -12,7 +12,7 @@ import pytest
 from helpers.archive_builder import build_archive, reseal, segment_bytes, write_object
 from helpers.cli import sealtrail
 
-from sealtrail.replay import ArchiveSource
+from sealtrail.reading import ArchiveSource
 from sealtrail.report import bar_chart_svg, collect, render_html
 
 CHROMIUM = next((p for p in ("/usr/bin/chromium", "/usr/bin/chromium-browser")

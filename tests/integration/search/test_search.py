@@ -17,7 +17,7 @@ from helpers.archive_builder import T0, build_archive
 from helpers.cli import sealtrail
 
 from sealtrail.errors import ConfigError
-from sealtrail.replay import ArchiveSource
+from sealtrail.reading import ArchiveSource
 from sealtrail.runtime.dev import free_port, wait_for_port
 from sealtrail.search import IndexBackend, open_index, parse_query, row_from_record
 from sealtrail.search._rebuild import rebuild_index
@@ -161,6 +161,71 @@ def test_backends_answer_filters_ranges_and_free_text_alike(
     assert "not covered: before" in said
 
 
+def test_field_values_match_regardless_of_case(index: IndexBackend, tmp_path: Path) -> None:
+    """Every key:value filter matches whatever case the value was sealed in, as outcome:
+    always did, on both backends; a different value still matches nothing."""
+    built = build_archive(tmp_path, chains=2, segments=2, records=8)
+    rebuild_index(ArchiveSource(built.store, built.keyring), index)
+
+    def got(text: str) -> list[tuple[str, int]]:
+        return [(row.chain_id, row.seq) for row in index.search(parse_query(text))]
+
+    chain = built.chain_ids[0]
+    for text in ("actor:user-3 action:update", "resource:invoice/invoice-130 tenant:tenant-1",
+                 f"chain:{chain}", "outcome:denied"):
+        expected = got(text)
+        assert expected, text
+        assert got(text.upper()) == expected, text.upper()
+        assert got(text.title()) == expected, text.title()
+    assert got("actor:USER-33") == []
+
+
+def test_an_index_file_of_an_older_version_gets_case_insensitive_indexes(
+        tmp_path: Path) -> None:
+    """A SQLite index made with case-sensitive filter indexes is given case-insensitive
+    ones when opened (the same names), and its rows are kept."""
+    import sqlite3
+
+    path = tmp_path / "old.sqlite"
+    built = build_archive(tmp_path, chains=1, segments=1, records=4, rejections=())
+    index = open_index(str(path))
+    index.add([row for r in built.records[built.chain_ids[0]]
+               if (row := row_from_record(r, 0)) is not None])
+    index.close()
+    db = sqlite3.connect(path)
+    db.execute("DROP INDEX events_actor")
+    db.execute("CREATE INDEX events_actor ON events (actor, occurred_at)")
+    db.commit()
+    db.close()
+    index = open_index(str(path))
+    try:
+        assert len(index.search(parse_query("actor:USER-1"))) == len(
+            index.search(parse_query("actor:user-1"))) > 0
+    finally:
+        index.close()
+    db = sqlite3.connect(path)
+    (sql,) = db.execute("SELECT sql FROM sqlite_master WHERE name = 'events_actor'").fetchone()
+    plan = " ".join(str(r) for r in db.execute(
+        "EXPLAIN QUERY PLAN SELECT * FROM events WHERE actor COLLATE NOCASE IN ('x')"))
+    db.close()
+    assert "NOCASE" in sql and "events_actor" in plan
+
+
+def test_summaries_agree_in_number(tmp_path: Path) -> None:
+    """Counts in the summaries read "1 event", "1 chain", "2 events"."""
+    built = build_archive(tmp_path, chains=1, segments=1, records=4, rejections=())
+    idx = tmp_path / "idx.sqlite"
+    proc = sealtrail(tmp_path, "index", "rebuild", "--index", idx, "--archive", built.root,
+                     "--keys", built.keyring_path)
+    assert proc.returncode == 0, proc.stderr
+    assert ": 4 events of 1 chain (4 entries checked)" in proc.stdout
+    assert "the index holds 4 events of 1 chain," in proc.stdout
+    event_id = built.records[built.chain_ids[0]][0]["event"]["event_id"]
+    proc = sealtrail(tmp_path, "search", f"event:{event_id}", "--index", idx)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr.startswith("1 event; "), proc.stderr
+
+
 def test_adding_twice_is_a_no_op_that_fills_the_segment(index: IndexBackend,
                                                         tmp_path: Path) -> None:
     """A row seen first from Kafka (segment unknown), then from the archive, is one row with
@@ -214,6 +279,7 @@ def test_indexer_consumes_the_sealed_topic(settings: Any, stages: list[Any],
                                            tmp_path: Path) -> None:
     """The indexer consumer indexes what the sealer seals; a restart adds nothing twice."""
     from helpers.cli import run_pipeline
+
     from sealtrail.consumers.indexer import Indexer
     from sealtrail.schemas.registry_client import registry_client
 

@@ -21,9 +21,9 @@ from helpers.archive_builder import (
     write_object,
 )
 from helpers.compliance import CHAIN, CHAIN_B, KEYRING, SIGNER, ChainFeeder, writer
-from sealtrail.consumers.segment_writer import SegmentWriter
 
 from sealtrail.archive import open_store
+from sealtrail.consumers.segment_writer import SegmentWriter
 from sealtrail.core import layout
 from sealtrail.core.canonical import canonical_json
 from sealtrail.core.chain import genesis_hash

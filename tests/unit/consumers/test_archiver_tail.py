@@ -19,10 +19,10 @@ from helpers.archive_builder import (
     write_object,
 )
 from helpers.compliance import CHAIN, KEYRING, SIGNER, ChainFeeder, writer
-from sealtrail.consumers.segment_writer import ChainQuarantinedError
 
 from sealtrail.archive import open_store
 from sealtrail.archive.segments import read_segment
+from sealtrail.consumers.segment_writer import ChainQuarantinedError
 from sealtrail.core import layout
 from sealtrail.core.checkpoint import SignedCheckpoint
 from sealtrail.verify import verify_archive

@@ -11,7 +11,6 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from sealtrail.pipeline.decode import RawDecoder, Rejected
 
 from sealtrail import schemas
 from sealtrail.core.avro import AvroCodec, frame
@@ -25,6 +24,7 @@ from sealtrail.core.disclosure import (
 )
 from sealtrail.core.envelope import check_event
 from sealtrail.errors import EventValidationError
+from sealtrail.pipeline.decode import RawDecoder, Rejected
 
 CODEC = AvroCodec(schemas.load(schemas.AUDIT_EVENT))
 EVENT: dict[str, Any] = {

@@ -10,12 +10,12 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from sealtrail.producers.avro_encoder import UnsupportedSchemaError, compile_encoder
-from sealtrail.producers.envelope import encode_event
 
 from sealtrail import schemas
 from sealtrail.core.avro import AvroCodec
 from sealtrail.errors import EventValidationError
+from sealtrail.producers.avro_encoder import UnsupportedSchemaError, compile_encoder
+from sealtrail.producers.envelope import encode_event
 
 CODEC = AvroCodec(schemas.load(schemas.AUDIT_EVENT))
 FAST = compile_encoder(CODEC.schema)

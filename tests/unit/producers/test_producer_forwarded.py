@@ -10,11 +10,11 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
+from sealtrail.errors import ConfigError
 from sealtrail.producers import context
 from sealtrail.producers.forwarded import TrustedProxies, parse_hop, split_forwarded
 from sealtrail.producers.middleware import ASGIAuditMiddleware, WSGIAuditMiddleware
-
-from sealtrail.errors import ConfigError
 
 CLIENT = "198.51.100.9"
 SPOOF = "203.0.113.66"

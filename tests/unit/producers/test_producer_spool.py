@@ -7,9 +7,9 @@ import os
 from pathlib import Path
 
 import pytest
-from sealtrail.producers.spool import Spool, open_slot
 
 from sealtrail.errors import ConfigError
+from sealtrail.producers.spool import Spool, open_slot
 
 
 def records(spool: Spool) -> list[bytes]:

@@ -20,7 +20,7 @@ from helpers.archive_builder import build_archive
 from sealtrail.archive import fast_segments
 from sealtrail.archive.segments import read_segment
 from sealtrail.core import avro_program, layout
-from sealtrail.replay import ArchiveSource
+from sealtrail.reading import ArchiveSource
 from sealtrail.search import COLUMNS, open_index, parse_query, row_from_record
 from sealtrail.search._rebuild import rebuild_index
 from sealtrail.search._sqlite import SqliteIndex

@@ -27,9 +27,9 @@ from helpers.archive_builder import (
 from helpers.paths import REPO, TESTS
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from sealtrail.consumers.archiver import SegmentWriter
 
 from sealtrail.archive import open_store
+from sealtrail.consumers.archiver import SegmentWriter
 from sealtrail.core import hashing, merkle
 from sealtrail.core.canonical import canonical_json, entry_body
 from sealtrail.core.chain import ChainHead, entry_hash, genesis_hash, seal

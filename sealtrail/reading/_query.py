@@ -1,40 +1,17 @@
-"""What to replay: the ``ingested_at`` range and the exact-match filters on the event."""
+"""Which sealed records a reader wants: the ``ingested_at`` range (``since`` inclusive,
+``until`` exclusive) and exact-match filters on the event."""
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 from sealtrail.errors import ConfigError
 
 
-def parse_time(text: str | None) -> int | None:
-    """Microseconds UTC from ``2026-03-01``, ``2026-03-01T10:00:00Z`` (any ISO-8601 form;
-    a naive time is UTC) or an integer count of microseconds."""
-    if text is None or text == "":
-        return None
-    if text.lstrip("-").isdigit():
-        return int(text)
-    try:
-        when = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        raise ConfigError(f"cannot read {text!r} as a time: use 2026-03-01, "
-                          "2026-03-01T10:00:00Z or microseconds since the epoch") from None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return int(when.timestamp() * 1_000_000)
-
-
-def format_time(us: int | None) -> str:
-    if us is None:
-        return "-"
-    return datetime.fromtimestamp(us / 1_000_000, UTC).isoformat(timespec="seconds")
-
-
 @dataclass(frozen=True)
 class Query:
-    """What to replay: an ``ingested_at`` range and exact-match filters on the event."""
+    """Which records to read: an ``ingested_at`` range and exact-match filters on the event."""
 
     since: int | None = None
     until: int | None = None
