@@ -1,4 +1,4 @@
-# sealtrail archive retention on S3 (issue 8; docs/archive.md "Retention").
+# sealtrail archive retention on S3 (docs/archive.md "Retention").
 #
 # The archiver writes every object under Object Lock (COMPLIANCE unless retention_mode is
 # GOVERNANCE) with a retain-until date from its retention class, and tags it

@@ -23,7 +23,7 @@ import fastavro
 
 from sealtrail import schemas
 from sealtrail.core.avro import AvroCodec
-from sealtrail.core.avro_bounds import DecodeLimits, LimitError, shape
+from sealtrail.core.avro_bounds import DecodeLimits, LimitError, read_long, shape
 from sealtrail.core.envelope import strip_logical_types
 from sealtrail.errors import DecodeError
 
@@ -215,17 +215,10 @@ def _header(data: bytes) -> tuple[dict[str, bytes], int]:
 
 
 def _long(data: bytes, at: int) -> tuple[int, int]:
-    """The zigzag varint at ``at`` and the position after it."""
-    shift = value = 0
-    while True:
-        if at >= len(data) or shift > 63:
-            raise DecodeError("not a readable segment: truncated or overlong number")
-        byte = data[at]
-        at += 1
-        value |= (byte & 0x7F) << shift
-        if not byte & 0x80:
-            return (value >> 1) ^ -(value & 1), at
-        shift += 7
+    try:
+        return read_long(data, at)
+    except DecodeError as exc:
+        raise DecodeError(f"not a readable segment: {exc}") from None
 
 
 def _skip(data: bytes, at: int, length: int) -> int:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import argparse
 import sys
-from datetime import UTC, datetime
 
 from sealtrail.cli.common import keys_hint, keys_location, print_json, settings_from, using
 from sealtrail.config import Settings
+from sealtrail.core.times import format_time
 
 
 def configure_keys(keys: argparse.ArgumentParser) -> None:
@@ -67,10 +67,6 @@ def _keys_init(args: argparse.Namespace) -> None:
           f"public keyring: {keys_dir / PUBLIC_KEYRING}")
 
 
-def _when(us: int) -> str:
-    return datetime.fromtimestamp(us / 1e6, UTC).isoformat(timespec="seconds")
-
-
 def _keys_rotate(args: argparse.Namespace) -> None:
     from sealtrail.keys import DEFAULT_GRACE_S, PUBLIC_KEYRING, rotate_signing_key
 
@@ -82,8 +78,9 @@ def _keys_rotate(args: argparse.Namespace) -> None:
         rotation = rotate_signing_key(keys_dir, grace_s=grace, keep_passphrase=passphrase)
     kept = (f"private key kept encrypted in {rotation.retired_file}" if rotation.retired_file
             else "private key destroyed")
-    print(f"signing key rotated: {rotation.new_key_id} is active from {_when(rotation.at_us)}; "
-          f"{rotation.old_key_id} retired (valid until {_when(rotation.old_not_after)}, "
+    print(f"signing key rotated: {rotation.new_key_id} is active from "
+          f"{format_time(rotation.at_us)}; {rotation.old_key_id} retired (valid until "
+          f"{format_time(rotation.old_not_after)}, "
           f"{kept}). Give verifiers the updated {keys_dir / PUBLIC_KEYRING}.")
     for path in rotation.plaintext_retired:
         print(f"WARNING: {path} holds a retired signing key IN CLEAR (kept by an earlier "

@@ -34,7 +34,7 @@ from typing import Any
 
 from sealtrail.errors import DecodeError
 
-__all__ = ["MAX_DEPTH", "DecodeLimits", "Guard", "LimitError", "Shape", "shape"]
+__all__ = ["MAX_DEPTH", "DecodeLimits", "Guard", "LimitError", "Shape", "read_long", "shape"]
 
 MAX_DEPTH = 256  # the most decode_max_depth may be (the walk recurses once per level)
 _PRIMITIVE_MIN = {"null": 0, "boolean": 1, "int": 1, "long": 1, "float": 4, "double": 8,
@@ -257,13 +257,13 @@ class Guard:
         if kind == _BOOL:
             return _need(data, at, 1)
         if kind in (_VARINT, _ENUM):
-            return _varint(data, at)[1]
+            return read_long(data, at)[1]
         if kind == _FLOAT:
             return _need(data, at, 4)
         if kind == _DOUBLE:
             return _need(data, at, 8)
         if kind == _BYTES:
-            size, at = _varint(data, at)
+            size, at = read_long(data, at)
             if size < 0:
                 raise DecodeError("negative length")
             return _need(data, at, size)
@@ -274,7 +274,7 @@ class Guard:
                 at = self._value(child, data, at, depth + 1, budget)
             return at
         if kind == _UNION:
-            branch, at = _varint(data, at)
+            branch, at = read_long(data, at)
             if not 0 <= branch < len(node[2]):
                 raise DecodeError("union branch out of range")
             return self._value(node[2][branch], data, at, depth + 1, budget)
@@ -284,13 +284,13 @@ class Guard:
                 budget: _Budget) -> int:
         kind, path, child, zero = node
         while True:
-            count, at = _varint(data, at)
+            count, at = read_long(data, at)
             if count == 0:
                 return at
             size = None
             if count < 0:  # a block with its size in bytes: a decoder that skips the
                 count = -count  # field jumps by that size, so it must be the items' size
-                size, at = _varint(data, at)
+                size, at = read_long(data, at)
             budget.items -= count
             if budget.items < 0:
                 raise LimitError("items", f"{'array' if kind == _ARRAY else 'map'} at {path} "
@@ -302,7 +302,7 @@ class Guard:
             else:
                 for _ in range(count):
                     if kind == _MAP:
-                        key, at = _varint(data, at)
+                        key, at = read_long(data, at)
                         at = _need(data, at, key) if key >= 0 else _negative()
                     at = self._value(child, data, at, depth + 1, budget)
             if size is not None and size != at - start:
@@ -321,8 +321,9 @@ def _need(data: bytes, at: int, size: int) -> int:
     return end
 
 
-def _varint(data: bytes, at: int) -> tuple[int, int]:
-    """The zigzag varint at ``at`` and the position after it."""
+def read_long(data: bytes, at: int) -> tuple[int, int]:
+    """The Avro long (zigzag varint) at ``at`` and the position after it; DecodeError when
+    it is truncated or longer than 64 bits."""
     value = shift = 0
     while True:
         if at >= len(data) or shift > 63:

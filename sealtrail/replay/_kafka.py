@@ -12,6 +12,7 @@ from typing import Any
 
 import sealtrail.replay as _pkg  # tunables (CLOCK_SKEW_US) read at call time
 from sealtrail.core.chain import ChainHead, check_entry
+from sealtrail.core.findings import Kind
 from sealtrail.core.signing import Keyring
 from sealtrail.errors import DecodeError, TransportError
 from sealtrail.kafka.client import kafka_config
@@ -84,7 +85,7 @@ class _ChainLinks:
         link = check_entry(head, record, self.keyring)
         offset = record["source"]["offset"]
         if link is None and chain in self.offsets and offset != self.offsets[chain] + 1:
-            kind, message = "completeness", f"raw offset {offset} follows {self.offsets[chain]}"
+            kind, message = Kind.COMPLETENESS, f"raw offset {offset} follows {self.offsets[chain]}"
         elif link is not None:
             kind, message = link.kind, link.message
         else:
@@ -139,7 +140,7 @@ class _KafkaReplay:
         try:
             record, _codec = self.writers.decode(msg.value() or b"")
         except DecodeError as exc:
-            return Break("malformed", f"partition {part}",
+            return Break(Kind.MALFORMED, f"partition {part}",
                          f"offset {msg.offset()} does not decode: {exc}")
         if record["chain_id"] in self.links.broken:
             return None
