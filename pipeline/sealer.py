@@ -150,6 +150,7 @@ class Sealer:
         return state
 
     def _release(self, partition: int) -> None:
+        log.info("partition %d: released", partition)
         self._await_commit(partition, quiet=True)
         self._chains.pop(partition, None)
         producer = self._producers.pop(partition, None)

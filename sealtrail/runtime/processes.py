@@ -60,8 +60,8 @@ class ProcessIdentity:
     def of(cls, pid: int) -> ProcessIdentity | None:
         """The identity of running process ``pid``; None when it cannot be read."""
         boot, ticks, cmd = _boot_id(), _start_ticks(pid), _cmdline(pid)
-        if boot is None or ticks is None or cmd is None:
-            return None
+        if boot is None or ticks is None or not cmd:  # no command line: a zombie, a kernel
+            return None  # thread, or a process in the middle of its exec
         return cls(pid, boot, ticks, cmd)
 
     def why_not_same(self) -> str | None:

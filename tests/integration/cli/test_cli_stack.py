@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import socket
 import subprocess
+import time
 import urllib.request
 from pathlib import Path
 
@@ -79,8 +81,12 @@ def test_dev_down_signals_only_processes_it_can_prove_it_started(tmp_path: Path)
 
     bystander = subprocess.Popen(["sleep", "60"])
     try:
-        real = ProcessIdentity.of(bystander.pid)
-        assert real is not None
+        # Popen returns once exec has begun; the new command line appears a moment later.
+        deadline = time.monotonic() + 10
+        while (real := ProcessIdentity.of(bystander.pid)) is None or \
+                real.cmdline != ("sleep", "60"):
+            assert time.monotonic() < deadline, f"sleep's identity never read: {real}"
+            time.sleep(0.01)
         home = tmp_path / ".sealtrail"
         reused = {**real.to_json(), "start_ticks": real.start_ticks - 1}
         other_command = {**real.to_json(), "cmdline": ["tansu", "broker"]}
@@ -100,3 +106,20 @@ def test_dev_down_signals_only_processes_it_can_prove_it_started(tmp_path: Path)
     finally:
         bystander.kill()
         bystander.wait()
+
+
+def test_a_process_without_a_command_line_has_no_identity() -> None:
+    """A zombie (as a process in the middle of its exec) shows no command line: nothing can
+    be proven about it, so it has no identity and is never signalled."""
+    from sealtrail.runtime.processes import ProcessIdentity
+
+    child = subprocess.Popen(["true"])
+    try:
+        deadline = time.monotonic() + 10
+        while "zombie" not in Path(f"/proc/{child.pid}/status").read_text().lower():
+            assert time.monotonic() < deadline, "`true` never exited"
+            time.sleep(0.01)
+        assert ProcessIdentity.of(child.pid) is None
+        assert ProcessIdentity.of(os.getpid()) is not None
+    finally:
+        child.wait()
