@@ -7,9 +7,11 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from helpers.pipeline_checks import finish_producer, run_producer
 from sealtrail.config import Settings
 
 #: Run a test once on each broker: ``@on_both_brokers`` (the ``settings`` fixture follows).
@@ -51,3 +53,10 @@ class Stage:
 def with_settings(settings: Settings, **changes: object) -> Settings:
     """A copy of ``settings`` with ``changes`` applied."""
     return dataclasses.replace(settings, **changes)
+
+
+def run_pipeline(settings: Settings, stages: list[Any], tmp_path: Path, count: int) -> None:
+    """Seal ``count`` demo events onto the sealed topic (sealer as a real process)."""
+    sealer = Stage(settings, "seal", tmp_path / "seal.log")
+    stages.append(sealer)
+    finish_producer(run_producer(settings, "billing", count))

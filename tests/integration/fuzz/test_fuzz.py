@@ -25,7 +25,7 @@ CASES = sorted((t, p) for t in TARGETS for p in (CORPUS / t).glob("*.bin"))
 def test_the_corpus_covers_every_target_and_the_issue_inputs() -> None:
     names = {(t, p.stem) for t, p in CASES}
     assert {t for t, _ in names} == set(TARGETS)
-    assert {("seal_value", "max-schema-id-4294967295"), ("seal_value", "issue-array-poison"),
+    assert {("seal_value", "issue-schema-id-4294967295"), ("seal_value", "issue-array-poison"),
             ("proof", "issue-deeply-nested"), ("export", "issue-manifest-is-a-list"),
             ("export", "zip-bomb")} <= names
 
@@ -44,13 +44,13 @@ def test_the_issue_records_are_sealed_with_their_reasons() -> None:
 
     rig = sealer_rig()
     reasons = {}
-    for name in ("max-schema-id-4294967295", "issue-array-poison"):
+    for name in ("issue-schema-id-4294967295", "issue-array-poison"):
         value = raw_value((CORPUS / "seal_value" / f"{name}.bin").read_bytes())
         state = ChainState(ChainHead.genesis("raw.0.t"), 0)
         _, record, rejected = rig.sealer.seal_value(state, value, "raw", 0, 0)
         assert rejected is not None
         reasons[name] = (rejected.reason, record["source"]["schema_id"])
-    assert reasons == {"max-schema-id-4294967295": ("UNKNOWN_SCHEMA", 2**32 - 1),
+    assert reasons == {"issue-schema-id-4294967295": ("UNKNOWN_SCHEMA", 2**32 - 1),
                        "issue-array-poison": ("LIMIT", rig.ids[1])}
 
 

@@ -12,6 +12,7 @@ import fastavro
 import pytest
 from helpers.archive_builder import T0, build_archive, reseal, segment_bytes, write_object
 from helpers.cli import sealtrail
+from helpers.stages import run_pipeline
 
 from sealtrail.archive import open_store
 from sealtrail.config import Settings
@@ -232,16 +233,6 @@ def test_parse_time_accepts_dates_iso_times_and_microseconds() -> None:
 
 
 # -- Kafka -------------------------------------------------------------------------------
-
-
-def run_pipeline(settings: Settings, stages: list[Any], tmp_path: Path, count: int) -> None:
-    """Seal ``count`` demo events onto the sealed topic (sealer as a real process)."""
-    from helpers.pipeline_checks import finish_producer, run_producer
-    from helpers.stages import Stage
-
-    sealer = Stage(settings, "seal", tmp_path / "seal.log")
-    stages.append(sealer)
-    finish_producer(run_producer(settings, "billing", count))
 
 
 def sealed_count(settings: Settings) -> int:

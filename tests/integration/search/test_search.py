@@ -278,7 +278,7 @@ def test_search_cli_prints_a_table_json_lines_and_coverage(tmp_path: Path) -> No
 def test_indexer_consumes_the_sealed_topic(settings: Any, stages: list[Any],
                                            tmp_path: Path) -> None:
     """The indexer consumer indexes what the sealer seals; a restart adds nothing twice."""
-    from helpers.cli import run_pipeline
+    from helpers.stages import run_pipeline
 
     from sealtrail.consumers.indexer import Indexer
     from sealtrail.schemas.registry_client import registry_client
