@@ -1,5 +1,5 @@
-# sealtrail: the set-up commands are `make demo`, `make unit` (the fast tests, first) and
-# `make test` (everything but the soak runs). CONTRIBUTING.md says which test goes where.
+# sealtrail: the two set-up commands are `make demo` and `make test` (everything but the
+# soak runs); `make unit` runs the fast tests alone (CONTRIBUTING.md says which go where).
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
