@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -60,3 +61,31 @@ def run_pipeline(settings: Settings, stages: list[Any], tmp_path: Path, count: i
     sealer = Stage(settings, "seal", tmp_path / "seal.log")
     stages.append(sealer)
     finish_producer(run_producer(settings, "billing", count))
+
+
+# -- what a sealer's log says about its partitions ------------------------------------------
+
+_TOOK = r"partition (\d+): (?:new chain|chain \S+ resumes)"
+_RELEASED = r"partition (\d+): released"
+
+
+def took(stage: Stage, since: int = 0) -> set[int]:
+    """Partitions the sealer ``stage`` was assigned and recovered (after character ``since``
+    of its log), whether or not there was anything left to seal in them."""
+    return {int(p) for p in re.findall(_TOOK, stage.output()[since:])}
+
+
+def released(stage: Stage, since: int = 0) -> set[int]:
+    """Partitions the sealer ``stage`` let go of (after character ``since`` of its log)."""
+    return {int(p) for p in re.findall(_RELEASED, stage.output()[since:])}
+
+
+def holding(stage: Stage) -> set[int]:
+    """The partitions the sealer ``stage`` holds now: taken and not released since."""
+    held: set[int] = set()
+    for taken, gone in re.findall(f"{_TOOK}|{_RELEASED}", stage.output()):
+        if taken:
+            held.add(int(taken))
+        else:
+            held.discard(int(gone))
+    return held

@@ -11,7 +11,6 @@ No timing is asserted: `make bench` (bench_recovery) measures how fast."""
 from __future__ import annotations
 
 import dataclasses
-import re
 from pathlib import Path
 
 import pytest
@@ -23,15 +22,9 @@ from helpers.pipeline_checks import (
     store_of,
     wait_until,
 )
-from helpers.stages import Stage
+from helpers.stages import Stage, took
 
 from sealtrail.config import Settings
-
-_TOOK = re.compile(r"partition (\d+): (?:new chain|chain \S+ resumes)")
-
-
-def took(stage: Stage) -> set[int]:
-    return {int(p) for p in _TOOK.findall(stage.output())}
 
 
 @pytest.mark.parametrize("broker", ["kafka"])

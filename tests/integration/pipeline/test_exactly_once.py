@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from helpers.chaos import Chaos, account, inject_zombie_records, pause, resume, run_chaos
 from helpers.pipeline_checks import archived_count, archived_records, store_of, wait_until
-from helpers.stages import Stage, on_both_brokers
+from helpers.stages import Stage, on_both_brokers, took
 
 from sealtrail.config import Settings
 from sealtrail.keys import PUBLIC_KEYRING
@@ -25,14 +25,6 @@ def owned(stage: Stage) -> set[int]:
     """Partitions ``stage`` has written to as their owner, according to its log."""
     text = stage.output()
     return {int(p) for p in re.findall(r"partition (\d+): chain \S+ continues at seq", text)}
-
-
-def took(stage: Stage) -> set[int]:
-    """Partitions ``stage`` has been assigned and recovered, according to its log (whether
-    or not there was anything left to seal in them)."""
-    text = stage.output()
-    return {int(p) for p in re.findall(r"partition (\d+): (?:new chain|chain \S+ resumes)",
-                                       text)}
 
 
 @on_both_brokers

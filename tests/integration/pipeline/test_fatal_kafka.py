@@ -4,7 +4,6 @@ running, rejoins the group and seals again, with every record sealed exactly onc
 
 from __future__ import annotations
 
-import re
 import time
 from pathlib import Path
 
@@ -12,7 +11,7 @@ import pytest
 from confluent_kafka import KafkaError, KafkaException
 from helpers.chaos import Chaos, account, pause, resume
 from helpers.pipeline_checks import wait_until
-from helpers.stages import Stage
+from helpers.stages import Stage, holding, released, took
 
 from sealtrail.config import Settings
 from sealtrail.runtime.kafka_faults import Retakes, is_fatal
@@ -41,29 +40,6 @@ def test_retakes_wait_a_session() -> None:
     assert retakes.due(2)
     retakes.clear(2)
     assert not retakes.pending(2) and not retakes.due(2)
-
-
-_TAKEN = r"partition (\d+): (?:new chain|chain \S+ resumes)"
-
-
-def took(stage: Stage, since: int = 0) -> set[int]:
-    """Partitions ``stage`` took over (after character ``since`` of its log)."""
-    return {int(p) for p in re.findall(_TAKEN, stage.output()[since:])}
-
-
-def released(stage: Stage, since: int = 0) -> set[int]:
-    return {int(p) for p in re.findall(r"partition (\d+): released", stage.output()[since:])}
-
-
-def owned(stage: Stage) -> set[int]:
-    """The partitions ``stage`` holds now, according to its log."""
-    holds: set[int] = set()
-    for taken, gone in re.findall(_TAKEN + r"|partition (\d+): released", stage.output()):
-        if taken:
-            holds.add(int(taken))
-        else:
-            holds.discard(int(gone))
-    return holds
 
 
 # On Apache Kafka: Tansu's group coordinator keeps a leader that has left (JoinGroup keeps
@@ -105,7 +81,7 @@ def test_a_sealer_paused_past_its_session_rejoins_and_seals_again(
         chaos.sealers.remove(heir)
         # The resumed sealer is the group's only member again: it takes every partition
         # (some may be its own again already, if it rejoined while the heir was alive).
-        wait_until(lambda: owned(zombie) == everything and took(zombie, seen), 120,
+        wait_until(lambda: holding(zombie) == everything and took(zombie, seen), 120,
                    "the resumed sealer to take the partitions again", alive=zombie.alive)
         assert released(zombie, resumed) == everything, "it never noticed losing them"
         chaos.emit_wave(2_000)
@@ -187,7 +163,6 @@ def test_the_archiver_replaces_a_consumer_that_hit_a_fatal_error(
         store_of,
         verify,
     )
-    from helpers.stages import Stage
 
     from sealtrail.archive import open_archive
     from sealtrail.consumers.archiver import Archiver
