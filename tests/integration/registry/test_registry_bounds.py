@@ -1,4 +1,4 @@
-"""The embedded registry bounds its work against hostile clients (issue 13, G10), with real
+"""The embedded registry bounds its work against hostile clients (G10), with real
 sockets: a connection cap (503 beyond it, no thread), a per-request deadline that cuts
 slowloris clients however they drip bytes, and authentication right after the headers."""
 
