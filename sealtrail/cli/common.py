@@ -110,6 +110,13 @@ def index_option(p: argparse.ArgumentParser) -> None:
                    "index_url setting, else <home>/index.sqlite)")
 
 
+def operator_option(p: argparse.ArgumentParser, recorded: str,
+                    who: str = "who runs this") -> None:
+    p.add_argument("--operator", metavar="ID",
+                   help=f"{who} ({recorded}; default: the operator setting, else the login "
+                   "name)")
+
+
 @contextmanager
 def using(*locations: Location, hint: str = "") -> Iterator[None]:
     """Errors raised inside name the locations the command used and where each came from
@@ -141,6 +148,17 @@ def open_archive_at(settings: Settings, location: Location) -> Any:
     from sealtrail.archive import open_archive
 
     return open_archive(settings, location.where)
+
+
+def archive_and_keyring(args: argparse.Namespace,
+                        settings: Settings) -> tuple[Location, Location, Any, Any]:
+    """The archive and the trusted keyring a command reads (``--archive``, ``--keys`` or
+    the settings): their locations, the store and the loaded keyring. A local archive that
+    does not exist is a ConfigError (exit 2), not an empty archive."""
+    where, keys = archive_location(args, settings), keyring_location(args, settings)
+    require_archive(where)
+    keyring = load_keyring_at(keys)
+    return where, keys, open_archive_at(settings, where), keyring
 
 
 def load_keyring_at(location: Location) -> Any:

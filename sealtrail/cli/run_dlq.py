@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from sealtrail.cli.common import keys_hint, keys_location, settings_from, using
+from sealtrail.cli.common import keys_hint, keys_location, operator_option, settings_from, using
 from sealtrail.config import Settings
 from sealtrail.errors import DataError
 
@@ -35,8 +35,7 @@ def configure_dlq(p: argparse.ArgumentParser) -> None:
                    help="read at most N records (default 10000)")
     r.add_argument("--timeout", type=float, default=30.0, metavar="S",
                    help="give up waiting for the topic after S seconds")
-    r.add_argument("--operator", help="who runs this (for the chain-of-custody event; "
-                   "default: the operator setting, else the login name)")
+    operator_option(r, "in the chain-of-custody event")
     r.set_defaults(func=_read)
     k = actions.add_parser(
         "rotate-key", help="replace dlq.key (the old key is kept in retired/)",

@@ -11,14 +11,13 @@ from typing import Any
 
 from sealtrail.cli.common import (
     Location,
-    archive_location,
+    archive_and_keyring,
     archive_option,
     index_location,
     index_option,
-    keyring_location,
     keyring_option,
     load_keyring_at,
-    open_archive_at,
+    operator_option,
     settings_from,
     using,
 )
@@ -38,9 +37,7 @@ def configure_export(p: argparse.ArgumentParser) -> None:
     index_option(p)
     archive_option(p)
     keyring_option(p)
-    p.add_argument("--operator", help="who exports (recorded in the manifest and the "
-                   "chain-of-custody event; default: the operator setting, else the login "
-                   "name)")
+    operator_option(p, "in the manifest and the chain-of-custody event", who="who exports")
     p.set_defaults(func=_export)
 
 
@@ -63,15 +60,13 @@ def _export(args: argparse.Namespace) -> None:
     from sealtrail.search import counted, parse_query
 
     settings = settings_from(args).with_stack()
-    where, keys = archive_location(args, settings), keyring_location(args, settings)
+    where, keys, store, keyring = archive_and_keyring(args, settings)
     at = index_location(args, settings)
     operator = operator_name(settings, args.operator)
     query = parse_query(args.query, limit=args.limit + 1)
     rows, coverage = search_index(at, query)
     truncated = len(rows) > args.limit
     rows = rows[: args.limit]
-    keyring = load_keyring_at(keys)
-    store = open_archive_at(settings, where)
     with using(where, keys, at):
         data, result = build_export(store, keyring, rows, query, coverage=coverage,
                                     operator=operator, truncated=truncated)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from sealtrail.cli.common import keys_location, print_json, settings_from, using
+from sealtrail.cli.common import keys_location, operator_option, print_json, settings_from, using
 from sealtrail.config import Settings
 from sealtrail.errors import ConfigError, SealtrailError, TransportError
 
@@ -26,9 +26,7 @@ def configure_forget(p: argparse.ArgumentParser) -> None:
     p.add_argument("--reason", default="", metavar="TEXT",
                    help="why, e.g. the erasure request's ticket (goes into the receipt, "
                    "which is archived: a reason containing SUBJECT is refused)")
-    p.add_argument("--operator", default=None, metavar="ID",
-                   help="who runs the erasure (receipt actor; default: the operator "
-                   "setting, else the login name)")
+    operator_option(p, "as the receipt's actor", who="who runs the erasure")
     p.add_argument("--no-receipt", action="store_true",
                    help="destroy the key without emitting a receipt (e.g. no broker reachable)")
     p.add_argument("--json", action="store_true", help="machine-readable result")

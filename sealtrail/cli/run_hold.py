@@ -12,6 +12,7 @@ from sealtrail.cli.common import (
     archive_location,
     archive_option,
     open_archive_at,
+    operator_option,
     print_json,
     settings_from,
     using,
@@ -54,8 +55,7 @@ def configure_hold(p: argparse.ArgumentParser) -> None:
 
 def _hold_common(p: argparse.ArgumentParser) -> None:
     archive_option(p)
-    p.add_argument("--operator", help="who acts (default: the operator setting, else the "
-                   "login name); recorded and emitted")
+    operator_option(p, "in the manifest and the hold event", who="who acts")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--json", action="store_true")
 

@@ -6,14 +6,11 @@ import argparse
 import sys
 
 from sealtrail.cli.common import (
-    archive_location,
+    archive_and_keyring,
     archive_option,
     index_location,
     index_option,
-    keyring_location,
     keyring_option,
-    load_keyring_at,
-    open_archive_at,
     settings_from,
     stop_on_signals,
     using,
@@ -84,10 +81,9 @@ def _index_rebuild(args: argparse.Namespace) -> None:
     from sealtrail.search._rebuild import rebuild_index
 
     settings = settings_from(args)
-    where, keys = archive_location(args, settings), keyring_location(args, settings)
+    where, keys, store, keyring = archive_and_keyring(args, settings)
     at = index_location(args, settings)
-    store = open_archive_at(settings, where)
-    source = ArchiveSource(store, load_keyring_at(keys), check_signatures=not args.no_signatures)
+    source = ArchiveSource(store, keyring, check_signatures=not args.no_signatures)
     with using(at):
         index = open_index(at.where)
     try:

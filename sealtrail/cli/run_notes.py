@@ -10,13 +10,11 @@ from pathlib import Path
 
 from sealtrail.cli.common import (
     Location,
-    archive_location,
+    archive_and_keyring,
     archive_option,
-    keyring_location,
     keyring_option,
     keys_location,
     load_keyring_at,
-    open_archive_at,
     settings_from,
     using,
 )
@@ -58,11 +56,9 @@ def _export_note(args: argparse.Namespace) -> None:
     from sealtrail.verify.proof import chain_note
 
     settings = settings_from(args)
-    where, keys = archive_location(args, settings), keyring_location(args, settings)
     with using(keys_location(settings), hint="create keys with `sealtrail keys init`"):
         signer = load_signer(settings.keys)
-    keyring = load_keyring_at(keys)
-    store = open_archive_at(settings, where)
+    where, keys, store, keyring = archive_and_keyring(args, settings)
     name = args.name or args.origin
     with using(where, keys):
         note = chain_note(store, args.chain_id, origin=args.origin, name=name, signer=signer,

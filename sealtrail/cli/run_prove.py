@@ -8,12 +8,10 @@ from pathlib import Path
 
 from sealtrail.cli.common import (
     Location,
-    archive_location,
+    archive_and_keyring,
     archive_option,
-    keyring_location,
     keyring_option,
     load_keyring_at,
-    open_archive_at,
     settings_from,
     using,
 )
@@ -46,9 +44,7 @@ def _prove(args: argparse.Namespace) -> None:
     from sealtrail.verify.proof import build_proof
 
     settings = settings_from(args)
-    where, keys = archive_location(args, settings), keyring_location(args, settings)
-    keyring = load_keyring_at(keys)
-    store = open_archive_at(settings, where)
+    where, keys, store, keyring = archive_and_keyring(args, settings)
     with using(where, keys):
         data = build_proof(store, args.event_id, keyring)
     write_private_bytes(Path(args.out), data)

@@ -18,6 +18,7 @@ from sealtrail.cli.common import (
     keyring_option,
     load_keyring_at,
     open_archive_at,
+    operator_option,
     require_archive,
     settings_from,
     using,
@@ -61,8 +62,7 @@ def configure_replay(p: argparse.ArgumentParser) -> None:
                    "json for files; none for topics and stdout)")
     p.add_argument("--progress", action="store_true", help="progress on stderr even when it "
                    "is not a terminal")
-    p.add_argument("--operator", help="who runs this (for the chain-of-custody event; "
-                   "default: the operator setting, else the login name)")
+    operator_option(p, "in the chain-of-custody event")
     p.add_argument("--json", action="store_true", help="print the summary as JSON on stderr")
     p.set_defaults(func=_replay)
 

@@ -7,12 +7,10 @@ import sys
 from pathlib import Path
 
 from sealtrail.cli.common import (
-    archive_location,
+    archive_and_keyring,
     archive_option,
-    keyring_location,
     keyring_option,
-    load_keyring_at,
-    open_archive_at,
+    operator_option,
     settings_from,
     using,
 )
@@ -32,9 +30,7 @@ def configure_report(p: argparse.ArgumentParser) -> None:
     archive_option(p)
     keyring_option(p)
     p.add_argument("--no-signatures", action="store_true")
-    p.add_argument("--operator", help="who runs this (named in the report and the "
-                   "chain-of-custody event; default: the operator setting, else the login "
-                   "name)")
+    operator_option(p, "in the report and the chain-of-custody event")
     p.set_defaults(func=_report)
 
 
@@ -46,9 +42,7 @@ def _report(args: argparse.Namespace) -> None:
     from sealtrail.verify import ArchiveReader
 
     settings = settings_from(args).with_stack()
-    where, keys = archive_location(args, settings), keyring_location(args, settings)
-    keyring = load_keyring_at(keys)
-    store = open_archive_at(settings, where)
+    where, keys, store, keyring = archive_and_keyring(args, settings)
     since, until = optional_time(args.since), optional_time(args.until)
     operator = operator_name(settings, args.operator)
     with using(where, keys):

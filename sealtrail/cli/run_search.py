@@ -7,7 +7,14 @@ import json
 import sys
 from typing import Any
 
-from sealtrail.cli.common import Location, index_location, index_option, settings_from, using
+from sealtrail.cli.common import (
+    Location,
+    index_location,
+    index_option,
+    operator_option,
+    settings_from,
+    using,
+)
 from sealtrail.core.disclosure import escape_control
 
 QUERY_HELP = ("query: actor:ID action:A type:EVENT_TYPE resource:TYPE/ID outcome:O service:S "
@@ -24,8 +31,7 @@ def configure_search(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="JSON lines, one event per line")
     p.add_argument("--limit", type=int, default=1000)
     index_option(p)
-    p.add_argument("--operator", help="who runs this (for the chain-of-custody event; "
-                   "default: the operator setting, else the login name)")
+    operator_option(p, "in the chain-of-custody event")
     p.set_defaults(func=_search)
 
 

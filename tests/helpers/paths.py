@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import os
 from pathlib import Path
+from typing import Any
 
 #: tests/
 TESTS = Path(__file__).resolve().parents[1]
@@ -10,6 +13,19 @@ TESTS = Path(__file__).resolve().parents[1]
 REPO = TESTS.parent
 #: tests/vectors/: the golden vectors of docs/format.md.
 VECTORS = TESTS / "vectors"
+#: Upstream conformance data (Avro, RFC 6962, RFC 8032), read in place and never copied:
+#: $SEALTRAIL_CONFORMANCE_DIR, else ../shared/conformance beside the repository.
+CONFORMANCE = Path(os.environ.get("SEALTRAIL_CONFORMANCE_DIR") or REPO.parent / "shared"
+                   / "conformance")
+
+
+def load_conformance(name: str) -> dict[str, Any] | None:
+    """The conformance file ``name`` as JSON; None when it is absent."""
+    path = CONFORMANCE / name
+    if not path.is_file():
+        return None
+    doc: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    return doc
 
 
 def module_path(name: str) -> Path:

@@ -1,36 +1,30 @@
 """Registry compatibility decisions against the shared Avro conformance data (read, never copied).
 
-The data lives outside the repository: ``$SEALTRAIL_CONFORMANCE_DIR`` or ``../shared/conformance``
+The data lives outside the repository: ``$SEALTRAIL_CONFORMANCE`` or ``../shared/conformance``
 relative to the repo root. See that folder's README for sources and known quirks.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import warnings
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import avro.schema
 import pytest
 import requests
 from avro.compatibility import ReaderWriterCompatibilityChecker, SchemaCompatibilityType
-from helpers.paths import REPO
+from helpers.paths import CONFORMANCE
 
 from sealtrail.registry import RegistryServer
 
-CONFORMANCE_DIR = Path(
-    os.environ.get("SEALTRAIL_CONFORMANCE_DIR")
-    or REPO.parent / "shared" / "conformance"
-)
-PAIRS_FILE = CONFORMANCE_DIR / "avro_compat_cases.json"
-MODES_FILE = CONFORMANCE_DIR / "avro_compat_mode_cases.json"
+PAIRS_FILE = CONFORMANCE / "avro_compat_cases.json"
+MODES_FILE = CONFORMANCE / "avro_compat_mode_cases.json"
 
 if not (PAIRS_FILE.is_file() and MODES_FILE.is_file()):
     pytest.skip(
-        f"Avro conformance data not found in {CONFORMANCE_DIR} (set SEALTRAIL_CONFORMANCE_DIR "
+        f"Avro conformance data not found in {CONFORMANCE} (set SEALTRAIL_CONFORMANCE "
         "or provide ../shared/conformance next to the repository)",
         allow_module_level=True,
     )

@@ -4,13 +4,10 @@ prove and verify."""
 
 from __future__ import annotations
 
-import json
-import os
-from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers.paths import REPO
+from helpers.paths import CONFORMANCE, load_conformance
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -19,13 +16,10 @@ from sealtrail.errors import IntegrityError
 
 
 def _conformance() -> dict[str, Any]:
-    base = os.environ.get("SEALTRAIL_CONFORMANCE_DIR")
-    folder = Path(base) if base else REPO.parent / "shared" / "conformance"
-    path = folder / "merkle_vectors.json"
-    if not path.is_file():
-        pytest.skip(f"merkle_vectors.json not found in {folder} (set "
+    doc = load_conformance("merkle_vectors.json")
+    if doc is None:
+        pytest.skip(f"merkle_vectors.json not found in {CONFORMANCE} (set "
                     "SEALTRAIL_CONFORMANCE_DIR to the shared conformance folder)")
-    doc: dict[str, Any] = json.loads(path.read_text())
     return doc
 
 

@@ -16,13 +16,12 @@ import copy
 import hashlib
 import json
 import os
-from pathlib import Path
 from typing import Any
 
 import pytest
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-from helpers.paths import REPO, TESTS
+from helpers.paths import CONFORMANCE, TESTS, load_conformance
 
 from sealtrail import schemas
 from sealtrail.core import hashing, merkle
@@ -37,29 +36,14 @@ from sealtrail.errors import IntegrityError
 # -- external conformance data -------------------------------------------------------
 
 
-def _conformance_dir() -> Path:
-    env = os.environ.get("SEALTRAIL_CONFORMANCE_DIR")
-    if env:
-        return Path(env)
-    return REPO.parent / "shared" / "conformance"
-
-
-def _load_conformance(name: str) -> dict[str, Any] | None:
-    path = _conformance_dir() / name
-    if not path.is_file():
-        return None
-    doc: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
-    return doc
-
-
-MERKLE = _load_conformance("merkle_vectors.json")
-ED25519 = _load_conformance("ed25519_vectors.json")
+MERKLE = load_conformance("merkle_vectors.json")
+ED25519 = load_conformance("ed25519_vectors.json")
 
 
 def _params(doc: dict[str, Any] | None, name: str, *keys: str) -> list[Any]:
     """The cases at doc[keys...], or one skipped case saying the file is missing."""
     if doc is None:
-        reason = (f"conformance file {name} not found in {_conformance_dir()} "
+        reason = (f"conformance file {name} not found in {CONFORMANCE} "
                   "(set SEALTRAIL_CONFORMANCE_DIR to the shared conformance folder)")
         return [pytest.param(None, marks=pytest.mark.skip(reason=reason), id="missing")]
     cases: Any = doc
@@ -71,7 +55,7 @@ def _params(doc: dict[str, Any] | None, name: str, *keys: str) -> list[Any]:
 
 def _need(doc: dict[str, Any] | None, name: str) -> dict[str, Any]:
     if doc is None:
-        pytest.skip(f"conformance file {name} not found in {_conformance_dir()} "
+        pytest.skip(f"conformance file {name} not found in {CONFORMANCE} "
                     "(set SEALTRAIL_CONFORMANCE_DIR to the shared conformance folder)")
     return doc
 

@@ -6,15 +6,13 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import json
-import os
 from pathlib import Path
 from typing import Any
 
 import pytest
 from helpers.archive_builder import keyring_of, signer, write_keyring
 from helpers.compliance import CHAIN, KEYRING, SIGNER, ChainFeeder, writer
-from helpers.paths import REPO
+from helpers.paths import CONFORMANCE, load_conformance
 
 from sealtrail.archive import open_store
 from sealtrail.cli.main import main
@@ -32,13 +30,10 @@ from sealtrail.verify.proof import EventNotFoundError, build_proof, chain_note, 
 
 
 def _conformance() -> dict[str, Any]:
-    base = os.environ.get("SEALTRAIL_CONFORMANCE_DIR")
-    folder = Path(base) if base else REPO.parent / "shared" / "conformance"
-    path = folder / "merkle_vectors.json"
-    if not path.is_file():
-        pytest.skip(f"merkle_vectors.json not found in {folder} (set "
+    doc = load_conformance("merkle_vectors.json")
+    if doc is None:
+        pytest.skip(f"merkle_vectors.json not found in {CONFORMANCE} (set "
                     "SEALTRAIL_CONFORMANCE_DIR to the shared conformance folder)")
-    doc: dict[str, Any] = json.loads(path.read_text())
     return doc
 
 
