@@ -77,7 +77,7 @@ def recover_chain(
         span = window + 2 * 2048 + 64  # the dedupe window plus a zombie batch or two
         while True:
             start = max(low, high - span)
-            records = _read_range(consumer, tp, start, timeout)
+            records = _read_range(consumer, tp, start, high, timeout)
             if records or start == low:
                 break
             span *= 4  # only transaction markers in the tail: look further back
@@ -102,11 +102,19 @@ def recover_chain(
 
 
 def _read_range(
-    consumer: Consumer, tp: TopicPartition, start: int, timeout: float
+    consumer: Consumer, tp: TopicPartition, start: int, end: int, timeout: float
 ) -> list[tuple[int, bytes]]:
-    """(offset, value) of every record from ``start`` to the end of the partition."""
+    """(offset, value) of every committed record from ``start`` until the committed view
+    reaches ``end`` (the partition's end when recovery began).
+
+    A read_committed reader stops at the last stable offset, below ``end`` while a
+    transaction is still open there. Taking that early end for the chain's end would
+    start a second chain for the partition (docs/architecture.md, step 2), so the read
+    waits for the rest and fails after ``timeout`` (the sealer then takes the partition
+    again later)."""
     consumer.assign([TopicPartition(tp.topic, tp.partition, start)])
     values: list[tuple[int, bytes]] = []
+    stable: int | None = None  # where the committed view ended, once it has
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         msg = consumer.poll(0.5)
@@ -114,10 +122,18 @@ def _read_range(
             continue
         err = msg.error()
         if err is not None:
-            if err.code() == KafkaError._PARTITION_EOF:
+            if err.code() != KafkaError._PARTITION_EOF:
+                raise TransportError(f"reading sealed partition {tp.partition}: {err}")
+            stable = msg.offset()
+            if stable >= end:
                 return values
-            raise TransportError(f"reading sealed partition {tp.partition}: {err}")
+            continue
         value = msg.value()
         if value is not None:
             values.append((msg.offset(), value))
+    if stable is not None:
+        raise TransportError(
+            f"sealed partition {tp.partition}: its committed records still end at offset "
+            f"{stable}, below the partition's end {end}, after {timeout:.0f} s: a "
+            "transaction is open there (another writer's, or an abort not yet finished)")
     raise TransportError(f"timed out reading the tail of sealed partition {tp.partition}")
