@@ -125,7 +125,7 @@ def _read_range(
             if err.code() != KafkaError._PARTITION_EOF:
                 raise TransportError(f"reading sealed partition {tp.partition}: {err}")
             stable = msg.offset()
-            if stable >= end:
+            if stable is not None and stable >= end:
                 return values
             continue
         value = msg.value()
