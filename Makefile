@@ -57,7 +57,7 @@ bench: $(STAMP)
 	$(BIN)/python -m benchmarks
 
 # Fuzz every target for FUZZ_SECONDS each (atheris where it installs, hypothesis otherwise;
-# the native reader under ASan and UBSan); findings go to .fuzz/findings/. docs/fuzzing.md.
+# the C extensions under ASan and UBSan); findings go to .fuzz/findings/. docs/fuzzing.md.
 FUZZ_SECONDS ?= 60
 fuzz: $(STAMP)
 	@$(BIN)/pip install --quiet -e '.[fuzz]' 2>/dev/null \

@@ -2,7 +2,7 @@
 
     python -m fuzz [TARGET ...] [--seconds 60] [--engine auto|atheris|hypothesis]
 
-Targets: the names in fuzz.targets.TARGETS, and ``native`` (the C reader under ASan and
+Targets: the names in fuzz.targets.TARGETS, and ``native`` (the C extensions under ASan and
 UBSan, fuzz/native.py). The engine is atheris (coverage-guided libFuzzer) when it imports,
 hypothesis byte strategies (random and mutated seeds) otherwise. Seeds come from the
 regression corpus, tests/fuzz_corpus/<target>/; what a run adds to it stays in

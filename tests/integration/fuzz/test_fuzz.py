@@ -1,10 +1,11 @@
 """Fuzzing in the suite (G10): the regression corpus (every hostile input we know of,
 and whatever fuzzing found) through every target, a short hypothesis pass of each,
-and a short run of the native reader under AddressSanitizer and UBSan. `make fuzz` runs
+and a short run of the C extensions under AddressSanitizer and UBSan. `make fuzz` runs
 the long passes (docs/fuzzing.md)."""
 
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 
@@ -60,14 +61,19 @@ def test_short_hypothesis_pass(target: str) -> None:
     hypothesis_pass(target, 150, 13)
 
 
-def test_native_reader_under_asan_and_ubsan(tmp_path: Path) -> None:
-    """The C segment reader built with -fsanitize=address,undefined, fuzzed for 10 s: no
-    sanitizer report (the child aborts with one on any memory error or UB)."""
+def test_native_code_under_asan_and_ubsan(tmp_path: Path) -> None:
+    """The three C extensions (segment reader, Avro codec, canonical JSON) built with
+    -fsanitize=address,undefined, fuzzed for 10 s: no sanitizer report (the child aborts
+    with one on any memory error or UB), and each reached; every canonical JSON answer
+    equals the Python reference's (the child asserts it)."""
     if native.sanitizer_runtime() is None:
         pytest.skip("gcc with libasan and libubsan is not installed: the native reader is "
                     "fuzzed under the sanitizers only where they are")
     result = native.run_sanitized(10, tmp_path / "native")
     assert result.returncode == 0, result.stderr[-6000:]
     assert "no sanitizer report" in result.stdout
+    reached = re.search(r"segment reader (\d+), Avro codec (\d+), canonical JSON (\d+): "
+                        r"(\d+) answered", result.stdout)
+    assert reached and all(int(n) > 0 for n in reached.groups()), result.stdout
     assert "ERROR: AddressSanitizer" not in result.stderr
     assert "runtime error" not in result.stderr
