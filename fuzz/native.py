@@ -31,6 +31,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from fuzz.seeds import zigzag
+
 ROOT = Path(__file__).resolve().parent.parent
 #: module name -> its C source, each built with the sanitizers into the work directory.
 SOURCES = {
@@ -143,16 +145,6 @@ def _block(schema: dict[str, Any], records: list[dict[str, Any]]) -> bytes:
     return buf.getvalue()
 
 
-def _zigzag(n: int) -> bytes:
-    z = (n << 1) ^ (n >> 63)
-    out = bytearray()
-    while True:
-        byte, z = z & 0x7F, z >> 7
-        out.append(byte | (0x80 if z else 0))
-        if not z:
-            return bytes(out)
-
-
 def mutate(rng: random.Random, data: bytes) -> bytes:
     out = bytearray(data)
     for _ in range(rng.randrange(1, 6)):
@@ -165,9 +157,9 @@ def mutate(rng: random.Random, data: bytes) -> bytes:
         elif op == 2 and out:
             del out[at:at + rng.randrange(1, 9)]
         elif op == 3:
-            out[at:at] = _zigzag(rng.choice(EDGES))
+            out[at:at] = zigzag(rng.choice(EDGES))
         else:
-            out[at:at + 1] = _zigzag(rng.choice(EDGES))
+            out[at:at + 1] = zigzag(rng.choice(EDGES))
     return bytes(out)
 
 

@@ -18,7 +18,8 @@ from sealtrail.core.avro import AvroCodec
 from sealtrail.core.chain import ChainHead, seal
 
 
-def _zigzag(n: int) -> bytes:
+def zigzag(n: int) -> bytes:
+    """``n`` as an Avro long (zigzag varint)."""
     z = (n << 1) ^ (n >> 63)
     out = bytearray()
     while True:
@@ -68,7 +69,7 @@ def sealer_seed_segments() -> list[bytes]:
 def _poison() -> bytes:
     pad = AvroCodec(WRITERS[1])
     body = pad.encode({**_event(), "pad": []})
-    return b"\x01" + body[:-1] + _zigzag(2**62) + b"\x00"  # mode 1: the pad writer's id
+    return b"\x01" + body[:-1] + zigzag(2**62) + b"\x00"  # mode 1: the pad writer's id
 
 
 def _bundle(manifest: bytes, extra: dict[str, bytes] | None = None) -> bytes:
@@ -154,7 +155,7 @@ def seeds() -> dict[str, dict[str, bytes]]:
             "issue-array-poison": _poison(),
             "valid-event": b"\x00" + AvroCodec(WRITERS[0]).encode(_event()),
             "recursive-deep": b"\x02" + b"\x02a\x02" * 200 + b"\x02a\x00",
-            "empty-records-map": b"\x03\x02a" + _zigzag(1) + b"\x02k" + _zigzag(2**40)
+            "empty-records-map": b"\x03\x02a" + zigzag(1) + b"\x02k" + zigzag(2**40)
             + b"\x00\x00",
             "tombstone": b"",
             "header-only": b"\x00",

@@ -17,6 +17,7 @@ from typing import Any
 import fastavro
 import pytest
 from helpers.archive_builder import build_archive, make_event
+from helpers.hostile_inputs import zigzag
 from helpers.tamper import ATTACKS, run_attack, verify_built
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -198,18 +199,6 @@ def _event_fields(schema: dict[str, Any]) -> list[dict[str, Any]]:
 
 def one_string_schema(kind: str = "string") -> dict[str, Any]:
     return {"type": "record", "name": "R", "fields": [{"name": "s", "type": kind}]}
-
-
-def zigzag(n: int) -> bytes:
-    z, out = (n << 1) ^ (n >> 63), bytearray()
-    while True:
-        byte = z & 0x7F
-        z >>= 7
-        if z:
-            out.append(byte | 0x80)
-        else:
-            out.append(byte)
-            return bytes(out)
 
 
 @pytest.mark.parametrize("raw", [
