@@ -112,6 +112,8 @@ def index_option(p: argparse.ArgumentParser) -> None:
 
 def operator_option(p: argparse.ArgumentParser, recorded: str,
                     who: str = "who runs this") -> None:
+    """``--operator``: ``who`` the command names ``recorded`` (e.g. "in the chain-of-custody
+    event"); the default is resolved by sealtrail.custody.operator_name."""
     p.add_argument("--operator", metavar="ID",
                    help=f"{who} ({recorded}; default: the operator setting, else the login "
                    "name)")
@@ -135,19 +137,17 @@ def using(*locations: Location, hint: str = "") -> Iterator[None]:
         raise
 
 
-def require_archive(location: Location) -> None:
-    """A ConfigError naming the location and its origin when a local archive directory
-    does not exist (an S3 archive is checked by reading it)."""
-    url = location.where
-    if not url.startswith("s3://") and not Path(url.removeprefix("file://")).is_dir():
-        raise ConfigError(f"no archive at {url} ({location.origin})")
-
-
-def open_archive_at(settings: Settings, location: Location) -> Any:
-    """The archive store at ``location``."""
+def open_archive_at(settings: Settings, location: Location, *, create: bool = False) -> Any:
+    """The archive store at ``location``. A local archive directory that does not exist is
+    a ConfigError naming the location and its origin (exit 2: an archive that is not there
+    is not an empty one), unless ``create`` (the archiver makes it). An S3 archive is
+    checked by reading it."""
     from sealtrail.archive import open_archive
 
-    return open_archive(settings, location.where)
+    url = location.where
+    if not create and not url.startswith("s3://") and not Path(url.removeprefix("file://")).is_dir():
+        raise ConfigError(f"no archive at {url} ({location.origin})")
+    return open_archive(settings, url)
 
 
 def archive_and_keyring(args: argparse.Namespace,
@@ -156,9 +156,8 @@ def archive_and_keyring(args: argparse.Namespace,
     the settings): their locations, the store and the loaded keyring. A local archive that
     does not exist is a ConfigError (exit 2), not an empty archive."""
     where, keys = archive_location(args, settings), keyring_location(args, settings)
-    require_archive(where)
-    keyring = load_keyring_at(keys)
-    return where, keys, open_archive_at(settings, where), keyring
+    store = open_archive_at(settings, where)
+    return where, keys, store, load_keyring_at(keys)
 
 
 def load_keyring_at(location: Location) -> Any:

@@ -19,7 +19,6 @@ from sealtrail.cli.common import (
     load_keyring_at,
     open_archive_at,
     operator_option,
-    require_archive,
     settings_from,
     using,
 )
@@ -126,7 +125,6 @@ def _source(args: argparse.Namespace, settings: Settings, keyring: Any
         return KafkaSource(settings.require_endpoints(), keyring,
                            check_signatures=not args.no_signatures), ()
     where = archive_location(args, settings)
-    require_archive(where)
     source = ArchiveSource(open_archive_at(settings, where), keyring,
                            check_signatures=not args.no_signatures,
                            s3_endpoint=settings.s3_endpoint_url or None)

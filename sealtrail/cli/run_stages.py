@@ -113,7 +113,7 @@ def _archive(args: argparse.Namespace) -> None:
     settings = settings_from(args, archive_url=args.archive,
                              metrics_port=args.metrics_port).require_endpoints()
     where, keys = archive_location(args, settings), keys_location(settings)
-    store = open_archive_at(settings, where)
+    store = open_archive_at(settings, where, create=True)
     with using(keys, hint=keys_hint(settings)):
         signer = ReloadingSigner(settings.keys)
     with using(where):

@@ -14,7 +14,6 @@ from sealtrail.cli.common import (
     load_keyring_at,
     open_archive_at,
     print_json,
-    require_archive,
     settings_from,
     using,
 )
@@ -68,9 +67,8 @@ def _verify(args: argparse.Namespace) -> None:
 
     settings = settings_from(args)
     where = archive_location(args, settings, args.archive_pos)
-    require_archive(where)
-    keyring = load_keyring_at(Location("keyring", args.keys, "--keys"))
     store = open_archive_at(settings, where)
+    keyring = load_keyring_at(Location("keyring", args.keys, "--keys"))
     if not args.json:
         print(f"verifying {where} against {args.keys}")
         if not AVAILABLE:

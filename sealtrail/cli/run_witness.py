@@ -13,7 +13,6 @@ from sealtrail.cli.common import (
     load_keyring_at,
     open_archive_at,
     print_json,
-    require_archive,
     settings_from,
     using,
 )
@@ -51,11 +50,11 @@ def _witness(args: argparse.Namespace) -> None:
 
     settings = settings_from(args)
     where = archive_location(args, settings)
-    require_archive(where)
+    store = open_archive_at(settings, where)
     keyring = load_keyring_at(Location("keyring", args.keys, "--keys"))
     state_dir = Path(args.state)
     with using(where):
-        result = run_witness(open_archive_at(settings, where), keyring, state_dir,
+        result = run_witness(store, keyring, state_dir,
                              name=args.name, origin=args.origin)
     if args.json:
         print_json({"ok": result.ok, "recorded": result.state is not None,

@@ -254,19 +254,24 @@ def test_an_archive_with_a_hostile_checkpoint_fails_as_evidence(
 
 
 @pytest.mark.parametrize("command", [
-    ["report", "--out", "{tmp}/r.html"], ["prove", "e-1", "--out", "{tmp}/p.json"],
-    ["index", "rebuild", "--index", "{tmp}/i.sqlite"],
-    ["export", "actor:u1", "--out", "{tmp}/b.zip", "--index", "{tmp}/i.sqlite"],
+    ["report", "--out", "{tmp}/r.html", "--keys", "{keys}"],
+    ["prove", "e-1", "--out", "{tmp}/p.json", "--keys", "{keys}"],
+    ["index", "rebuild", "--index", "{tmp}/i.sqlite", "--keys", "{keys}"],
+    ["export", "actor:u1", "--out", "{tmp}/b.zip", "--index", "{tmp}/i.sqlite", "--keys",
+     "{keys}"],
+    ["retention", "report"], ["retention", "purge"], ["hold", "list"],
+    ["hold", "apply", "--case", "c-1", "--from", "2026-01-01", "--to", "2026-02-01"],
 ], ids=lambda c: " ".join(c[:2]))
 def test_an_archive_that_is_not_there_exits_2_not_1(tmp_path: Path, keys: Path,
                                                     command: list[str]) -> None:
     """Every reader of the archive refuses a local archive that does not exist as a usage
     error (2, naming it): it is not an empty archive whose evidence failed (1), nor one
     that checked out (0: `index rebuild` built an empty index from it, `report` wrote an
-    empty page)."""
+    empty page, `retention report` counted no objects, `hold list` found no holds)."""
     missing = tmp_path / "no-archive-here"
-    args = [a.replace("{tmp}", str(tmp_path)) for a in command]
-    proc = sealtrail(tmp_path, *args, "--archive", missing, "--keys", keys)
-    assert proc.returncode == 2, proc.stderr
+    args = [a.replace("{tmp}", str(tmp_path)).replace("{keys}", str(keys)) for a in command]
+    proc = sealtrail(tmp_path, *args, "--archive", missing)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
     assert f"no archive at {missing} (--archive)" in one_line(proc.stderr)
     assert not (tmp_path / "r.html").exists() and not (tmp_path / "i.sqlite").exists()
+    assert not missing.exists()
