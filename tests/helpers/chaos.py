@@ -8,6 +8,7 @@ import random
 import signal
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -265,17 +266,29 @@ def resume(stage: Stage) -> None:
     os.kill(stage.proc.pid, signal.SIGCONT)
 
 
-def inject_zombie_records(settings: Settings, partition: int, count: int) -> int:
-    """Write what a zombie sealer writes: ``count`` validly signed records that continue an
-    older epoch's head of sealed ``partition`` (the newest admitted record of an epoch
-    below the current one), produced after the new owner's records. Returns their epoch."""
+def sealed_framer(settings: Settings) -> Callable[[dict[str, Any]], bytes]:
+    """Sealed records as the sealer writes them to the sealed topic: encoded with the
+    SealedRecord schema, registered under the topic's subject, in the Confluent frame."""
     import json
 
-    from confluent_kafka import Producer
     from confluent_kafka.schema_registry import Schema
 
     from sealtrail import schemas
     from sealtrail.core.avro import AvroCodec, frame
+
+    schema = schemas.sealed_record()
+    codec = AvroCodec(schema)
+    schema_id = registry_client(settings.registry_url).register_schema(
+        f"{settings.sealed_topic}-value", Schema(json.dumps(schema), "AVRO"))
+    return lambda record: frame(schema_id, codec.encode(record))
+
+
+def inject_zombie_records(settings: Settings, partition: int, count: int) -> int:
+    """Write what a zombie sealer writes: ``count`` validly signed records that continue an
+    older epoch's head of sealed ``partition`` (the newest admitted record of an epoch
+    below the current one), produced after the new owner's records. Returns their epoch."""
+    from confluent_kafka import Producer
+
     from sealtrail.core.chain import ChainHead, seal
     from sealtrail.core.hashing import sha256
     from sealtrail.keys import load_signer
@@ -288,10 +301,7 @@ def inject_zombie_records(settings: Settings, partition: int, count: int) -> int
     assert old, "the partition has only one epoch"
     last = old[-1]
     head = ChainHead(last["chain_id"], last["seq"], last["entry_hash"], last["epoch"])
-    schema = schemas.sealed_record()
-    codec = AvroCodec(schema)
-    schema_id = registry_client(settings.registry_url).register_schema(
-        f"{settings.sealed_topic}-value", Schema(json.dumps(schema), "AVRO"))
+    framed = sealed_framer(settings)
     signer = load_signer(settings.keys)
     producer = Producer({"bootstrap.servers": settings.bootstrap})
     offset = last["source"]["offset"]
@@ -306,8 +316,8 @@ def inject_zombie_records(settings: Settings, partition: int, count: int) -> int
             "source": {**last["source"], "offset": offset + 1 + i, "schema_id": None},
         }, signer)
         head = head.advance(record)
-        producer.produce(settings.sealed_topic, frame(schema_id, codec.encode(record)),
-                         record["chain_id"].encode(), partition=partition)
+        producer.produce(settings.sealed_topic, framed(record), record["chain_id"].encode(),
+                         partition=partition)
     assert producer.flush(30) == 0
     return head.epoch
 

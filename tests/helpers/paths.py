@@ -7,6 +7,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 #: tests/
 TESTS = Path(__file__).resolve().parents[1]
 #: The repository root (docs/, deploy/, examples/, pipeline/ ...).
@@ -25,6 +27,20 @@ def load_conformance(name: str) -> dict[str, Any] | None:
     if not path.is_file():
         return None
     doc: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    return doc
+
+
+def conformance_missing(name: str) -> str:
+    """Why a test of the conformance file ``name`` is skipped."""
+    return (f"conformance file {name} not found in {CONFORMANCE} "
+            "(set SEALTRAIL_CONFORMANCE_DIR to the shared conformance folder)")
+
+
+def need_conformance(name: str) -> dict[str, Any]:
+    """The conformance file ``name`` as JSON; skips the test, saying why, when it is absent."""
+    doc = load_conformance(name)
+    if doc is None:
+        pytest.skip(conformance_missing(name))
     return doc
 
 

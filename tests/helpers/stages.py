@@ -80,6 +80,13 @@ def released(stage: Stage, since: int = 0) -> set[int]:
     return {int(p) for p in re.findall(_RELEASED, stage.output()[since:])}
 
 
+def writing(stage: Stage) -> set[int]:
+    """Partitions the sealer ``stage`` has written to as their owner (its first write to
+    each checked), according to its log."""
+    return {int(p) for p in re.findall(r"partition (\d+): chain \S+ continues at seq",
+                                       stage.output())}
+
+
 def holding(stage: Stage) -> set[int]:
     """The partitions the sealer ``stage`` holds now: taken and not released since."""
     held: set[int] = set()

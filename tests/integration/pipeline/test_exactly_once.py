@@ -14,17 +14,11 @@ from pathlib import Path
 import pytest
 from helpers.chaos import Chaos, account, inject_zombie_records, pause, resume, run_chaos
 from helpers.pipeline_checks import archived_count, archived_records, store_of, wait_until
-from helpers.stages import Stage, on_both_brokers, took
+from helpers.stages import Stage, on_both_brokers, took, writing
 
 from sealtrail.config import Settings
 from sealtrail.keys import PUBLIC_KEYRING
 from sealtrail.producers import AuditClient
-
-
-def owned(stage: Stage) -> set[int]:
-    """Partitions ``stage`` has written to as their owner, according to its log."""
-    text = stage.output()
-    return {int(p) for p in re.findall(r"partition (\d+): chain \S+ continues at seq", text)}
 
 
 @on_both_brokers
@@ -41,7 +35,7 @@ def test_zombie_sealer_paused_while_its_partitions_move_gets_nothing_into_any_ch
         chaos.emit_wave(15_000)
         chaos.reap_producers(wait=True)
         zombie = chaos.start_sealer()
-        wait_until(lambda: owned(zombie) == everything, 60,
+        wait_until(lambda: writing(zombie) == everything, 60,
                    "the first sealer to own every partition", alive=zombie.alive)
         heir = chaos.start_sealer()
         wait_until(lambda: bool(took(heir)), 60, "the second sealer to get a partition",

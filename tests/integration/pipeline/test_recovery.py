@@ -5,17 +5,14 @@ starts a second chain for the same raw offsets)."""
 
 from __future__ import annotations
 
-import json
 import uuid
 
 import pytest
 from confluent_kafka import Producer
-from confluent_kafka.schema_registry import Schema
+from helpers.chaos import sealed_framer
 from helpers.stages import on_both_brokers
 
-from sealtrail import schemas
 from sealtrail.config import Settings
-from sealtrail.core.avro import AvroCodec, frame
 from sealtrail.core.chain import ChainHead, seal
 from sealtrail.core.hashing import sha256
 from sealtrail.errors import TransportError
@@ -29,9 +26,6 @@ from sealtrail.schemas.registry_client import registry_client
 def genesis_entry(settings: Settings, partition: int) -> tuple[dict[str, object], bytes]:
     """The first entry of a new chain for raw ``partition`` (a rejection of raw offset 0),
     sealed with the settings' key, and its framed bytes for the sealed topic."""
-    schema = schemas.sealed_record()
-    schema_id = registry_client(settings.registry_url).register_schema(
-        f"{settings.sealed_topic}-value", Schema(json.dumps(schema), "AVRO"))
     raw = b"\x00junk"
     record = seal(ChainHead.genesis(new_chain_id(settings.raw_topic, partition)), {
         "kind": "REJECTION", "event": None,
@@ -42,7 +36,7 @@ def genesis_entry(settings: Settings, partition: int) -> tuple[dict[str, object]
         "source": {"topic": settings.raw_topic, "partition": partition, "offset": 0,
                    "schema_id": None},
     }, load_signer(settings.keys))
-    return record, frame(schema_id, AvroCodec(schema).encode(record))
+    return record, sealed_framer(settings)(record)
 
 
 @on_both_brokers

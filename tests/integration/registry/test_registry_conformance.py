@@ -1,6 +1,6 @@
 """Registry compatibility decisions against the shared Avro conformance data (read, never copied).
 
-The data lives outside the repository: ``$SEALTRAIL_CONFORMANCE`` or ``../shared/conformance``
+The data lives outside the repository: ``$SEALTRAIL_CONFORMANCE_DIR`` or ``../shared/conformance``
 relative to the repo root. See that folder's README for sources and known quirks.
 """
 
@@ -24,7 +24,7 @@ MODES_FILE = CONFORMANCE / "avro_compat_mode_cases.json"
 
 if not (PAIRS_FILE.is_file() and MODES_FILE.is_file()):
     pytest.skip(
-        f"Avro conformance data not found in {CONFORMANCE} (set SEALTRAIL_CONFORMANCE "
+        f"Avro conformance data not found in {CONFORMANCE} (set SEALTRAIL_CONFORMANCE_DIR "
         "or provide ../shared/conformance next to the repository)",
         allow_module_level=True,
     )

@@ -4,23 +4,13 @@ prove and verify."""
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
-from helpers.paths import CONFORMANCE, load_conformance
+from helpers.paths import need_conformance
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sealtrail.core import merkle
 from sealtrail.errors import IntegrityError
-
-
-def _conformance() -> dict[str, Any]:
-    doc = load_conformance("merkle_vectors.json")
-    if doc is None:
-        pytest.skip(f"merkle_vectors.json not found in {CONFORMANCE} (set "
-                    "SEALTRAIL_CONFORMANCE_DIR to the shared conformance folder)")
-    return doc
 
 
 def _frontier(leaf_hashes: list[bytes]) -> merkle.Frontier:
@@ -31,7 +21,7 @@ def _frontier(leaf_hashes: list[bytes]) -> merkle.Frontier:
 
 def test_frontier_roots_match_the_reference_tree() -> None:
     """The compact range of the first n leaves has the reference root of every size 0..8."""
-    doc = _conformance()
+    doc = need_conformance("merkle_vectors.json")
     tree = doc["reference_tree"]
     leaves = merkle.leaf_hashes([bytes.fromhex(x) for x in tree["leaf_inputs_hex"]])
     for size, root in tree["root_hashes_by_tree_size_hex"].items():
@@ -41,7 +31,7 @@ def test_frontier_roots_match_the_reference_tree() -> None:
 def test_consistency_proofs_match_the_conformance_vectors() -> None:
     """Proofs built from a compact range and the new leaves equal the reference PROOF(m, D[n])
     (upstream vectors and every pair of sizes 1..8), and verify."""
-    doc = _conformance()
+    doc = need_conformance("merkle_vectors.json")
     leaves = merkle.leaf_hashes([bytes.fromhex(x)
                                  for x in doc["reference_tree"]["leaf_inputs_hex"]])
     cases = doc["consistency_proofs"] + doc["derived_all_proofs_for_reference_tree"]["consistency"]
@@ -61,7 +51,7 @@ def test_consistency_proofs_match_the_conformance_vectors() -> None:
 def test_consistency_probes_give_the_expected_verdicts() -> None:
     """Every upstream probe (a happy path, or one corruption of it) is accepted exactly when
     it should be."""
-    doc = _conformance()
+    doc = need_conformance("merkle_vectors.json")
     for probe in doc["consistency_probes"]:
         try:
             merkle.verify_consistency(probe["size1"], probe["size2"],

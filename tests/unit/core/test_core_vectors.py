@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-from helpers.paths import CONFORMANCE, TESTS, load_conformance
+from helpers.paths import TESTS, conformance_missing, load_conformance, need_conformance
 
 from sealtrail import schemas
 from sealtrail.core import hashing, merkle
@@ -43,21 +43,13 @@ ED25519 = load_conformance("ed25519_vectors.json")
 def _params(doc: dict[str, Any] | None, name: str, *keys: str) -> list[Any]:
     """The cases at doc[keys...], or one skipped case saying the file is missing."""
     if doc is None:
-        reason = (f"conformance file {name} not found in {CONFORMANCE} "
-                  "(set SEALTRAIL_CONFORMANCE_DIR to the shared conformance folder)")
-        return [pytest.param(None, marks=pytest.mark.skip(reason=reason), id="missing")]
+        return [pytest.param(None, marks=pytest.mark.skip(reason=conformance_missing(name)),
+                             id="missing")]
     cases: Any = doc
     for key in keys:
         cases = cases[key]
     return [pytest.param(c, id=f"{i}-{c.get('desc') or c.get('name') or ''}"[:60])
             for i, c in enumerate(cases)]
-
-
-def _need(doc: dict[str, Any] | None, name: str) -> dict[str, Any]:
-    if doc is None:
-        pytest.skip(f"conformance file {name} not found in {CONFORMANCE} "
-                    "(set SEALTRAIL_CONFORMANCE_DIR to the shared conformance folder)")
-    return doc
 
 
 def _hexes(values: list[str]) -> list[bytes]:
@@ -81,7 +73,7 @@ def test_merkle_hasher_vectors(case: dict[str, Any]) -> None:
 def test_merkle_reference_tree() -> None:
     """Leaf hashes, every complete-subtree node hash, and the roots of sizes 0..8 of the
     reference tree match."""
-    tree = _need(MERKLE, "merkle_vectors.json")["reference_tree"]
+    tree = need_conformance("merkle_vectors.json")["reference_tree"]
     leaves = _hexes(tree["leaf_inputs_hex"])
     assert [merkle.leaf_hash(x) for x in leaves] == _hexes(tree["leaf_hashes_hex"])
     roots = tree["root_hashes_by_tree_size_hex"]
@@ -95,7 +87,7 @@ def test_merkle_reference_tree() -> None:
 
 
 def _reference_leaves() -> list[bytes]:
-    return _hexes(_need(MERKLE, "merkle_vectors.json")["reference_tree"]["leaf_inputs_hex"])
+    return _hexes(need_conformance("merkle_vectors.json")["reference_tree"]["leaf_inputs_hex"])
 
 
 @pytest.mark.parametrize(
@@ -140,7 +132,7 @@ def test_merkle_inclusion_probes(case: dict[str, Any]) -> None:
 
 def test_merkle_probe_counts() -> None:
     """The probe set has the documented shape (so an emptied file cannot pass silently)."""
-    doc = _need(MERKLE, "merkle_vectors.json")
+    doc = need_conformance("merkle_vectors.json")
     probes = doc["inclusion_probes"]
     assert len(probes) == 98
     assert sum(not p["want_error"] for p in probes) == 6

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from helpers.archive_builder import keyring_of, signer, write_keyring
 from helpers.compliance import CHAIN, KEYRING, SIGNER, ChainFeeder, writer
-from helpers.paths import CONFORMANCE, load_conformance
+from helpers.paths import need_conformance
 
 from sealtrail.archive import open_store
 from sealtrail.cli.main import main
@@ -29,18 +29,10 @@ from sealtrail.errors import IntegrityError, MalformedInputError
 from sealtrail.verify.proof import EventNotFoundError, build_proof, chain_note, verify_proof
 
 
-def _conformance() -> dict[str, Any]:
-    doc = load_conformance("merkle_vectors.json")
-    if doc is None:
-        pytest.skip(f"merkle_vectors.json not found in {CONFORMANCE} (set "
-                    "SEALTRAIL_CONFORMANCE_DIR to the shared conformance folder)")
-    return doc
-
-
 def test_inclusion_proofs_match_the_conformance_vectors() -> None:
     """Our audit paths equal the reference ones and lead back to the reference roots, for
     the upstream vectors and every leaf of the reference tree."""
-    doc = _conformance()
+    doc = need_conformance("merkle_vectors.json")
     leaves = [bytes.fromhex(x) for x in doc["reference_tree"]["leaf_inputs_hex"]]
     cases = doc["inclusion_proofs"] + doc["derived_all_proofs_for_reference_tree"]["inclusion"]
     assert cases
@@ -57,7 +49,7 @@ def test_inclusion_proofs_match_the_conformance_vectors() -> None:
 
 def test_inclusion_probes_that_must_fail_do_fail() -> None:
     """Every corrupted probe (wrong root, index, size, extra or missing element) is refused."""
-    probes = _conformance()["inclusion_probes"]
+    probes = need_conformance("merkle_vectors.json")["inclusion_probes"]
     for probe in probes:
         proof = [bytes.fromhex(p) for p in probe["proof_hex"]]
         try:
