@@ -44,6 +44,7 @@ from sealtrail.replay._state import ReplayState
 
 __all__ = [
     "CLOCK_SKEW_US",
+    "KAFKA_BATCH",
     "SAVE_EVERY_S",
     "ArchiveSource",
     "Break",
@@ -66,3 +67,5 @@ __all__ = [
 CLOCK_SKEW_US = _DEFAULT_SKEW_US
 #: How often the state file (and the output file) are made durable during a replay.
 SAVE_EVERY_S = 1.0
+#: Records asked of the consumer at a time (Kafka source); the state is saved after each.
+KAFKA_BATCH = 2000

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import sealtrail.replay as _pkg  # tunables (CLOCK_SKEW_US) read at call time
+import sealtrail.replay as _pkg  # tunables (CLOCK_SKEW_US, KAFKA_BATCH) read at call time
 from sealtrail.core.findings import Kind
 from sealtrail.errors import DecodeError, TransportError
 from sealtrail.kafka.client import kafka_config
@@ -177,7 +177,7 @@ def replay_kafka(
             consumer.assign(assign)
         idle_since = time.monotonic()
         while run.open_parts and not stop():
-            msgs = consumer.consume(2000, 0.5)
+            msgs = consumer.consume(_pkg.KAFKA_BATCH, 0.5)
             if not msgs:
                 if time.monotonic() - idle_since > timeout:
                     raise TransportError(f"no records from {topic} for {timeout:.0f} s while "
