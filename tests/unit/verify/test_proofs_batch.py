@@ -334,7 +334,7 @@ def test_cli_prove_and_verify_proof_of_a_batch_entry(
                  "--keys", str(keys)]) == 0
     assert json.loads(out.read_bytes())["format"] == FORMAT_V2
     assert main(["verify-proof", str(out), "--keys", str(keys)]) == 0
-    assert built.sealers[0].key_id in capsys.readouterr().out
+    assert f"(its batch sealed by {built.sealers[0].key_id})" in capsys.readouterr().out
     out.write_bytes(out.read_bytes().replace(b'"leaf_index":1', b'"leaf_index":0', 1))
     assert main(["verify-proof", str(out), "--keys", str(keys)]) == 1
     assert "FAILED" in capsys.readouterr().out
