@@ -45,7 +45,13 @@ from sealtrail.core.note import checkpoint_body, consistency_request, sign_note
 from sealtrail.core.signing import Keyring, Signer
 from sealtrail.errors import DataError, IntegrityError, MalformedInputError
 from sealtrail.inputs import ListOf, Shape, check_shape, load_json
-from sealtrail.verify.proof_batch import BATCH_SHAPE, batch_part, check_batch, signed_alone
+from sealtrail.verify.proof_batch import (
+    BATCH_SHAPE,
+    batch_part,
+    check_batch,
+    hex_bytes,
+    signed_alone,
+)
 
 __all__ = ["FORMAT", "FORMAT_V2", "HOW", "HOW_V2", "ProofResult", "build_proof",
            "chain_note", "load_proof", "proof_document", "verify_proof"]
@@ -158,18 +164,6 @@ class ProofResult:
     key_id: str
 
 
-def _hex(value: Any, what: str, size: int | None = None) -> bytes:
-    if not isinstance(value, str):
-        raise IntegrityError(f"{what} must be a hex string")
-    try:
-        raw = bytes.fromhex(value)
-    except ValueError:
-        raise IntegrityError(f"{what} is not hex") from None
-    if raw.hex() != value or (size is not None and len(raw) != size):
-        raise IntegrityError(f"{what} must be {size or 'some'} bytes of lowercase hex")
-    return raw
-
-
 #: The largest proof file: one entry (an event is at most max_event_bytes), a checkpoint and
 #: an audit path of at most 64 hashes.
 MAX_PROOF_BYTES = 16 * 1024 * 1024
@@ -213,7 +207,7 @@ def _entry_digest(doc: Mapping[str, Any]) -> bytes:
         raise IntegrityError("proof entry does not hold exactly the sealed record fields")
     body = {k: entry[k] for k in ENTRY_FIELDS}
     digest = sha256(ENTRY_DOMAIN, canonical_json(body))
-    stated = _hex(entry["entry_hash"], "entry_hash", 32)
+    stated = hex_bytes(entry["entry_hash"], "entry_hash", 32)
     if digest != stated:
         raise IntegrityError(f"entry hash {stated.hex()} does not match the entry "
                              f"(calculated {digest.hex()})")
@@ -250,7 +244,7 @@ def _checkpoint(doc: Mapping[str, Any], keyring: Keyring, digest: bytes) -> Chec
     path = doc["inclusion_proof"]
     if not isinstance(path, list):
         raise IntegrityError("inclusion_proof must be a list")
-    proof = [_hex(p, "inclusion proof element", 32) for p in path]
+    proof = [hex_bytes(p, "inclusion proof element", 32) for p in path]
     root = merkle.root_from_inclusion_proof(doc["leaf_index"], doc["tree_size"],
                                             merkle.leaf_hash(digest), proof)
     if root != cp.merkle_root:
@@ -282,7 +276,7 @@ def verify_proof(data: bytes, keyring: Keyring) -> ProofResult:
     digest = _entry_digest(doc)
     entry = doc["entry"]
     if not v2:  # the entry is signed on its own
-        signature = _hex(entry["signature"], "signature", 64)
+        signature = hex_bytes(entry["signature"], "signature", 64)
         problem = Seals(entry["seq"]).entry(keyring, entry["seq"], entry["key_id"], digest,
                                             signature, entry["ingested_at"])
         if problem:

@@ -25,7 +25,7 @@ from sealtrail.core.signing import SIGNATURE_SIZE, Keyring
 from sealtrail.errors import IntegrityError
 from sealtrail.inputs import ListOf, Shape
 
-__all__ = ["BATCH_SHAPE", "batch_part", "check_batch", "signed_alone"]
+__all__ = ["BATCH_SHAPE", "batch_part", "check_batch", "hex_bytes", "signed_alone"]
 
 #: The longest audit path a proof may hold (a tree of 2**64 leaves).
 MAX_PATH = 64
@@ -69,7 +69,9 @@ def batch_part(records: Sequence[Mapping[str, Any]], position: int) -> dict[str,
     }
 
 
-def _hex(value: Any, what: str, size: int) -> bytes:
+def hex_bytes(value: Any, what: str, size: int) -> bytes:
+    """``value`` as ``size`` bytes, when it is exactly their lowercase hex; IntegrityError
+    naming ``what`` otherwise."""
     if not isinstance(value, str):
         raise IntegrityError(f"{what} must be a hex string")
     try:
@@ -96,12 +98,12 @@ def check_batch(batch: Mapping[str, Any], entry: Mapping[str, Any], digest: byte
     if batch["leaf_index"] != seq - first:
         raise IntegrityError(f"batch leaf_index {batch['leaf_index']} is not seq {seq} - "
                              f"first_seq {first}")
-    path = [_hex(p, "batch inclusion proof element", 32) for p in batch["inclusion_proof"]]
+    path = [hex_bytes(p, "batch inclusion proof element", 32) for p in batch["inclusion_proof"]]
     batch_root = merkle.root_from_inclusion_proof(seq - first, last - first + 1,
                                                   merkle.leaf_hash(digest), path)
     seal = batch["seal"]
-    head = _hex(seal["entry_hash"], "batch seal entry_hash", 32)
-    signature = _hex(seal["signature"], "batch seal signature", BATCH_SEAL_SIZE)
+    head = hex_bytes(seal["entry_hash"], "batch seal entry_hash", 32)
+    signature = hex_bytes(seal["signature"], "batch seal signature", BATCH_SEAL_SIZE)
     sealed_at, key_id = seal["ingested_at"], seal["key_id"]
     if seq == last:
         if dict(seal) != {k: entry[k] for k in seal}:
