@@ -25,7 +25,7 @@ from sealtrail.archive import ArchiveStore, open_store
 from sealtrail.archive.segments import read_segment, write_segment
 from sealtrail.consumers.archiver import SegmentWriter
 from sealtrail.core import layout, merkle
-from sealtrail.core.chain import ChainHead, entry_hash, seal
+from sealtrail.core.chain import ChainHead, entry_hash, seal, seal_batch
 from sealtrail.core.checkpoint import Checkpoint, SignedCheckpoint
 from sealtrail.core.hashing import SIG_CHECKPOINT_DOMAIN, SIG_ENTRY_DOMAIN
 from sealtrail.core.merkle import Frontier
@@ -224,6 +224,7 @@ def build_archive(
     separate_archiver_key: bool = False,
     rotate_at: int | None = None,
     keyring: Keyring | None = None,
+    batch: int | None = None,
 ) -> BuiltArchive:
     """Write ``chains`` x ``segments`` x ``records`` sealed records under ``base/archive``
     and the trusting keyring as ``base/keys/public.json``.
@@ -234,6 +235,9 @@ def build_archive(
     and the archiver hold different keys). ``rotate_at``: from that segment index on, new
     keys sign; the keyring closes the old keys' windows just before the rotation.
     ``keyring``: write this keyring instead of the one trusting every key used.
+    ``batch``: seal in batches of that many records (record format 2: entries unsigned,
+    the last of each batch its batch seal); a segment's last batch may be shorter, so that
+    segments end with a seal, as the archiver cuts them.
     """
     root = base / "archive"
     store = open_store(root)
@@ -268,17 +272,26 @@ def build_archive(
             writer = SegmentWriter(store, archivers[1], retention_days=1, clock=clock,
                                    keyring=trusted)
         for p, chain_id in enumerate(chain_ids):
-            for _ in range(records):
+            pending: list[dict[str, Any]] = []  # the open batch
+            for n in range(records):
                 seq = heads[chain_id].seq + 1
                 if gap is not None and gap[0] == p and gap[1] == seq:
                     offsets[chain_id] += gap[2]
                 unsealed = _unsealed(seq, p, offsets[chain_id], clock.tick(),
                                      rejection=seq in rejections)
-                record = seal(heads[chain_id], unsealed, sealers[generation])
+                record = seal(heads[chain_id], unsealed, sealers[generation],
+                              sign=batch is None)
                 heads[chain_id] = heads[chain_id].advance(record)
                 offsets[chain_id] += 1
                 sealed[chain_id].append(record)
-                writer.add(record)
+                pending.append(record)
+                if batch is not None and (len(pending) == batch or n == records - 1):
+                    seal_batch(pending[0]["seq"], [r["entry_hash"] for r in pending],
+                               record, sealers[generation])
+                if record["signature"]:  # signed: the batch (or entry) is complete
+                    for done in pending:
+                        writer.add(done)
+                    pending = []
         clock.tick()
         writer.flush()
     used = {s.key_id: s for s in [*sealers, *archivers]}
