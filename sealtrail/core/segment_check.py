@@ -69,6 +69,7 @@ class EntryBreak:
     seq: int
     expected: str | None = None
     found: str | None = None
+    unsealed: bool = False  # the records end with unsigned entries no batch seal covers
 
     def at(self, chain_id: str, key: str | None) -> Finding:
         return Finding(self.kind, chain_id, self.message, key, self.seq, self.expected,
@@ -141,7 +142,7 @@ def check_entries(head: ChainHead, last_offset: int | None, records: Sequence[Re
             sealed, sealed_offset = head, last_offset
     if seals is not None and seals.open:
         return sealed, sealed_offset, EntryBreak(Kind.SIGNATURE, seals.unsealed(head.seq),
-                                                 seals.first_seq)
+                                                 seals.first_seq, unsealed=True)
     return head, last_offset, None
 
 
@@ -315,6 +316,10 @@ def _mismatch(cp: Checkpoint, key: str, start: SegmentStart, data: bytes, digest
         kind = Kind.REORDERED
         message += (f"; it holds seq {found[0]['seq']}..{found[-1]['seq']} where checkpoint "
                     f"{cp.index} covers seq {cp.first_seq}..{cp.last_seq}")
+    elif broken is not None and broken.unsealed and len(found) < cp.size:
+        kind, seq = Kind.TRUNCATED, broken.seq  # cut after an unsigned entry
+        message += (f"; it ends at seq {found[-1]['seq']}, checkpoint {cp.index} covers seq "
+                    f"{cp.first_seq}..{cp.last_seq}, and {broken.message}")
     elif broken is not None:
         message += f"; first entry that does not check out: {broken.kind.value}: " \
                    f"{broken.message}"
