@@ -106,6 +106,9 @@ class SegmentOutcome:
 
 def gap_message(offset: int, last_offset: int, partition: Any) -> str:
     """The message of a completeness break: ``offset`` follows ``last_offset``."""
+    if offset <= last_offset:
+        return (f"raw offset {offset} follows {last_offset}: offset {offset} of partition "
+                f"{partition} is sealed again (each entry must stand for the next offset)")
     return (f"raw offset {offset} follows {last_offset}: offsets {last_offset + 1}.."
             f"{offset - 1} of partition {partition} are unaccounted for")
 
