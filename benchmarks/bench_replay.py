@@ -12,6 +12,9 @@
   ratio of the two (the Python path is what runs without a C compiler).
 * ``verify.hash_eps`` / ``verify.sig_eps``: ``verify_archive`` of the same archive without
   and with entry signatures (one process).
+* ``verify.batch_sig_eps`` / ``verify.batch_vs_entry``: ``verify_archive`` with signatures of
+  an archive of the same events sealed in batches of 250 (record format 2, one batch seal
+  per batch, as the sealer writes them), and its ratio to ``verify.sig_eps``.
 
 The archive (``SEALTRAIL_BENCH_REPLAY_EVENTS``, default 100000 events in 2 chains of
 segments of 5000) is built with tests/helpers/archive_builder.py, without Kafka.
@@ -27,14 +30,14 @@ from pathlib import Path
 from typing import Any
 
 
-def _build(base: Path, events: int) -> Any:
+def _build(base: Path, events: int, batch: int | None = None) -> Any:
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
     from helpers.archive_builder import build_archive
 
     per_segment = 5000
     segments = max(events // (2 * per_segment), 1)
     built = build_archive(base, chains=2, segments=segments, records=per_segment,
-                          rejections=())
+                          rejections=(), batch=batch)
     built.records.clear()  # a real replay process does not hold the archive in memory
     return built
 
@@ -102,6 +105,15 @@ def run() -> dict[str, object]:
         figures["replay.target_hash_eps"] = 100_000
         figures.update(_python_path(built, out, figures["replay.hash_eps_1"]))
         figures.update(_verify(built, n))
+        batched = _build(base / "batched", events, batch=250)
+        started = time.perf_counter()
+        from sealtrail.verify import verify_archive
+
+        report = verify_archive(batched.store, batched.keyring)
+        assert report.ok, report.to_json()
+        eps = sum(c.entries for c in report.chains) / (time.perf_counter() - started)
+        figures["verify.batch_sig_eps"] = round(eps)
+        figures["verify.batch_vs_entry"] = round(eps / float(figures["verify.sig_eps"]), 1)
     return figures
 
 

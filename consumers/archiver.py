@@ -121,13 +121,17 @@ class Archiver:
         self.writer.flush()
         if self.on_flush is not None:
             self.on_flush(time.perf_counter() - started)
-        self._oldest = None
+        self._oldest = time.monotonic() if self.writer.buffered else None  # an open batch
         if self.writer.quarantined:  # re-read after a restart rather than lose a record
             log.error("offsets NOT committed: chain(s) %s quarantined (tail check failed)",
                       ", ".join(sorted(self.writer.quarantined)))
             return
         try:
-            self._consumer.commit(asynchronous=False)
+            held = self.writer.held()
+            if held:  # commit no further than the first record not yet in a segment
+                self._consumer.commit(offsets=self._commit_offsets(held), asynchronous=False)
+            else:
+                self._consumer.commit(asynchronous=False)
         except KafkaException as exc:
             if is_fatal(exc):
                 self._replace_consumer(exc)
@@ -135,6 +139,18 @@ class Archiver:
                 # e.g. a rebalance under way: the next flush commits; what is delivered again
                 # meanwhile is already archived and skipped
                 log.warning("commit after a flush failed, retried at the next flush: %s", exc)
+
+    def _commit_offsets(self, held: dict[int, int]) -> list[TopicPartition]:
+        """The consumer's positions, each lowered to the first record of its partition
+        that is still buffered (an open batch waiting for its seal)."""
+        offsets = []
+        for tp in self._consumer.position(self._consumer.assignment()):
+            offset = held.get(tp.partition, tp.offset)
+            if tp.offset >= 0:
+                offset = min(offset, tp.offset)
+            if offset >= 0:
+                offsets.append(TopicPartition(tp.topic, tp.partition, offset))
+        return offsets
 
     def run(self) -> None:
         """Archive until :meth:`stop`; flushes what is buffered before returning."""
@@ -159,7 +175,7 @@ class Archiver:
                         continue
                     self._schemas.note(record["source"]["schema_id"])
                     try:
-                        self.writer.add(record, codec.schema)
+                        self.writer.add(record, codec.schema, (msg.partition(), msg.offset()))
                     except ChainQuarantinedError:
                         self._pause(msg.topic(), msg.partition())
                         continue

@@ -65,6 +65,18 @@ class ArchivedChain:
     source: tuple[str, int] | None = None  # the raw topic and partition of its entries
     buffer: list[dict[str, Any]] = field(default_factory=list)
     schema: dict[str, Any] | None = None  # the schema the buffered records were sealed with
+    positions: list[tuple[int, int] | None] = field(default_factory=list)
+    """Where each buffered record was read (sealed partition, offset), when known."""
+
+
+def _sealed_length(records: list[dict[str, Any]]) -> int:
+    """How many of ``records`` a segment may take: up to and including the last signed
+    one. The unsigned entries after it wait for the batch seal that covers them (a
+    segment never splits a batch: docs/format.md, "Signatures")."""
+    for i in range(len(records) - 1, -1, -1):
+        if records[i]["signature"]:
+            return i + 1
+    return 0
 
 
 def keyring_file(path: Path) -> Callable[[], Keyring]:
@@ -212,17 +224,19 @@ class SegmentWriter:
             return False
         return True
 
-    def add(self, record: dict[str, Any], schema: dict[str, Any] | None = None) -> None:
+    def add(self, record: dict[str, Any], schema: dict[str, Any] | None = None,
+            position: tuple[int, int] | None = None) -> None:
         """Buffer one sealed record (sealed with ``schema``; the current SealedRecord when
-        None) unless it is already archived. A record of another schema version than the
-        buffer's closes the buffer as a segment first: a segment holds one schema."""
+        None; read at ``position``, sealed partition and offset) unless it is already
+        archived. A record of another schema version than the buffer's closes the buffer
+        as a segment first: a segment holds one schema."""
         state = self._chain(record["chain_id"])
         if not self.fence.admit(record, state.last_seq, state.head_hash, log.warning):
             return  # a zombie sealer's record, or one archived before a restart
         if state.source is None:
             state.source = (record["source"]["topic"], record["source"]["partition"])
         if state.buffer and schema != state.schema:
-            self.write_segment(state)
+            self.write_segment(state, whole=True)
         state.schema = schema
         expected = state.last_seq + 1 + len(state.buffer)
         if record["seq"] < expected:
@@ -231,7 +245,19 @@ class SegmentWriter:
             log.error("chain %s: seq %d arrived, expected %d; archiving it as is, verify "
                       "will report the gap", record["chain_id"], record["seq"], expected)
         state.buffer.append(record)
+        state.positions.append(position)
         self.buffered += 1
+
+    def held(self) -> dict[int, int]:
+        """Per sealed partition, the lowest offset of a record still buffered (read, not
+        yet in a segment): a consumer commits no further than that."""
+        held: dict[int, int] = {}
+        for state in self._chains.values():
+            for position in state.positions:
+                if position is not None:
+                    part, offset = position
+                    held[part] = min(offset, held.get(part, offset))
+        return held
 
     def known_chains(self) -> list[str]:
         return list(self._chains)
@@ -319,9 +345,18 @@ class SegmentWriter:
             self.write_index()
         return written
 
-    def write_segment(self, state: ArchivedChain) -> None:
-        """Write ``state``'s buffer as its next segment; the checkpoint follows it."""
-        records = state.buffer
+    def write_segment(self, state: ArchivedChain, *, whole: bool = False) -> bool:
+        """Write ``state``'s buffer as its next segment, up to its last signed entry (all
+        of it when ``whole``: a schema change closes the buffer); the checkpoint follows
+        it. False when nothing could be written (the buffer holds an open batch only)."""
+        count = len(state.buffer) if whole else _sealed_length(state.buffer)
+        if not count:
+            return False
+        if whole and count != _sealed_length(state.buffer):
+            log.error("chain %s: the SealedRecord schema changed inside an open batch; its "
+                      "unsigned entries are archived as they are and verify will report "
+                      "them unsealed", state.chain_id)
+        records = state.buffer[:count]
         data = write_segment(records, {
             "sealtrail.chain_id": state.chain_id,
             "sealtrail.first_seq": str(records[0]["seq"]),
@@ -334,15 +369,17 @@ class SegmentWriter:
         self.segments_written += 1
         self.records_archived += len(records)
         self.buffered -= len(records)
-        state.buffer = []
+        del state.buffer[:count], state.positions[:count]
+        return True
 
     def flush(self) -> None:
-        """Write every chain's buffer as a segment plus its checkpoint, then the index."""
+        """Write every chain's buffer, up to its last signed entry, as a segment plus its
+        checkpoint, then the index. Entries of a batch whose seal has not been read yet
+        stay buffered (:meth:`held`)."""
         wrote = False
         for state in list(self._chains.values()):
-            if state.buffer and self._still_ours(state):
-                self.write_segment(state)
-                wrote = True
+            if _sealed_length(state.buffer) and self._still_ours(state):
+                wrote = self.write_segment(state) or wrote
         if wrote:
             self.write_index()
 

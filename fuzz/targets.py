@@ -141,18 +141,23 @@ def raw_value(data: bytes) -> bytes | None:
 
 
 def fuzz_seal_value(data: bytes) -> None:
-    """Every raw value is sealed, never INTERNAL, and the entry decodes and checks out."""
+    """Every raw value is sealed, never INTERNAL, and the entry decodes and checks out:
+    unsigned as seal_value writes it (hash and link), and as the seal of its one-entry
+    batch once the sealer closes the transaction (record format 2)."""
     rig = sealer_rig()
     from sealtrail.pipeline.recovery import ChainState
 
     head = ChainHead.genesis("raw.0.fuzz")
     state = ChainState(head, 0)
     value = raw_value(data)
-    framed, _, rejected = rig.sealer.seal_value(state, value, "raw", 0, 0)
+    framed, record, rejected = rig.sealer.seal_value(state, value, "raw", 0, 0)
     if rejected is not None and rejected.reason == "INTERNAL":
         raise Finding(f"INTERNAL rejection: {rejected.detail}")
-    record = rig.sealed.decode(framed[5:])
-    problem = check_entry(head, record, keyring())
+    problem = check_entry(head, rig.sealed.decode(framed[5:]), None)
+    if problem is not None:
+        raise Finding(f"unsigned entry does not check out: {problem}")
+    closed = rig.sealer.records.close_batch(state, record)
+    problem = check_entry(head, rig.sealed.decode(closed[5:]), keyring())
     if problem is not None:
         raise Finding(f"sealed entry does not check out: {problem}")
 

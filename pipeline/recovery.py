@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,6 +39,14 @@ class ChainState:
     written by someone else."""
     refused: int = 0
     """Records of the tail the fencing rule refused (zombie writes)."""
+    batch: list[bytes] = field(default_factory=list)
+    """Entry hashes of the chain's open batch: the unsigned entries after its last signed
+    one, up to the head (the next batch seal covers them)."""
+
+    @property
+    def batch_first_seq(self) -> int:
+        """The seq the open batch starts at."""
+        return self.head.seq + 1 - len(self.batch)
 
     def remember(self, event_id: str, seq: int, window: int) -> None:
         self.recent_ids[event_id] = seq
@@ -92,6 +101,7 @@ def recover_chain(
             check_from=high,
             refused=replay.refused,
         )
+        state.batch = _open_batch(replay.admitted, partition)
         for rec in replay.admitted[-window:]:
             if rec["kind"] == "EVENT":
                 state.remember(rec["event"]["event_id"], rec["seq"], window)
@@ -99,6 +109,23 @@ def recover_chain(
     finally:
         consumer.close()
         probe.close()
+
+
+def _open_batch(admitted: Sequence[Mapping[str, Any]], partition: int) -> list[bytes]:
+    """The entry hashes of the unsigned entries after the last signed one of ``admitted``.
+
+    There are some only when the previous owner's batch was cut short and its records
+    still became visible (Tansu hands aborted records to read_committed readers): they
+    continue the chain, so the new owner's first batch seal covers them too, as every
+    reader's fencing rule admits them (docs/architecture.md, step 2)."""
+    start = len(admitted)
+    while start and not admitted[start - 1]["signature"]:
+        start -= 1
+    if start == 0 and admitted[0]["seq"] != 0:
+        raise TransportError(
+            f"sealed partition {partition}: no signed entry in the {len(admitted)} entries "
+            "of the tail read, so the open batch's start is not known")
+    return [rec["entry_hash"] for rec in admitted[start:]]
 
 
 def _read_range(

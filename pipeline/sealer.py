@@ -240,17 +240,17 @@ class Sealer:
         producer.begin_transaction()
         sealed = rejected_n = 0
         topic = self.settings.sealed_topic
+        kwargs = {"on_delivery": on_delivery} if fresh else {}
+        last: tuple[bytes, dict[str, Any]] | None = None  # held back: it becomes the seal
         for msg in msgs:
             if msg.offset() < state.next_source_offset:
                 continue  # sealed before a rewind
             framed, record, rejected = self.seal_value(
                 state, msg.value(), msg.topic(), partition, msg.offset())
-            if fresh:
-                producer.produce(topic, framed, record["chain_id"].encode(),
-                                 partition=partition, on_delivery=on_delivery)
-            else:
-                producer.produce(topic, framed, record["chain_id"].encode(),
-                                 partition=partition)
+            if last is not None:
+                producer.produce(topic, last[0], last[1]["chain_id"].encode(),
+                                 partition=partition, **kwargs)
+            last = framed, record
             if rejected is None:
                 sealed += 1
                 continue
@@ -266,6 +266,9 @@ class Sealer:
                                              chain_id=record["chain_id"],
                                              seq=record["seq"], **coordinates), **omitted},
             )
+        if last is not None:  # the batch ends with its seal, in the same transaction
+            producer.produce(topic, self.records.close_batch(state, last[1]),
+                             last[1]["chain_id"].encode(), partition=partition, **kwargs)
         if fresh and sealed + rejected_n:
             self._first_write.check(partition, state, base, producer, delivered)
         offsets = [TopicPartition(self.settings.raw_topic, partition, state.next_source_offset)]

@@ -7,7 +7,8 @@ Bundle layout (``sealtrail-export/v1``)::
     manifest.json                       query, time range asked and covered, count, operator,
                                         archive, created_at, SHA-256 of every other file
     proofs/<n>-<event_id>.json          one proof per event, the format of `sealtrail prove`
-                                        (sealtrail-proof/v1, see sealtrail/verify/proof.py)
+                                        (sealtrail-proof/v1 or v2, see
+                                        sealtrail/verify/proof.py)
     checkpoints/<chain>/<index>.json    every signed checkpoint a proof leads to, as archived
     events.jsonl                        the proven entries, one per line: line i is the
                                         canonical JSON of proof i's entry, byte for byte
@@ -15,13 +16,13 @@ Bundle layout (``sealtrail-export/v1``)::
                                         the recipient: check with a keyring obtained apart)
 
 Each proof is checked by :func:`sealtrail.verify.proof.verify_proof` (entry hash, entry
-signature, inclusion proof, checkpoint signature), the same code as ``sealtrail prove``,
-and ``events.jsonl`` must be exactly the proven entries, so nothing in it is unproven. A
-bundle with no proof proves nothing and fails. What a bundle proves: every event in it was
-sealed and archived unaltered under a trusted key. What it does not prove: that the
-query's result is complete (the search index is a finding aid, not evidence). The manifest
-(query, time ranges, count, operator) is unsigned context: it can only make verification
-fail (when it disagrees with the bundle), never pass.
+signature or batch seal, inclusion proof, checkpoint signature), the same code as
+``sealtrail prove``, and ``events.jsonl`` must be exactly the proven entries, so nothing
+in it is unproven. A bundle with no proof proves nothing and fails. What a bundle proves:
+every event in it was sealed and archived unaltered under a trusted key. What it does not
+prove: that the query's result is complete (the search index is a finding aid, not
+evidence). The manifest (query, time ranges, count, operator) is unsigned context: it can
+only make verification fail (when it disagrees with the bundle), never pass.
 
 Building a bundle reads the archive through the one verifier (:mod:`sealtrail.verify`):
 every checkpoint of a chain is checked, and each segment a proof comes from is checked
@@ -40,7 +41,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sealtrail.archive import ArchiveStore
-from sealtrail.core import merkle
 from sealtrail.core.canonical import canonical_json
 from sealtrail.core.chain_walk import PlannedSegment
 from sealtrail.core.signing import Keyring
@@ -50,9 +50,7 @@ from sealtrail.inputs import BoundedZip, Shape, ZipLimits, check_shape, load_jso
 from sealtrail.reading import jsonl_bytes
 from sealtrail.search import Coverage, IndexRow, SearchQuery
 from sealtrail.verify import ArchiveReader
-from sealtrail.verify.proof import FORMAT as PROOF_FORMAT
-from sealtrail.verify.proof import HOW as PROOF_HOW
-from sealtrail.verify.proof import MAX_PROOF_BYTES, _value_model, verify_proof
+from sealtrail.verify.proof import MAX_PROOF_BYTES, proof_document, verify_proof
 
 __all__ = ["BUNDLE_FORMAT", "ExportResult", "VerifyExportResult", "build_export",
            "open_bundle", "verify_export"]
@@ -74,9 +72,11 @@ Exported by {operator} from {archive} at {created}.
 What is in it
 -------------
 manifest.json        the query, the time ranges, the count and the SHA-256 of every file
-proofs/*.json        one proof per event (format sealtrail-proof/v1): the sealed record,
-                     its Ed25519 signature, an RFC 6962 inclusion proof and the signed
-                     checkpoint whose Merkle root the proof leads to
+proofs/*.json        one proof per event (format sealtrail-proof/v1, or v2 for an entry
+                     signed by a batch seal): the sealed record, its Ed25519 signature
+                     (v2: the batch seal's, with an RFC 6962 inclusion proof of the entry
+                     in its batch), an RFC 6962 inclusion proof and the signed checkpoint
+                     whose Merkle root the proof leads to
 checkpoints/         the signed checkpoints, exactly as archived
 events.jsonl         the same events, one JSON object per line, for reading: exactly
                      the proven entries (verify-export checks it byte for byte)
@@ -90,10 +90,11 @@ channel, then run (offline, no network needed):
     sealtrail verify-export bundle.zip --keys THEIR-public.json
 
 It checks, for every proof: the entry hash recomputed from the record's canonical bytes,
-the entry's signature by a key of your keyring valid when it was sealed, the inclusion
-proof up to the checkpoint's Merkle root, and the checkpoint's own signature. The byte
-formats are specified in sealtrail's docs/format.md ("Canonical JSON", "Entry hash",
-"Merkle tree", "Checkpoints") so that you can also check them with your own code.
+the entry's signature (or the seal of its batch) by a key of your keyring valid when it
+was sealed, the inclusion proof up to the checkpoint's Merkle root, and the checkpoint's
+own signature. The byte formats are specified in sealtrail's docs/format.md ("Canonical
+JSON", "Entry hash", "Merkle tree", "Checkpoints", "Proof file") so that you can also check
+them with your own code.
 
 What it proves, and what it does not
 ------------------------------------
@@ -165,7 +166,6 @@ def _prove_segment(reader: ArchiveReader, chain_id: str, planned: PlannedSegment
     if outcome.finding is not None:
         raise IntegrityError(f"{_first_break(reader, chain_id)}; run `sealtrail verify`")
     records = outcome.records or []
-    leaves = [r["entry_hash"] for r in records]
     cp_key = f"chains/{chain_id}/checkpoints/{cp.index:010d}.json"
     checkpoints[cp_key] = planned.signed.to_bytes()
     proofs: list[_Proof] = []
@@ -177,15 +177,8 @@ def _prove_segment(reader: ArchiveReader, chain_id: str, planned: PlannedSegment
             raise DataError(f"chain {chain_id} seq {row.seq} holds event "
                             f"{event.get('event_id')!r}, the index says {row.event_id!r}:"
                             " rebuild the index (`sealtrail index rebuild`)")
-        doc = {
-            "format": PROOF_FORMAT, "how": PROOF_HOW, "event_id": row.event_id,
-            "entry": _value_model(record), "leaf_index": index,
-            "tree_size": len(leaves),
-            "inclusion_proof": [h.hex() for h in merkle.inclusion_proof(leaves, index)],
-            "checkpoint_key": cp_key,
-            "checkpoint": json.loads(planned.signed.to_bytes()),
-        }
-        proof = canonical_json(doc)
+        proof = canonical_json(proof_document(row.event_id, records, index, cp_key,
+                                              planned.signed))
         verify_proof(proof, reader.keyring)  # never hand out a proof that does not check
         proofs.append((row, proof, record))
     return proofs

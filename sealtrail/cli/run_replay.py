@@ -99,6 +99,8 @@ def _replay(args: argparse.Namespace) -> None:
         raise
     for problem in result.breaks:
         print(escape_control(f"BROKEN {problem}"), file=sys.stderr)
+    for note in result.notes:  # read but not evidence (yet), so not written; not a break
+        print(escape_control(f"NOT REPLAYED {note}"), file=sys.stderr)
     status = "REPLAYED" if result.ok else "STOPPED AT A BREAK" if not args.continue_on_error \
         else "REPLAYED WITH BREAKS"
     print(f"{status}: {result.written} records written to {args.to} from {source.description}"

@@ -15,6 +15,7 @@ __all__ = [
     "INDEX_DOMAIN",
     "MERKLE_LEAF_PREFIX",
     "MERKLE_NODE_PREFIX",
+    "SIG_BATCH_DOMAIN",
     "SIG_CHECKPOINT_DOMAIN",
     "SIG_ENTRY_DOMAIN",
     "SIG_INDEX_DOMAIN",
@@ -32,6 +33,7 @@ CHECKPOINT_DOMAIN = b"sealtrail:checkpoint:v1\x00"
 CHECKPOINT_V2_DOMAIN = b"sealtrail:checkpoint:v2\x00"
 INDEX_DOMAIN = b"sealtrail:index:v1\x00"
 SIG_ENTRY_DOMAIN = b"sealtrail:sig:entry:v1\x00"
+SIG_BATCH_DOMAIN = b"sealtrail:sig:batch:v1\x00"
 SIG_CHECKPOINT_DOMAIN = b"sealtrail:sig:checkpoint:v1\x00"
 SIG_INDEX_DOMAIN = b"sealtrail:sig:index:v1\x00"
 # RFC 6962 section 2.1: leaves and interior nodes use different one-byte prefixes.

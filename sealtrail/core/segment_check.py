@@ -23,7 +23,7 @@ from typing import Any, Protocol
 
 from sealtrail.core import merkle
 from sealtrail.core import rows as R
-from sealtrail.core.chain import ChainHead, check_entry, entry_signature_problem
+from sealtrail.core.chain import ChainHead, Seals, check_entry
 from sealtrail.core.checkpoint import Checkpoint
 from sealtrail.core.findings import Finding, Kind
 from sealtrail.core.hashing import ENTRY_DOMAIN, hasher
@@ -69,6 +69,7 @@ class EntryBreak:
     seq: int
     expected: str | None = None
     found: str | None = None
+    unsealed: bool = False  # the records end with unsigned entries no batch seal covers
 
     def at(self, chain_id: str, key: str | None) -> Finding:
         return Finding(self.kind, chain_id, self.message, key, self.seq, self.expected,
@@ -105,6 +106,9 @@ class SegmentOutcome:
 
 def gap_message(offset: int, last_offset: int, partition: Any) -> str:
     """The message of a completeness break: ``offset`` follows ``last_offset``."""
+    if offset <= last_offset:
+        return (f"raw offset {offset} follows {last_offset}: offset {offset} of partition "
+                f"{partition} is sealed again (each entry must stand for the next offset)")
     return (f"raw offset {offset} follows {last_offset}: offsets {last_offset + 1}.."
             f"{offset - 1} of partition {partition} are unaccounted for")
 
@@ -112,26 +116,36 @@ def gap_message(offset: int, last_offset: int, partition: Any) -> str:
 def check_entries(head: ChainHead, last_offset: int | None, records: Sequence[Record],
                   keyring: Keyring | None, gaps: list[EntryBreak] | None = None
                   ) -> tuple[ChainHead, int | None, EntryBreak | None]:
-    """Walk ``records`` on from ``head``: each must link, hash, verify and continue the raw
-    offsets. Returns the head and last offset reached and the first break, if any. With
-    ``gaps``, raw offsets that do not follow are collected there and the walk goes on (the
-    entries still link: a raw record was lost before sealing, nothing sealed was altered)."""
+    """Walk ``records`` on from ``head`` (a signed entry, or the genesis): each must link,
+    hash, verify and continue the raw offsets, and unsigned entries must be closed by a
+    batch seal before the records end. Returns the head and last offset reached (the last
+    entry that is evidence: with a keyring, the last signed one) and the first break, if
+    any. With ``gaps``, raw offsets that do not follow are collected there and the walk
+    goes on (the entries still link: a raw record was lost before sealing, nothing sealed
+    was altered)."""
+    seals = Seals(head.seq + 1) if keyring is not None else None
+    sealed, sealed_offset = head, last_offset
     for record in records:
         expected = head.seq + 1
-        link = check_entry(head, record, keyring)
+        link = check_entry(head, record, keyring, seals)
         if link is not None:
-            return head, last_offset, EntryBreak(link.kind, link.message, expected,
-                                                 link.expected, link.found)
+            return sealed, sealed_offset, EntryBreak(link.kind, link.message, expected,
+                                                     link.expected, link.found)
         offset = record["source"]["offset"]
         if last_offset is not None and offset != last_offset + 1:
             gap = EntryBreak(Kind.COMPLETENESS, gap_message(offset, last_offset,
                                                             record["source"]["partition"]),
                              expected, str(last_offset + 1), str(offset))
             if gaps is None:
-                return head, last_offset, gap
+                return sealed, sealed_offset, gap
             gaps.append(gap)
         last_offset = offset
         head = head.advance(record)
+        if seals is None or not seals.open:
+            sealed, sealed_offset = head, last_offset
+    if seals is not None and seals.open:
+        return sealed, sealed_offset, EntryBreak(Kind.SIGNATURE, seals.unsealed(head.seq),
+                                                 seals.first_seq, unsealed=True)
     return head, last_offset, None
 
 
@@ -147,6 +161,7 @@ def _rows_check_out(start: SegmentStart, rows: list[R.Row], keyring: Keyring | N
     epoch = head.epoch if start.epoch_known else rows[0][R.EPOCH]
     offset = rows[0][R.OFFSET] - 1 if start.last_offset is None else start.last_offset
     entry = hasher(ENTRY_DOMAIN)
+    seals = Seals(seq + 1)
     for _, body, chain_id, seq_, epoch_, prev_hash, entry_hash, key_id, signature, at, _, \
             offset_, _ in rows:
         digest = entry.copy()
@@ -154,10 +169,12 @@ def _rows_check_out(start: SegmentStart, rows: list[R.Row], keyring: Keyring | N
         if (chain_id != chain or seq_ != seq + 1 or epoch_ < epoch or prev_hash != prev
                 or offset_ != offset + 1 or digest.digest() != entry_hash):
             return None
-        if keyring is not None and entry_signature_problem(keyring, key_id, entry_hash,
-                                                           signature, at):
+        if keyring is not None and seals.entry(keyring, seq_, key_id, entry_hash, signature,
+                                               at):
             return None
         seq, prev, epoch, offset = seq_, entry_hash, epoch_, offset_
+    if seals.open:
+        return None
     leaves = merkle.leaf_hashes([row[R.ENTRY_HASH] for row in rows])
     if seq != cp.last_seq or prev != cp.head_hash or \
             merkle.root_of_leaf_hashes(leaves) != cp.merkle_root:
@@ -302,6 +319,10 @@ def _mismatch(cp: Checkpoint, key: str, start: SegmentStart, data: bytes, digest
         kind = Kind.REORDERED
         message += (f"; it holds seq {found[0]['seq']}..{found[-1]['seq']} where checkpoint "
                     f"{cp.index} covers seq {cp.first_seq}..{cp.last_seq}")
+    elif broken is not None and broken.unsealed and len(found) < cp.size:
+        kind, seq = Kind.TRUNCATED, broken.seq  # cut after an unsigned entry
+        message += (f"; it ends at seq {found[-1]['seq']}, checkpoint {cp.index} covers seq "
+                    f"{cp.first_seq}..{cp.last_seq}, and {broken.message}")
     elif broken is not None:
         message += f"; first entry that does not check out: {broken.kind.value}: " \
                    f"{broken.message}"

@@ -10,9 +10,10 @@ Two sources:
   records is written. Segments are independent given their checkpoints, so they can be
   checked on several cores (``workers``);
 * the sealed topic (:class:`KafkaSource`): each partition is read from the offset that
-  ``offsets_for_times`` gives for ``since``; each chain is anchored at the first of its
-  records that is read (its hash and signature are checked, its link cannot be: the entry
-  before it is not read) and every later record must link to the one before it.
+  ``offsets_for_times`` gives for ``since``; every record must link to the one before it
+  and is released only once it is evidence: on its own (entry signature) or when the
+  batch seal after it verifies; a chain read from inside a batch is anchored after its
+  first signed entry (``_links``).
 
 The time range selects on ``ingested_at`` (the sealer's clock, which is also the
 Kafka timestamp of the sealed record): ``since`` inclusive, ``until`` exclusive.
@@ -26,7 +27,8 @@ how many bytes of the output file are complete.
 The archive source, the time range and record-to-JSON belong to the archive-reading layer
 (:mod:`sealtrail.reading`), which search, export and report use too. Modules here:
 ``_sources`` (the Kafka source, :data:`Break`), ``_archive`` and ``_kafka`` (the replay
-loops), ``_run`` (either source), ``_sinks`` (outputs), ``_state`` (state file),
+loops), ``_links`` (the chains as the Kafka replay checks them), ``_run`` (either
+source), ``_sinks`` (outputs), ``_state`` (state file),
 ``_result`` (what a run did).
 """
 
@@ -44,6 +46,7 @@ from sealtrail.replay._state import ReplayState
 
 __all__ = [
     "CLOCK_SKEW_US",
+    "KAFKA_BATCH",
     "SAVE_EVERY_S",
     "ArchiveSource",
     "Break",
@@ -66,3 +69,5 @@ __all__ = [
 CLOCK_SKEW_US = _DEFAULT_SKEW_US
 #: How often the state file (and the output file) are made durable during a replay.
 SAVE_EVERY_S = 1.0
+#: Records asked of the consumer at a time (Kafka source); the state is saved after each.
+KAFKA_BATCH = 2000

@@ -1,6 +1,6 @@
 """Replay from the sealed topic: each partition from the offset ``offsets_for_times`` gives
-for ``since`` up to the end it has when the replay starts; each chain anchored at the first
-of its records read, every later record linked to the one before it."""
+for ``since`` (or where a resumed run got) up to the end it has when the replay starts;
+the chains are checked and their records released batch by batch (``_links``)."""
 
 from __future__ import annotations
 
@@ -10,14 +10,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import sealtrail.replay as _pkg  # tunables (CLOCK_SKEW_US) read at call time
-from sealtrail.core.chain import ChainHead, check_entry
+import sealtrail.replay as _pkg  # tunables (CLOCK_SKEW_US, KAFKA_BATCH) read at call time
 from sealtrail.core.findings import Kind
-from sealtrail.core.signing import Keyring
 from sealtrail.errors import DecodeError, TransportError
 from sealtrail.kafka.client import kafka_config
 from sealtrail.reading import Query
 from sealtrail.replay._archive import begin, replay_meter
+from sealtrail.replay._links import ChainLinks
 from sealtrail.replay._result import ReplayResult
 from sealtrail.replay._sources import Break, KafkaSource
 from sealtrail.replay._state import ReplayState, save_progress
@@ -65,37 +64,6 @@ def _assignments(consumer: Any, settings: Any, query: Query, state: ReplayState,
     return assign, ends, total
 
 
-class _ChainLinks:
-    """Each chain's head as read so far: a record must link to the one before it (the
-    first one read anchors its chain) and continue its raw offsets."""
-
-    def __init__(self, keyring: Keyring | None, topic: str) -> None:
-        self.keyring, self.topic = keyring, topic
-        self.heads: dict[str, ChainHead] = {}
-        self.offsets: dict[str, int] = {}
-        self.broken: set[str] = set()
-
-    def check(self, record: dict[str, Any], part: int, at: int) -> Break | None:
-        """None when ``record`` continues its chain (which then advances), else the break
-        (the chain is abandoned from there)."""
-        chain = record["chain_id"]
-        head = self.heads.get(chain)
-        if head is None:  # anchor: the entry before is not read
-            head = ChainHead(chain, record["seq"] - 1, record["prev_hash"], record["epoch"])
-        link = check_entry(head, record, self.keyring)
-        offset = record["source"]["offset"]
-        if link is None and chain in self.offsets and offset != self.offsets[chain] + 1:
-            kind, message = Kind.COMPLETENESS, f"raw offset {offset} follows {self.offsets[chain]}"
-        elif link is not None:
-            kind, message = link.kind, link.message
-        else:
-            self.heads[chain] = head.advance(record)
-            self.offsets[chain] = offset
-            return None
-        self.broken.add(chain)
-        return Break(kind, chain, message, f"{self.topic}/{part}@{at}", head.seq + 1)
-
-
 class _KafkaReplay:
     """One run of :func:`replay_kafka`: what is still open, the chains, the result."""
 
@@ -109,8 +77,9 @@ class _KafkaReplay:
                                                      settings.registry_auth))
         self.query, self.result, self.state, self.ends = query, result, state, ends
         self.continue_on_error = continue_on_error
-        self.links = _ChainLinks(source.keyring, settings.sealed_topic)
+        self.links = ChainLinks(source.keyring, settings.sealed_topic, _saved_anchors(state))
         self.open_parts = set(ends)
+        self.read_to: dict[int, int] = {}  # per partition, the offset after the last read
 
     def batch(self, msgs: list[Any]) -> tuple[list[dict[str, Any]], bool]:
         """The matching records of a batch of messages, and whether a break ends the run."""
@@ -129,26 +98,56 @@ class _KafkaReplay:
             if problem is not None:
                 self.result.breaks.append(problem)
                 if not self.continue_on_error:
+                    self.save_positions()
                     return matched, True
+        self.save_positions()
         return matched, False
 
     def _message(self, msg: Any, part: int, matched: list[dict[str, Any]]) -> Break | None:
         at = msg.offset() or 0
         if at >= self.ends.get(part, 0) - 1:
             self.open_parts.discard(part)
-        self.state.positions[f"partition-{part}"] = {"next_offset": at + 1}
+        self.read_to[part] = at + 1
         try:
             record, _codec = self.writers.decode(msg.value() or b"")
         except DecodeError as exc:
             return Break(Kind.MALFORMED, f"partition {part}",
                          f"offset {msg.offset()} does not decode: {exc}")
-        if record["chain_id"] in self.links.broken:
+        if record["chain_id"] in self.links.broken or self.links.released_before(record):
             return None
         self.result.checked += 1
-        problem = self.links.check(record, part, msg.offset())
-        if problem is None and self.query.matches(record):
-            matched.append(record)
+        released, problem = self.links.check(record, part, at)
+        matched.extend(r for r in released if self.query.matches(r))
         return problem
+
+    def save_positions(self) -> None:
+        """Where a resumed run starts each partition read so far: after the last record
+        read, or at the first record a chain still holds unreleased (so the batch is read
+        again whole); and each chain's last signed entry, its anchor there."""
+        for part, read_to in self.read_to.items():
+            held = self.links.held_from(part)
+            self.state.positions[f"partition-{part}"] = {
+                "next_offset": read_to if held is None else held,
+                "chains": self.links.anchors(part)}
+
+    def finish(self) -> None:
+        """What the run read but could not replay: records read only to anchor a chain
+        that started mid-batch, and records still unsealed where the run ends."""
+        self.result.chains = len(self.links.chains)
+        self.result.anchoring = self.links.anchoring
+        self.result.unsealed = self.links.unsealed_count()
+        self.result.notes += self.links.notes + self.links.unsealed()
+
+
+def _saved_anchors(state: ReplayState) -> dict[str, dict[str, Any]]:
+    """The chain anchors a resumed run saved, by chain id (none in a state file written
+    before batch seals: those chains are anchored as if read from --since)."""
+    anchors: dict[str, dict[str, Any]] = {}
+    for name, position in state.positions.items():
+        part = int(name.rsplit("-", 1)[1])
+        for chain_id, saved in position.get("chains", {}).items():
+            anchors[chain_id] = {**saved, "chain_id": chain_id, "partition": part}
+    return anchors
 
 
 def replay_kafka(
@@ -178,7 +177,7 @@ def replay_kafka(
             consumer.assign(assign)
         idle_since = time.monotonic()
         while run.open_parts and not stop():
-            msgs = consumer.consume(2000, 0.5)
+            msgs = consumer.consume(_pkg.KAFKA_BATCH, 0.5)
             if not msgs:
                 if time.monotonic() - idle_since > timeout:
                     raise TransportError(f"no records from {topic} for {timeout:.0f} s while "
@@ -196,7 +195,7 @@ def replay_kafka(
                 break
         else:
             state.complete = not stop()
-        result.chains = len(run.links.heads)
+        run.finish()
         save_progress(state, sink, result.written, state_path)
         meter.close()
     finally:

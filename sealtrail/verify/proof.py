@@ -13,6 +13,11 @@ of::
      "checkpoint_key": "chains/<chain>/checkpoints/<index>.json",
      "checkpoint": {...}}              the signed checkpoint exactly as archived
 
+for an entry with an entry signature (record format 1). An entry of a batch (record format
+2: unsigned, or a batch seal) gets ``"format": "sealtrail-proof/v2"``, ``"how": HOW_V2``
+and one more member, ``"batch"``: the way from the entry to the batch seal that signs it
+(:mod:`sealtrail.verify.proof_batch`).
+
 Every byte is covered: the file must be exactly the canonical form of what it holds, every
 value is either hashed, signed, or must equal what the signed values imply.
 :func:`verify_proof` does all checks and raises IntegrityError naming the first that fails.
@@ -25,23 +30,31 @@ and including what they prove.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from sealtrail.archive import ArchiveStore
 from sealtrail.core import layout, merkle
 from sealtrail.core.canonical import ENTRY_FIELDS, canonical_json, entry_body
-from sealtrail.core.chain import entry_signature_problem
+from sealtrail.core.chain import Seals
 from sealtrail.core.chain_walk import Step
-from sealtrail.core.checkpoint import SignedCheckpoint
+from sealtrail.core.checkpoint import Checkpoint, SignedCheckpoint
 from sealtrail.core.hashing import ENTRY_DOMAIN, sha256
 from sealtrail.core.note import checkpoint_body, consistency_request, sign_note
 from sealtrail.core.signing import Keyring, Signer
 from sealtrail.errors import DataError, IntegrityError, MalformedInputError
 from sealtrail.inputs import ListOf, Shape, check_shape, load_json
+from sealtrail.verify.proof_batch import (
+    BATCH_SHAPE,
+    batch_part,
+    check_batch,
+    hex_bytes,
+    signed_alone,
+)
 
-__all__ = ["HOW", "ProofResult", "build_proof", "chain_note", "load_proof", "verify_proof"]
+__all__ = ["FORMAT", "FORMAT_V2", "HOW", "HOW_V2", "ProofResult", "build_proof",
+           "chain_note", "load_proof", "proof_document", "verify_proof"]
 
 NONE = type(None)
 
@@ -53,6 +66,21 @@ HOW = (
     "SHA-256(0x00 || entry_hash), inclusion_proof to checkpoint.merkle_root at leaf_index = "
     "seq - first_seq of tree_size = last_seq - first_seq + 1; checkpoint signed per "
     "docs/format.md; the file is its own canonical JSON"
+)
+FORMAT_V2 = "sealtrail-proof/v2"
+HOW_V2 = (
+    "entry_hash = SHA-256('sealtrail:entry:v1' 0x00 || canonical JSON of entry without "
+    "entry_hash and signature); entry.signature is empty, or the batch seal's when entry.seq "
+    "= batch.last_seq (then entry.entry_hash, key_id, ingested_at and signature equal "
+    "batch.seal's); RFC 6962 leaf = SHA-256(0x00 || entry_hash), batch.inclusion_proof to "
+    "batch_root at batch.leaf_index = seq - batch.first_seq of size batch.last_seq - "
+    "batch.first_seq + 1; batch.seal.signature = 0x01 || Ed25519 over "
+    "'sealtrail:sig:batch:v1' 0x00 || first_seq, last_seq (uint64 big-endian) || "
+    "seal.ingested_at (int64 big-endian) || batch_root || seal.entry_hash by "
+    "batch.seal.key_id, valid at seal.ingested_at; batch.first_seq..last_seq within "
+    "checkpoint.first_seq..last_seq; inclusion_proof to checkpoint.merkle_root at "
+    "leaf_index = seq - first_seq of tree_size = last_seq - first_seq + 1; checkpoint "
+    "signed per docs/format.md; the file is its own canonical JSON"
 )
 
 
@@ -76,6 +104,24 @@ class _Found(Exception):
         self.position = position
 
 
+def proof_document(event_id: str, records: Sequence[Mapping[str, Any]], position: int,
+                   checkpoint_key: str, signed: SignedCheckpoint) -> dict[str, Any]:
+    """The proof of ``records[position]``, an entry of the segment ``records`` (all of it,
+    checked against ``signed`` through the one verifier) that ``signed`` covers: format v1
+    for an entry signed on its own, v2 with the batch part for an entry of a batch."""
+    leaves = [r["entry_hash"] for r in records]
+    record = records[position]
+    doc = {
+        "format": FORMAT, "how": HOW, "event_id": event_id, "entry": _value_model(record),
+        "leaf_index": position, "tree_size": len(leaves),
+        "inclusion_proof": [h.hex() for h in merkle.inclusion_proof(leaves, position)],
+        "checkpoint_key": checkpoint_key, "checkpoint": json.loads(signed.to_bytes()),
+    }
+    if not signed_alone(record):
+        doc.update(format=FORMAT_V2, how=HOW_V2, batch=batch_part(records, position))
+    return doc
+
+
 def build_proof(store: ArchiveStore, event_id: str, keyring: Keyring) -> bytes:
     """The proof file for ``event_id`` (the first archived entry carrying it), from a chain
     verified against ``keyring`` up to and including the segment that holds it.
@@ -97,18 +143,10 @@ def build_proof(store: ArchiveStore, event_id: str, keyring: Keyring) -> bytes:
             walk = walk_chain(store, chain_id, keyring, now=now, want_records=True,
                               on_step=look)
         except _Found as found:
-            step, position = found.step, found.position
+            step = found.step
             assert step.outcome is not None and step.outcome.records is not None
-            records = step.outcome.records
-            leaves = [r["entry_hash"] for r in records]
-            return canonical_json({
-                "format": FORMAT, "how": HOW, "event_id": event_id,
-                "entry": _value_model(records[position]),
-                "leaf_index": position, "tree_size": len(leaves),
-                "inclusion_proof": [h.hex() for h in merkle.inclusion_proof(leaves, position)],
-                "checkpoint_key": step.key,
-                "checkpoint": json.loads(step.signed.to_bytes()),
-            })
+            return canonical_json(proof_document(event_id, step.outcome.records,
+                                                 found.position, step.key, step.signed))
         if walk.finding is not None:
             breaks.append(walk.finding)
     if breaks:
@@ -124,18 +162,6 @@ class ProofResult:
     seq: int
     checkpoint_index: int
     key_id: str
-
-
-def _hex(value: Any, what: str, size: int | None = None) -> bytes:
-    if not isinstance(value, str):
-        raise IntegrityError(f"{what} must be a hex string")
-    try:
-        raw = bytes.fromhex(value)
-    except ValueError:
-        raise IntegrityError(f"{what} is not hex") from None
-    if raw.hex() != value or (size is not None and len(raw) != size):
-        raise IntegrityError(f"{what} must be {size or 'some'} bytes of lowercase hex")
-    return raw
 
 
 #: The largest proof file: one entry (an event is at most max_event_bytes), a checkpoint and
@@ -157,51 +183,46 @@ PROOF_SHAPE = Shape({"format": str, "how": str, "event_id": str, "entry": _ENTRY
                          "checkpoint_hash": _HEX, "signature": _HEX})})
 
 
+PROOF_SHAPE_V2 = Shape({**PROOF_SHAPE.fields, "batch": BATCH_SHAPE})
+_SHAPES = {FORMAT: PROOF_SHAPE, FORMAT_V2: PROOF_SHAPE_V2}
+
+
 def load_proof(data: bytes, what: str = "proof") -> dict[str, Any]:
     """The proof document in ``data`` once its size, nesting, structure and types are those
-    of a proof; MalformedInputError otherwise (nothing is checked yet)."""
+    of a proof (v1 or v2); MalformedInputError otherwise (nothing is checked yet)."""
     doc = load_json(data, what=what, max_bytes=MAX_PROOF_BYTES)
-    if not isinstance(doc, dict) or doc.get("format") != FORMAT:
-        raise MalformedInputError(f"{what} is not a {FORMAT} document")
-    check_shape(doc, PROOF_SHAPE, what)
+    form = doc.get("format") if isinstance(doc, dict) else None
+    shape = _SHAPES.get(form) if isinstance(form, str) else None
+    if not isinstance(doc, dict) or shape is None:
+        raise MalformedInputError(f"{what} is not a {FORMAT} or {FORMAT_V2} document")
+    check_shape(doc, shape, what)
     return doc
 
 
-def verify_proof(data: bytes, keyring: Keyring) -> ProofResult:
-    """Check a proof file offline against ``keyring``: MalformedInputError when it is not a
-    proof at all (:func:`load_proof`), IntegrityError when its evidence does not hold."""
-    doc = load_proof(data)
-    try:
-        canonical = canonical_json(doc)
-    except (TypeError, ValueError) as exc:  # a float, a lone surrogate
-        raise IntegrityError(f"proof holds a value without canonical form: {exc}") from None
-    if canonical != data:
-        raise IntegrityError("proof file is not in canonical form (it was altered)")
-    expected_keys = {"format", "how", "event_id", "entry", "leaf_index", "tree_size",
-                     "inclusion_proof", "checkpoint_key", "checkpoint"}
-    if set(doc) != expected_keys:
-        raise IntegrityError(f"proof fields are {sorted(doc)}, expected {sorted(expected_keys)}")
-    if doc["how"] != HOW:
-        raise IntegrityError("proof 'how' text differs from the format's")
+def _entry_digest(doc: Mapping[str, Any]) -> bytes:
+    """The entry's hash, once it holds exactly the sealed record fields, its stated hash is
+    that of its body and it holds the event the proof names."""
     entry = doc["entry"]
     if not isinstance(entry, dict) or set(entry) != {*ENTRY_FIELDS, "entry_hash", "signature"}:
         raise IntegrityError("proof entry does not hold exactly the sealed record fields")
     body = {k: entry[k] for k in ENTRY_FIELDS}
     digest = sha256(ENTRY_DOMAIN, canonical_json(body))
-    stated = _hex(entry["entry_hash"], "entry_hash", 32)
+    stated = hex_bytes(entry["entry_hash"], "entry_hash", 32)
     if digest != stated:
         raise IntegrityError(f"entry hash {stated.hex()} does not match the entry "
                              f"(calculated {digest.hex()})")
-    signature = _hex(entry["signature"], "signature", 64)
-    ingested = entry["ingested_at"]
-    if not isinstance(ingested, int) or not isinstance(entry["key_id"], str):
+    if not isinstance(entry["ingested_at"], int) or not isinstance(entry["key_id"], str):
         raise IntegrityError("entry ingested_at/key_id have the wrong type")
-    problem = entry_signature_problem(keyring, entry["key_id"], digest, signature, ingested)
-    if problem:
-        raise IntegrityError(f"entry signature: {problem}")
     event = entry["event"]
     if not isinstance(event, dict) or event.get("event_id") != doc["event_id"]:
         raise IntegrityError("the entry does not hold the event the proof names")
+    return digest
+
+
+def _checkpoint(doc: Mapping[str, Any], keyring: Keyring, digest: bytes) -> Checkpoint:
+    """The proof's checkpoint, once it is signed, names the entry's chain and seq and the
+    inclusion proof leads from the entry to its Merkle root."""
+    entry = doc["entry"]
     signed = SignedCheckpoint.from_bytes(canonical_json(doc["checkpoint"]))
     if signed.to_bytes() != canonical_json(doc["checkpoint"]):
         raise IntegrityError("checkpoint is not in its archived canonical form")
@@ -223,13 +244,46 @@ def verify_proof(data: bytes, keyring: Keyring) -> ProofResult:
     path = doc["inclusion_proof"]
     if not isinstance(path, list):
         raise IntegrityError("inclusion_proof must be a list")
-    proof = [_hex(p, "inclusion proof element", 32) for p in path]
+    proof = [hex_bytes(p, "inclusion proof element", 32) for p in path]
     root = merkle.root_from_inclusion_proof(doc["leaf_index"], doc["tree_size"],
                                             merkle.leaf_hash(digest), proof)
     if root != cp.merkle_root:
         raise IntegrityError(f"inclusion proof leads to root {root.hex()}, checkpoint "
                              f"{cp.index} states {cp.merkle_root.hex()}")
-    return ProofResult(doc["event_id"], cp.chain_id, seq, cp.index, entry["key_id"])
+    return cp
+
+
+_V1_FIELDS = frozenset({"format", "how", "event_id", "entry", "leaf_index", "tree_size",
+                        "inclusion_proof", "checkpoint_key", "checkpoint"})
+
+
+def verify_proof(data: bytes, keyring: Keyring) -> ProofResult:
+    """Check a proof file offline against ``keyring``: MalformedInputError when it is not a
+    proof at all (:func:`load_proof`), IntegrityError when its evidence does not hold."""
+    doc = load_proof(data)
+    try:
+        canonical = canonical_json(doc)
+    except (TypeError, ValueError) as exc:  # a float, a lone surrogate
+        raise IntegrityError(f"proof holds a value without canonical form: {exc}") from None
+    if canonical != data:
+        raise IntegrityError("proof file is not in canonical form (it was altered)")
+    v2 = doc["format"] == FORMAT_V2
+    expected_keys = _V1_FIELDS | {"batch"} if v2 else _V1_FIELDS
+    if set(doc) != expected_keys:
+        raise IntegrityError(f"proof fields are {sorted(doc)}, expected {sorted(expected_keys)}")
+    if doc["how"] != (HOW_V2 if v2 else HOW):
+        raise IntegrityError("proof 'how' text differs from the format's")
+    digest = _entry_digest(doc)
+    entry = doc["entry"]
+    if not v2:  # the entry is signed on its own
+        signature = hex_bytes(entry["signature"], "signature", 64)
+        problem = Seals(entry["seq"]).entry(keyring, entry["seq"], entry["key_id"], digest,
+                                            signature, entry["ingested_at"])
+        if problem:
+            raise IntegrityError(f"entry signature: {problem}")
+    cp = _checkpoint(doc, keyring, digest)
+    key_id = check_batch(doc["batch"], entry, digest, keyring, cp) if v2 else entry["key_id"]
+    return ProofResult(doc["event_id"], cp.chain_id, entry["seq"], cp.index, key_id)
 
 
 # -- C2SP checkpoint notes ------------------------------------------------------------------

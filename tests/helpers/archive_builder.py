@@ -3,6 +3,8 @@
 :func:`build_archive` seals N chains x M segments x K records with the real sealing code
 (:func:`sealtrail.core.chain.seal`, an :class:`Ed25519Signer`) and writes them with the
 real :class:`SegmentWriter` (one segment plus one signed checkpoint per chain per flush).
+Entries are entry-signed (record format 1) unless ``batch`` asks for batch seals (record
+format 2, :func:`sealtrail.core.chain.seal_batch`).
 Each chain stands for one raw partition whose source offsets run contiguously from 0,
 unless a gap is asked for. Keys come from fixed seeds, so archives are reproducible.
 
@@ -25,7 +27,7 @@ from sealtrail.archive import ArchiveStore, open_store
 from sealtrail.archive.segments import read_segment, write_segment
 from sealtrail.consumers.archiver import SegmentWriter
 from sealtrail.core import layout, merkle
-from sealtrail.core.chain import ChainHead, entry_hash, seal
+from sealtrail.core.chain import BATCH_SEAL_SIZE, ChainHead, entry_hash, seal, seal_batch
 from sealtrail.core.checkpoint import Checkpoint, SignedCheckpoint
 from sealtrail.core.hashing import SIG_CHECKPOINT_DOMAIN, SIG_ENTRY_DOMAIN
 from sealtrail.core.merkle import Frontier
@@ -170,6 +172,7 @@ class BuiltArchive:
     segments: int
     records_per_segment: int
     records: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    batch: int | None = None  # record format 2: at most this many entries per batch seal
 
     @property
     def store(self) -> ArchiveStore:
@@ -209,6 +212,11 @@ class BuiltArchive:
         assert found is not None, "a format v1 checkpoint states no tree"
         return found
 
+    def signed_by(self, chain: int | str, seq: int) -> int:
+        """The seq of the signed entry whose signature covers entry ``seq`` as built: the
+        entry itself when entry-signed, the seal of its batch in record format 2."""
+        return next(r["seq"] for r in self.records[self._chain(chain)][seq:] if r["signature"])
+
     def _chain(self, chain: int | str) -> str:
         return self.chain_ids[chain] if isinstance(chain, int) else chain
 
@@ -224,6 +232,7 @@ def build_archive(
     separate_archiver_key: bool = False,
     rotate_at: int | None = None,
     keyring: Keyring | None = None,
+    batch: int | None = None,
 ) -> BuiltArchive:
     """Write ``chains`` x ``segments`` x ``records`` sealed records under ``base/archive``
     and the trusting keyring as ``base/keys/public.json``.
@@ -234,6 +243,9 @@ def build_archive(
     and the archiver hold different keys). ``rotate_at``: from that segment index on, new
     keys sign; the keyring closes the old keys' windows just before the rotation.
     ``keyring``: write this keyring instead of the one trusting every key used.
+    ``batch``: record format 2: entries are sealed unsigned and every ``batch``-th entry
+    since the last seal, and the last entry of each segment, is a batch seal (segments end
+    at a seal, as the archiver cuts them).
     """
     root = base / "archive"
     store = open_store(root)
@@ -248,6 +260,7 @@ def build_archive(
     heads = {c: ChainHead.genesis(c) for c in chain_ids}
     offsets = dict.fromkeys(chain_ids, 0)
     sealed: dict[str, list[dict[str, Any]]] = {c: [] for c in chain_ids}
+    batches: dict[str, list[bytes]] = {c: [] for c in chain_ids}  # open batches' hashes
     windows: dict[str, tuple[int, int | None]] = {}
     generation = 0
 
@@ -268,13 +281,14 @@ def build_archive(
             writer = SegmentWriter(store, archivers[1], retention_days=1, clock=clock,
                                    keyring=trusted)
         for p, chain_id in enumerate(chain_ids):
-            for _ in range(records):
+            for n in range(records):
                 seq = heads[chain_id].seq + 1
                 if gap is not None and gap[0] == p and gap[1] == seq:
                     offsets[chain_id] += gap[2]
                 unsealed = _unsealed(seq, p, offsets[chain_id], clock.tick(),
                                      rejection=seq in rejections)
-                record = seal(heads[chain_id], unsealed, sealers[generation])
+                record = _seal_next(heads[chain_id], unsealed, sealers[generation],
+                                    batch, batches[chain_id], n == records - 1)
                 heads[chain_id] = heads[chain_id].advance(record)
                 offsets[chain_id] += 1
                 sealed[chain_id].append(record)
@@ -286,7 +300,21 @@ def build_archive(
         keyring = keyring_of(*used.values(), windows=windows)
     keyring_path = write_keyring(base / "keys" / "public.json", keyring)
     return BuiltArchive(root, keyring_path, keyring, chain_ids, sealers, archivers,
-                        segments, records, sealed)
+                        segments, records, sealed, batch)
+
+
+def _seal_next(head: ChainHead, unsealed: dict[str, Any], sealer: Ed25519Signer,
+               batch: int | None, pending: list[bytes], last: bool) -> dict[str, Any]:
+    """Seal the next entry: entry-signed when ``batch`` is None; else unsigned, and the
+    seal of the open batch (whose hashes ``pending`` holds) when it is the ``batch``-th
+    or the ``last`` of its segment."""
+    record = seal(head, unsealed, sealer, sign=batch is None)
+    if batch is not None:
+        pending.append(record["entry_hash"])
+        if len(pending) == batch or last:
+            seal_batch(record["seq"] + 1 - len(pending), pending, record, sealer)
+            pending.clear()
+    return record
 
 
 # -- tampering ---------------------------------------------------------------------------
@@ -324,21 +352,32 @@ def reseal(
 ) -> list[dict[str, Any]]:
     """Recompute prev_hash and entry_hash of ``records[start:]`` so that they chain again.
 
-    With ``resigner`` each entry is signed again by it, naming ``key_id`` (default: the
-    resigner's own id); without, the old signatures are kept.
+    With ``resigner`` each entry is signed again by it in the form it had, naming ``key_id``
+    (default: the resigner's own id): an entry signature over the new hash, a batch seal
+    over its batch as it now stands (the entries after the previous signed one in
+    ``records``, or from its first), an unsigned entry left unsigned. Without, the old
+    signatures are kept.
     """
     prev = records[start - 1]["entry_hash"] if start else records[0]["prev_hash"]
-    for position, record in enumerate(records[start:], start):
-        if position:
-            record["seq"] = records[position - 1]["seq"] + 1
-        record["prev_hash"] = prev
-        if resigner is not None:
-            record["key_id"] = key_id or resigner.key_id
-        digest = entry_hash(record)
-        record["entry_hash"] = digest
-        if resigner is not None:
-            record["signature"] = resigner.sign(SIG_ENTRY_DOMAIN + digest)
-        prev = digest
+    first = 0  # where the open batch starts in records
+    for position, record in enumerate(records):
+        if position >= start:
+            if position:
+                record["seq"] = records[position - 1]["seq"] + 1
+            record["prev_hash"] = prev
+            if resigner is not None:
+                record["key_id"] = key_id or resigner.key_id
+            digest = entry_hash(record)
+            record["entry_hash"] = digest
+            prev = digest
+            if resigner is not None and len(record["signature"]) == BATCH_SEAL_SIZE:
+                seal_batch(records[first]["seq"],
+                           [r["entry_hash"] for r in records[first:position + 1]], record,
+                           resigner)
+            elif resigner is not None and record["signature"]:
+                record["signature"] = resigner.sign(SIG_ENTRY_DOMAIN + digest)
+        if record["signature"]:
+            first = position + 1
     return records
 
 

@@ -16,6 +16,7 @@ import binascii
 import hashlib
 import json
 import re
+import struct
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -40,6 +41,7 @@ GENESIS = b"sealtrail:genesis:v1\x00"
 CHECKPOINT = b"sealtrail:checkpoint:v1\x00"
 CHECKPOINT_V2 = b"sealtrail:checkpoint:v2\x00"
 SIG_ENTRY = b"sealtrail:sig:entry:v1\x00"
+SIG_BATCH = b"sealtrail:sig:batch:v1\x00"
 SIG_CHECKPOINT = b"sealtrail:sig:checkpoint:v1\x00"
 INDEX = b"sealtrail:index:v1\x00"
 SIG_INDEX = b"sealtrail:sig:index:v1\x00"
@@ -55,6 +57,9 @@ STATEMENT_HASHES = ("head_hash", "merkle_root", "prev_checkpoint_hash", "segment
 # spec: "Checkpoints, version 2"
 STATEMENT_V2 = ("retention_mode", "retention_class", "retain_until", "tree_size", "tree_root",
                 "tree_frontier")
+# spec: "Signatures" (record format 2: batch seals)
+BATCH_TAG = 0x01
+BATCH_POSITIONS = struct.Struct(">QQq")  # first seq, last seq, sealed_at
 CHECKPOINT_FORMATS = {"sealtrail-checkpoint/v1": 1, "sealtrail-checkpoint/v2": 2}
 KEYRING_FORMAT = "sealtrail-keyring/v1"
 # spec: "Archive layout"
@@ -232,6 +237,39 @@ def check_signature(
     return None
 
 
+class Batch:
+    """The chain's open batch: the seq after its last signed entry (0 at the chain start)
+    and the entry hashes of the unsigned entries since."""
+
+    def __init__(self) -> None:
+        self.first = 0
+        self.hashes: list[bytes] = []
+
+
+def check_seal(keys: dict[str, Key], r: dict[str, Any], digest: bytes, batch: Batch
+               ) -> tuple[str, str] | None:
+    """spec: "Signatures": (kind, message) when entry ``r`` (hash ``digest``) breaks the
+    signature rule, None when it holds or ``r`` is unsigned (it waits for its batch seal).
+    ``batch`` is moved on past ``r``."""
+    sig, seq, at = r["signature"], r["seq"], r["ingested_at"]
+    if len(sig) == 0:
+        batch.hashes.append(digest)
+        return None
+    if len(sig) == 64:
+        if batch.hashes:
+            return "signature", (f"seq {batch.first}..{seq - 1} are unsigned and seq {seq} "
+                                 "carries an entry signature, not a batch seal")
+        batch.first = seq + 1
+        return check_signature(keys, r["key_id"], SIG_ENTRY + digest, sig, at)
+    if len(sig) == 65 and sig[0] == BATCH_TAG:
+        first, root = batch.first, merkle_root([*batch.hashes, digest])
+        batch.first, batch.hashes = seq + 1, []
+        statement = SIG_BATCH + BATCH_POSITIONS.pack(first, seq, at) + root + digest
+        bad = check_signature(keys, r["key_id"], statement, sig[1:], at)
+        return None if bad is None else (bad[0], f"{bad[1]} (batch seal of seq {first}..{seq})")
+    return "signature", f"a signature of {len(sig)} bytes is none of the forms of the spec"
+
+
 # -- segments (spec: "Segment files") ---------------------------------------------------------
 
 def _without_logical_types(schema: Any) -> Any:
@@ -401,6 +439,7 @@ def _verify_chain(root: Path, chain_id: str, keys: dict[str, Key],
         return _Stop()
 
     head_seq, head_hash, head_epoch = -1, genesis_hash(chain_id), 0
+    batch = Batch()
     prev_cp = ZERO
     version_seen = 1
     all_leaves: list[bytes] = []  # every entry hash of the chain so far (its Merkle tree)
@@ -469,8 +508,7 @@ def _verify_chain(root: Path, chain_id: str, keys: dict[str, Key],
                 digest = entry_hash(r)
                 if digest != r["entry_hash"]:
                     raise stop("hash", f"{at}: entry_hash does not match its content")
-                bad = check_signature(keys, r["key_id"], SIG_ENTRY + digest, r["signature"],
-                                      r["ingested_at"])
+                bad = check_seal(keys, r, digest, batch)
                 if bad:
                     raise stop(bad[0], f"{at}: {bad[1]}")
                 src = r["source"]
@@ -488,6 +526,10 @@ def _verify_chain(root: Path, chain_id: str, keys: dict[str, Key],
                     raise stop("malformed", f"{at}: kind {r['kind']} does not match its payload")
                 last_source = (src["topic"], src["partition"], src["offset"])
                 head_seq, head_hash, head_epoch = r["seq"], r["entry_hash"], r["epoch"]
+            if batch.hashes:  # spec: a segment ends with a signed entry
+                raise stop("signature", f"segment {seg_key} seq {batch.first}: seq "
+                           f"{batch.first}..{head_seq} are unsigned and no batch seal after "
+                           "them covers them")
             if merkle_root([r["entry_hash"] for r in records]) != \
                     bytes.fromhex(st["merkle_root"]):
                 raise stop("modified", f"Merkle root of {seg_key} differs from {where}")

@@ -4,6 +4,11 @@ said, a stolen key) could, and says where verify must report the first break: ch
 finding kind, segment and seq. test_verify_tamper.py runs them against the verifier
 library, test_verify_cli.py through the `sealtrail verify` command, test_one_verifier.py
 through every other reader of the archive, test_fast_segments.py with the native reader.
+
+Every attack also runs on a batch-sealed archive (record format 2, ``batch=BATCH``): where
+a broken entry signature shows moves to the seal of the entry's batch, which each attack
+names (``BuiltArchive.signed_by``, :func:`_signed_from`). BATCH_ATTACKS are the attacks
+on batch seals themselves (record format 2 only).
 """
 
 from __future__ import annotations
@@ -34,6 +39,9 @@ from sealtrail.keys import load_keyring
 from sealtrail.verify import ArchiveReport, Finding, verify_archive
 
 K = 4  # records per segment; segment i holds seq 4i..4i+3
+#: Entries per batch on a batch-sealed archive: with K = 4, seq 4i and 4i+1 are unsigned,
+#: 4i+2 seals a batch that reached its size and 4i+3 one closed by the segment's end.
+BATCH = 3
 
 
 @dataclass(frozen=True)
@@ -49,24 +57,37 @@ class Broken:
 
 @dataclass(frozen=True)
 class Attack:
-    build: Callable[[Path], BuiltArchive]
+    build: Callable[..., BuiltArchive]  # (base, batch=None)
     tamper: Callable[[BuiltArchive], Broken | list[Broken]]
 
 
-def _standard(base: Path) -> BuiltArchive:
-    return build_archive(base, chains=2, segments=3, records=K)
+def _standard(base: Path, batch: int | None = None) -> BuiltArchive:
+    return build_archive(base, chains=2, segments=3, records=K, batch=batch)
 
 
-def _two_keys(base: Path) -> BuiltArchive:
-    return build_archive(base, chains=2, segments=3, records=K, separate_archiver_key=True)
+def _two_keys(base: Path, batch: int | None = None) -> BuiltArchive:
+    return build_archive(base, chains=2, segments=3, records=K, separate_archiver_key=True,
+                         batch=batch)
 
 
-def _gap(base: Path) -> BuiltArchive:
-    return build_archive(base, chains=2, segments=3, records=K, gap=(0, 6, 3))
+def _gap(base: Path, batch: int | None = None) -> BuiltArchive:
+    return build_archive(base, chains=2, segments=3, records=K, gap=(0, 6, 3), batch=batch)
 
 
-def _rotated(base: Path) -> BuiltArchive:
-    return build_archive(base, chains=2, segments=4, records=K, rotate_at=2)
+def _rotated(base: Path, batch: int | None = None) -> BuiltArchive:
+    return build_archive(base, chains=2, segments=4, records=K, rotate_at=2, batch=batch)
+
+
+def _batched(base: Path, batch: int | None = BATCH) -> BuiltArchive:
+    """Batch seals, the archiver's key apart from the sealer's (and stolen, in the attacks
+    that restate a checkpoint)."""
+    return _two_keys(base, batch=batch or BATCH)
+
+
+def _signed_from(records: list[dict], index: int) -> int:
+    """The seq of the first signed entry from ``records[index]`` on: where a signature
+    that covers ``records[index]`` is checked (itself when entry-signed, its batch's seal)."""
+    return next(r["seq"] for r in records[index:] if r["signature"])
 
 
 def _rewrite_segment(b: BuiltArchive, chain: int, index: int, records: list[dict]) -> bytes:
@@ -215,7 +236,7 @@ def stolen_archiver_key_resealed_entries(b: BuiltArchive) -> Broken:
     forged = forge_checkpoint(b.read_checkpoint(0, 1), b.archivers[0], records=records,
                               segment=data, before=b.frontier_before(0, 1))
     write_object(b.checkpoint_path(0, 1), forged)
-    return Broken(0, "unknown-key", 1, 5, "not in the trusted keyring")
+    return Broken(0, "unknown-key", 1, _signed_from(records, 1), "not in the trusted keyring")
 
 
 def stolen_archiver_key_sealer_key_id(b: BuiltArchive) -> Broken:
@@ -227,7 +248,7 @@ def stolen_archiver_key_sealer_key_id(b: BuiltArchive) -> Broken:
     forged = forge_checkpoint(b.read_checkpoint(0, 1), b.archivers[0], records=records,
                               segment=data, before=b.frontier_before(0, 1))
     write_object(b.checkpoint_path(0, 1), forged)
-    return Broken(0, "signature", 1, 6, "is invalid")
+    return Broken(0, "signature", 1, _signed_from(records, 2), "is invalid")
 
 
 def entry_rehashed_signature_kept(b: BuiltArchive) -> Broken:
@@ -240,7 +261,7 @@ def entry_rehashed_signature_kept(b: BuiltArchive) -> Broken:
     forged = forge_checkpoint(b.read_checkpoint(1, 2), b.archivers[0], records=records,
                               segment=data, before=b.frontier_before(1, 2))
     write_object(b.checkpoint_path(1, 2), forged)
-    return Broken(1, "signature", 2, 9, "is invalid")
+    return Broken(1, "signature", 2, _signed_from(records, 1), "is invalid")
 
 
 def entry_rehashed_checkpoint_untouched(b: BuiltArchive) -> Broken:
@@ -273,6 +294,8 @@ def entry_inserted(b: BuiltArchive) -> Broken:
     forged = forge_checkpoint(b.read_checkpoint(0, 1), signer("attacker"), records=records,
                               segment=data, before=b.frontier_before(0, 1))
     write_object(b.checkpoint_path(0, 1), forged)
+    if b.batch:  # the copy is unsigned: its repeated raw offset shows before any seal
+        return Broken(0, "unknown-key", 1, 6, "raw offset 5 follows 5")
     return Broken(0, "unknown-key", 1, 6, "seq 6")
 
 
@@ -297,7 +320,8 @@ def stray_segment(b: BuiltArchive) -> Broken:
 def keyring_without_signer(b: BuiltArchive) -> list[Broken]:
     """Verify against a keyring that trusts another key only."""
     write_keyring(b.keyring_path, keyring_of(signer("someone-else")))
-    return [Broken(c, "unknown-key", 0, 0, "not in the trusted keyring") for c in (0, 1)]
+    return [Broken(c, "unknown-key", 0, b.signed_by(c, 0), "not in the trusted keyring")
+            for c in (0, 1)]
 
 
 def offset_gap(b: BuiltArchive) -> Broken:
@@ -310,7 +334,7 @@ def key_expired(b: BuiltArchive) -> list[Broken]:
     key = b.sealers[0]
     closes = b.read_checkpoint(0, 0).checkpoint.created_at
     write_keyring(b.keyring_path, keyring_of(key, windows={key.key_id: (0, closes)}))
-    return [Broken(c, "signature", 1, 4, "validity window") for c in (0, 1)]
+    return [Broken(c, "signature", 1, b.signed_by(c, 4), "validity window") for c in (0, 1)]
 
 
 def sealer_key_expired(b: BuiltArchive) -> list[Broken]:
@@ -319,7 +343,7 @@ def sealer_key_expired(b: BuiltArchive) -> list[Broken]:
     closes = b.read_checkpoint(0, 0).checkpoint.created_at
     write_keyring(b.keyring_path,
                   keyring_of(sealer, archiver, windows={sealer.key_id: (0, closes)}))
-    return [Broken(c, "signature", 1, 4, "validity window") for c in (0, 1)]
+    return [Broken(c, "signature", 1, b.signed_by(c, 4), "validity window") for c in (0, 1)]
 
 
 def retired_key_forges_after_rotation(b: BuiltArchive) -> Broken:
@@ -333,7 +357,7 @@ def retired_key_forges_after_rotation(b: BuiltArchive) -> Broken:
     forged = forge_checkpoint(b.read_checkpoint(0, 2), old, records=records, segment=data,
                               before=b.frontier_before(0, 2))
     write_object(b.checkpoint_path(0, 2), forged)
-    return Broken(0, "signature", 2, 8, "validity window")
+    return Broken(0, "signature", 2, _signed_from(records, 0), "validity window")
 
 
 def forged_chain_with_planted_keys(b: BuiltArchive) -> Broken:
@@ -357,7 +381,7 @@ def forged_chain_with_planted_keys(b: BuiltArchive) -> Broken:
     write_object(b.root / "keys" / "public.json", planted)
     write_object(b.path(f"chains/{forged_id}/public.json"), planted)
     b.chain_ids.append(forged_id)
-    return Broken(2, "unknown-key", 0, 0, "not in the trusted keyring")
+    return Broken(2, "unknown-key", 0, _signed_from(src, 0), "not in the trusted keyring")
 
 
 ATTACKS: dict[str, Attack] = {
@@ -381,10 +405,12 @@ ATTACKS: dict[str, Attack] = {
 }
 
 
-def run_attack(name: str, base: Path) -> tuple[BuiltArchive, list[Broken]]:
-    """Build the attack's archive under ``base``, tamper with it, return what must break."""
+def run_attack(name: str, base: Path, batch: int | None = None
+               ) -> tuple[BuiltArchive, list[Broken]]:
+    """Build the attack's archive under ``base`` (with batch seals of up to ``batch``
+    entries when given), tamper with it, return what must break."""
     attack = ATTACKS[name]
-    built = attack.build(base)
+    built = attack.build(base, batch=batch)
     expected = attack.tamper(built)
     return built, expected if isinstance(expected, list) else [expected]
 

@@ -123,10 +123,10 @@ class S3Attacker(Attacker):
 # -- building the archive under attack ----------------------------------------------------
 
 
-def _build(base: Path) -> BuiltArchive:
+def _build(base: Path, batch: int | None = None) -> BuiltArchive:
     """Two chains x three segments, a key rotation at segment 2, a schema file the index
-    lists (index 3)."""
-    built = build_archive(base, chains=2, segments=3, records=4, rotate_at=2)
+    lists (index 3); with ``batch``, batch-sealed (record format 2)."""
+    built = build_archive(base, chains=2, segments=3, records=4, rotate_at=2, batch=batch)
     body = canonical_json({"format": "sealtrail-schema/v1", "schema_id": 1, "versions": [],
                            "schema": {"type": "record", "name": "E", "fields": []}})
     store = built.store
@@ -340,6 +340,59 @@ def pristine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[BuiltAr
     built = _build(base)
     assert run_witness(built.store, built.keyring, base / "W", name="w1", now=LATER).ok
     yield built, base / "W"
+
+
+@pytest.fixture(scope="module")
+def pristine_batched(tmp_path_factory: pytest.TempPathFactory
+                     ) -> Iterator[tuple[BuiltArchive, Path]]:
+    """The same, batch-sealed: seq 4i, 4i+1 unsigned, 4i+2 and 4i+3 batch seals."""
+    base = tmp_path_factory.mktemp("pristine-batched")
+    built = _build(base, batch=3)
+    assert run_witness(built.store, built.keyring, base / "W", name="w1", now=LATER).ok
+    yield built, base / "W"
+
+
+def _rewrite(change: Callable[[list[dict]], None]) -> Callable[[Attacker, BuiltArchive], None]:
+    """An attack without any key: segment 1 of chain 1 rewritten with its records changed."""
+    def attack(a: Attacker, b: BuiltArchive) -> None:
+        records = read_segment(a.read(_seg(b, 1, 1)))
+        change(records)
+        a.write(_seg(b, 1, 1), segment_bytes(b.chain_ids[1], records))
+    return attack
+
+
+def _strip_seal(records: list[dict]) -> None:
+    records[2]["signature"] = b""
+
+
+def _cut_after_unsigned(records: list[dict]) -> None:
+    del records[2:]
+
+
+#: Attacks on batch seals by an attacker who holds no key (helpers/tamper_batch.py and
+#: test_verify_batch_seals.py: with the archiver's key).
+BATCH_MATRIX: dict[str, Case] = {
+    "strip_batch_seal": Case(_rewrite(_strip_seal), "modified", "modified", 1),
+    "cut_after_unsigned": Case(_rewrite(_cut_after_unsigned), "truncated", "truncated", 1),
+}
+
+
+@pytest.mark.parametrize("name", sorted(MATRIX) + sorted(BATCH_MATRIX))
+def test_local_directory_batch_sealed(pristine_batched: tuple[BuiltArchive, Path],
+                                      tmp_path: Path, name: str) -> None:
+    """Every case, and the attacks on batch seals, on a batch-sealed archive: plain verify
+    and verify with the witness's record find the same kinds as on an entry-signed one."""
+    case = MATRIX.get(name) or BATCH_MATRIX[name]
+    built = _copy(pristine_batched, tmp_path)
+    attacker = LocalAttacker(built.root)
+    held = [load_record(pristine_batched[1], [])]
+    assert verify_with_witnesses(attacker.store, built.keyring, held).ok
+    case.attack(attacker, built)
+    _expect(verify_with_witnesses(attacker.store, built.keyring, []), built, case,
+            case.plain)
+    _expect(verify_with_witnesses(attacker.store, built.keyring,
+                                  [load_record(pristine_batched[1], [])]), built, case,
+            case.witness)
 
 
 @pytest.fixture(scope="module")

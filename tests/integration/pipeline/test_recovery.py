@@ -5,15 +5,18 @@ starts a second chain for the same raw offsets)."""
 
 from __future__ import annotations
 
+import time
 import uuid
+from pathlib import Path
 
 import pytest
 from confluent_kafka import Producer
 from helpers.chaos import sealed_framer
-from helpers.stages import on_both_brokers
+from helpers.pipeline_checks import archived_records, store_of, verify, wait_until
+from helpers.stages import Stage, on_both_brokers
 
 from sealtrail.config import Settings
-from sealtrail.core.chain import ChainHead, seal
+from sealtrail.core.chain import ChainHead, seal, seal_batch
 from sealtrail.core.hashing import sha256
 from sealtrail.errors import TransportError
 from sealtrail.keys import load_signer
@@ -64,3 +67,70 @@ def test_recovery_waits_for_an_open_transaction_instead_of_starting_a_second_cha
     assert state is not None
     assert state.head.chain_id == record["chain_id"] and state.head.seq == 0
     assert state.next_source_offset == 1 and end >= 1
+
+
+def _rejections(settings: Settings, head: ChainHead, offsets: range) -> list[dict[str, object]]:
+    """Unsigned entries (record format 2) after ``head`` for raw ``offsets`` of partition 0,
+    as a sealer writes them before the batch seal."""
+    signer = load_signer(settings.keys)
+    records = []
+    for offset in offsets:
+        raw = b"\x00junk"
+        record = seal(head, {
+            "kind": "REJECTION", "event": None,
+            "rejection": {"reason": "UNDECODABLE", "detail": "test", "raw_sha256": sha256(raw),
+                          "raw_size": len(raw)},
+            "redaction": {"policy_id": "default", "policy_version": 1, "fields": []},
+            "ingested_at": time.time_ns() // 1000,
+            "source": {"topic": settings.raw_topic, "partition": 0, "offset": offset,
+                       "schema_id": None},
+        }, signer, sign=False)
+        head = head.advance(record)
+        records.append(record)
+    return records
+
+
+@on_both_brokers
+def test_a_batch_cut_short_is_sealed_once_by_the_next_owner(
+    broker: str, settings: Settings, stages: list[Stage], tmp_path: Path,
+) -> None:
+    """The previous owner committed a batch for raw offsets 0..2, then died producing the
+    next (offsets 3..4: unsigned entries, no seal, the transaction aborted). Tansu hands
+    aborted records to read_committed readers, Kafka does not. Either way the next owner
+    continues so that every raw offset is sealed exactly once and the archive verifies:
+    on Tansu its first batch seal covers the left-over entries, on Kafka it seals those
+    offsets again itself."""
+    conf = {"bootstrap.servers": settings.bootstrap}
+    raw = Producer(conf)
+    for _ in range(10):
+        raw.produce(settings.raw_topic, b"\x00junk", partition=0)
+    assert raw.flush(30) == 0
+    frame_ = sealed_framer(settings)
+    signer = load_signer(settings.keys)
+    first = _rejections(settings, ChainHead.genesis(new_chain_id(settings.raw_topic, 0)),
+                        range(3))
+    seal_batch(0, [r["entry_hash"] for r in first], first[-1], signer)
+    orphans = _rejections(settings, ChainHead.genesis(first[0]["chain_id"]).advance(first[-1]),
+                          range(3, 5))
+    writer = Producer({**conf, "transactional.id": f"old-owner-{uuid.uuid4().hex[:8]}"})
+    writer.init_transactions(30)
+    for batch, commit in ((first, True), (orphans, False)):
+        writer.begin_transaction()
+        for record in batch:
+            writer.produce(settings.sealed_topic, frame_(record), partition=0)
+        assert writer.flush(30) == 0
+        (writer.commit_transaction if commit else writer.abort_transaction)(30)
+
+    stages.append(Stage(settings, "seal", tmp_path / "seal.log"))
+    stages.append(Stage(settings, "archive", tmp_path / "archive.log"))
+    store = store_of(settings)
+    wait_until(lambda: len(archived_records(store)) >= 10, 120, "raw offsets 0..9 archived",
+               alive=lambda: all(s.alive() for s in stages))
+    records = sorted(archived_records(store), key=lambda r: r["seq"])
+    assert [r["source"]["offset"] for r in records] == list(range(10))  # once each, in order
+    assert {r["chain_id"] for r in records} == {first[0]["chain_id"]}
+    assert records[2]["entry_hash"] == first[2]["entry_hash"]
+    adopted = [r["entry_hash"] for r in records[3:5]] == [r["entry_hash"] for r in orphans]
+    assert adopted == (broker == "tansu")
+    report = verify(settings)
+    assert report.ok, report.to_json()

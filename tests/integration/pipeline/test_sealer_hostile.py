@@ -25,7 +25,7 @@ from helpers.hostile_inputs import (
 from sealtrail import schemas
 from sealtrail.config import Settings
 from sealtrail.core.avro import AvroCodec, frame, unframe
-from sealtrail.core.chain import ChainHead, check_entry
+from sealtrail.core.chain import ChainHead, Seals, check_entry
 from sealtrail.keys import PUBLIC_KEYRING, load_hmac_key, load_keyring, load_signer
 from sealtrail.pipeline import Sealer
 from sealtrail.pipeline.recovery import ChainState
@@ -82,9 +82,9 @@ def test_schema_id_at_or_above_2_31_is_sealed_as_unknown_schema(
     """The 10-byte hostile record (schema id 2^32 - 1) is sealed as UNKNOWN_SCHEMA with
     its unsigned id kept in source.schema_id (SealedRecord v2: a long)."""
     state = ChainState(ChainHead.genesis("t.0.a"), 0)
-    framed, _, rejected = sealer.seal_value(state, SCHEMA_ID_RECORD, "raw", 0, 7)
+    _, record, rejected = sealer.seal_value(state, SCHEMA_ID_RECORD, "raw", 0, 7)
     assert rejected is not None and rejected.reason == "UNKNOWN_SCHEMA"
-    decoded = _decode_sealed(settings, framed)
+    decoded = _decode_sealed(settings, sealer.records.close_batch(state, record))
     assert decoded["source"]["schema_id"] == 2**32 - 1
     assert decoded["rejection"]["reason"] == "UNKNOWN_SCHEMA"
     assert decoded["rejection"]["raw_size"] == len(SCHEMA_ID_RECORD)
@@ -112,21 +112,25 @@ def test_array_poison_record_is_sealed_as_limit_at_once(
 def test_every_hostile_shape_is_sealed_with_its_reason(
         sealer: Sealer, settings: Settings, ids: Ids) -> None:
     """Each hostile shape is sealed, in offset order, with the reason it
-    deserves; nothing raises, nothing is INTERNAL, and every entry links and verifies."""
+    deserves; nothing raises, nothing is INTERNAL, and every entry links, and verifies
+    under the batch seal that closes them (one batch, as one transaction would)."""
     keyring = load_keyring(settings.keys / PUBLIC_KEYRING)
     state = ChainState(ChainHead.genesis("t.0.c"), 0)
-    head = state.head
+    head, seals = state.head, Seals(0)
     values = hostile_values(random.Random(13), ids, 56, big=settings.max_event_bytes + 1)
     with deadline(120):
         for offset, (label, value) in enumerate(values):
-            framed, _, rejected = sealer.seal_value(state, value, "raw", 0, offset)
+            framed, record, rejected = sealer.seal_value(state, value, "raw", 0, offset)
+            if offset == len(values) - 1:
+                framed = sealer.records.close_batch(state, record)
             decoded = _decode_sealed(settings, framed)
-            assert check_entry(head, decoded, keyring) is None, label
+            assert check_entry(head, decoded, keyring, seals) is None, label
             head = head.advance(decoded)
             reason = None if rejected is None else rejected.reason
             assert reason != "INTERNAL", (label, rejected)
             if label in EXPECTED_REASON:
                 assert reason == EXPECTED_REASON[label], (label, rejected)
+    assert not seals.open  # the seal verified over every entry of the batch
     assert state.next_source_offset == len(values) and state.head == head
 
 

@@ -182,3 +182,35 @@ def test_a_bundle_with_no_proof_fails(exported: tuple[Path, Path, int], tmp_path
     proc = sealtrail(tmp_path, "verify-export", out, "--keys", keys)
     assert proc.returncode == 1, proc.stdout
     assert "the bundle holds no proof: it proves nothing" in proc.stdout
+
+
+def test_an_export_of_batch_sealed_entries_holds_v2_proofs(tmp_path: Path) -> None:
+    """Record format 2 (entries signed by batch seals): every proof in the bundle is
+    sealtrail-proof/v2 and the bundle verifies; altering a batch part fails it."""
+    from sealtrail.core.canonical import canonical_json
+
+    built = build_archive(tmp_path, chains=2, segments=2, records=7, batch=3)
+    index = open_index(str(tmp_path / "i.sqlite"))
+    rebuild_index(ArchiveSource(built.store, built.keyring), index)
+    query = parse_query("actor:user-3")
+    rows = index.search(query)
+    data, result = build_export(built.store, built.keyring, rows, query,
+                                coverage=index.coverage(), operator="t")
+    index.close()
+    expected = sum(1 for c in built.chain_ids for r in built.records[c]
+                   if r["event"] and r["event"]["actor"]["id"] == "user-3")
+    assert result.count == expected > 1
+    checked = verify_export(data, built.keyring)
+    assert checked.ok, checked.problems
+    bundle = tmp_path / "bundle.zip"
+    bundle.write_bytes(data)
+    with zipfile.ZipFile(bundle) as z:
+        proofs = sorted(n for n in z.namelist() if n.startswith("proofs/"))
+        docs = [json.loads(z.read(n)) for n in proofs]
+    assert len(docs) == expected
+    assert {d["format"] for d in docs} == {"sealtrail-proof/v2"}
+    docs[0]["batch"]["seal"]["ingested_at"] += 1
+    altered = verify_export(rewrite(bundle, {proofs[0]: canonical_json(docs[0])}),
+                            built.keyring)
+    assert not altered.ok and any(p.startswith(proofs[0]) and "batch seal" in p
+                                  for p in altered.problems)

@@ -87,3 +87,13 @@ def test_purging_any_middle_segments_keeps_one_run(sizes: list[int], data: st.Da
             coords.extend(("t", 0, offset + k) for k in range(size))
         offset += size
     assert runs_of("c", coords) == [Run("c", "t", 0, 0, offset - 1)]
+
+
+def test_a_gap_and_a_repeat_are_told_apart() -> None:
+    """A hole names the offsets missing; an offset that does not move forward is named as
+    sealed again, not as an empty range of missing offsets."""
+    from sealtrail.core.segment_check import gap_message
+
+    assert "offsets 5..6 of partition 2 are unaccounted for" in gap_message(7, 4, 2)
+    assert "offset 4 of partition 2 is sealed again" in gap_message(4, 6, 2)
+    assert "unaccounted" not in gap_message(6, 6, 2)

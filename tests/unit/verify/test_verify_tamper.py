@@ -5,6 +5,12 @@ helpers/archive_builder.py the way an
 attacker with write access to the archive (and, where said, a stolen key) could, and says
 where verify must report the first break: chain, finding kind, segment and seq.
 test_verify_cli.py runs the same attacks through the `sealtrail verify` command.
+
+Every attack runs on an entry-signed archive (record format 1) and on a batch-sealed one
+(record format 2), and the independent verifier written from docs/format.md
+(helpers/independent_verifier.py) must fail the same chains, for the same kind of reason
+(IV_KINDS: where it names another kind, as it reads no further into a segment whose bytes
+its checkpoint does not sign). test_verify_batch_seals.py attacks batch seals themselves.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from helpers import independent_verifier as iv
 from helpers.archive_builder import (
     T0,
     BuiltArchive,
@@ -21,6 +28,7 @@ from helpers.archive_builder import (
 )
 from helpers.tamper import (
     ATTACKS,
+    BATCH,
     Broken,
     K,
     _gap,
@@ -69,11 +77,44 @@ def test_variant_archives_verify_or_only_report_the_gap(tmp_path: Path, build) -
         assert report.ok, findings
 
 
+#: The attacks on which the independent verifier names another kind than sealtrail.
+IV_KINDS = {"checkpoint_reserialised": "malformed", "drop_middle_entry": "truncated",
+            "segment_from_other_chain": "truncated", "swap_segments": "modified",
+            "unreferenced_tail_segment": "rollback"}
+FORMATS = pytest.mark.parametrize("batch", [None, BATCH], ids=["entry-signed", "batch-sealed"])
+
+
+def first_problems(built: BuiltArchive) -> dict[str, str]:
+    """Chain id -> the kind of the independent verifier's first problem with it."""
+    found: dict[str, str] = {}
+    for problem in iv.verify_dir(built.root, built.keyring_path):
+        if problem.startswith("chain "):
+            chain_id, kind, _ = problem[len("chain "):].split(": ", 2)
+            found.setdefault(chain_id, kind)
+    return found
+
+
+@FORMATS
+def test_intact_archive_verifies_with_both_verifiers(tmp_path: Path, batch: int | None
+                                                     ) -> None:
+    """Entry-signed or batch-sealed, every archive variant verifies with both verifiers."""
+    for build in (_standard, _two_keys, _rotated):
+        built = build(tmp_path / build.__name__, batch=batch)
+        assert {len(r["signature"]) for c in built.chain_ids for r in built.records[c]} == (
+            {64} if batch is None else {0, 65})
+        assert verify_built(built).ok
+        assert iv.verify_dir(built.root, built.keyring_path) == []
+
+
+@FORMATS
 @pytest.mark.parametrize("name", sorted(ATTACKS))
-def test_attack_is_detected(tmp_path: Path, name: str) -> None:
-    """Each attack breaks exactly the chains it touched, at the named segment and seq."""
-    built, expected = run_attack(name, tmp_path)
+def test_attack_is_detected(tmp_path: Path, name: str, batch: int | None) -> None:
+    """Each attack breaks exactly the chains it touched, at the named segment and seq, for
+    both verifiers."""
+    built, expected = run_attack(name, tmp_path, batch)
     report = verify_built(built)
+    kinds = {built.chain_ids[w.chain]: IV_KINDS.get(name, w.kind) for w in expected}
+    assert first_problems(built) == kinds
     assert not report.ok
     by_chain = {c.chain_id: c for c in report.chains}
     assert sorted(by_chain) == sorted(built.chain_ids)
@@ -161,9 +202,10 @@ def test_keyring_file_round_trips(tmp_path: Path) -> None:
     assert old.not_after is not None and old.not_after > T0
 
 
-@pytest.fixture(scope="module")
-def pristine(tmp_path_factory: pytest.TempPathFactory) -> BuiltArchive:
-    return _standard(tmp_path_factory.mktemp("pristine"))
+@pytest.fixture(scope="module", params=[None, BATCH], ids=["entry-signed", "batch-sealed"])
+def pristine(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+             ) -> BuiltArchive:
+    return _standard(tmp_path_factory.mktemp("pristine"), batch=request.param)
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
