@@ -37,8 +37,8 @@ from sealtrail.core.hashing import (
 )
 from sealtrail.core.signing import SIGNATURE_SIZE, Keyring, Signer
 
-__all__ = ["BATCH_SEAL_TAG", "ChainHead", "EntryProblem", "Seals", "batch_statement",
-           "check_entry", "entry_hash", "genesis_hash", "seal", "seal_batch"]
+__all__ = ["BATCH_SEAL_SIZE", "BATCH_SEAL_TAG", "ChainHead", "EntryProblem", "Seals",
+           "batch_statement", "check_entry", "entry_hash", "genesis_hash", "seal", "seal_batch"]
 
 #: The first byte of a batch seal; the 64-byte Ed25519 signature follows it.
 BATCH_SEAL_TAG = b"\x01"
