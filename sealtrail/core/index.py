@@ -29,6 +29,7 @@ from sealtrail.core import layout, merkle
 from sealtrail.core.canonical import canonical_json
 from sealtrail.core.findings import ARCHIVE, Finding, Kind
 from sealtrail.core.hashing import HASH_SIZE, INDEX_DOMAIN, SIG_INDEX_DOMAIN, ZERO_HASH, sha256
+from sealtrail.core.hexfield import hex_bytes
 from sealtrail.core.signing import Keyring, Signer
 from sealtrail.errors import IntegrityError
 
@@ -47,15 +48,7 @@ def _int(value: Any, name: str) -> int:
 
 
 def _hash(value: Any, name: str) -> bytes:
-    if not isinstance(value, str):
-        raise IntegrityError(f"index field {name!r} must be a hex string")
-    try:
-        raw = bytes.fromhex(value)
-    except ValueError:
-        raise IntegrityError(f"index field {name!r} is not hex") from None
-    if len(raw) != HASH_SIZE or raw.hex() != value:
-        raise IntegrityError(f"index field {name!r} must be 64 lowercase hex characters")
-    return raw
+    return hex_bytes(value, f"index field {name!r}", HASH_SIZE)
 
 
 def _str(value: Any, name: str) -> str:

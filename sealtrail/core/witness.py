@@ -22,6 +22,7 @@ from typing import Any
 from sealtrail.core import layout, merkle
 from sealtrail.core.chain_walk import Anchor
 from sealtrail.core.findings import ARCHIVE, Finding, Kind
+from sealtrail.core.hexfield import hex_bytes
 from sealtrail.core.note import checkpoint_body
 from sealtrail.errors import IntegrityError
 
@@ -32,15 +33,7 @@ STATE_FORMAT = "sealtrail-witness/v1"
 
 
 def _hex(value: Any, what: str) -> bytes:
-    if not isinstance(value, str):
-        raise IntegrityError(f"witness record: {what} is not hex")
-    try:
-        raw = bytes.fromhex(value)
-    except ValueError:
-        raise IntegrityError(f"witness record: {what} is not hex") from None
-    if len(raw) != 32:
-        raise IntegrityError(f"witness record: {what} is not a 32-byte hash")
-    return raw
+    return hex_bytes(value, f"witness record: {what}", 32)
 
 
 def _int(value: Any, what: str) -> int:

@@ -41,17 +41,12 @@ from sealtrail.core.chain import Seals
 from sealtrail.core.chain_walk import Step
 from sealtrail.core.checkpoint import Checkpoint, SignedCheckpoint
 from sealtrail.core.hashing import ENTRY_DOMAIN, sha256
+from sealtrail.core.hexfield import hex_bytes
 from sealtrail.core.note import checkpoint_body, consistency_request, sign_note
 from sealtrail.core.signing import Keyring, Signer
 from sealtrail.errors import DataError, IntegrityError, MalformedInputError
 from sealtrail.inputs import ListOf, Shape, check_shape, load_json
-from sealtrail.verify.proof_batch import (
-    BATCH_SHAPE,
-    batch_part,
-    check_batch,
-    hex_bytes,
-    signed_alone,
-)
+from sealtrail.verify.proof_batch import BATCH_SHAPE, batch_part, check_batch, signed_alone
 
 __all__ = ["FORMAT", "FORMAT_V2", "HOW", "HOW_V2", "ProofResult", "build_proof",
            "chain_note", "load_proof", "proof_document", "verify_proof"]

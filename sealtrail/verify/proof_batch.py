@@ -21,11 +21,12 @@ from typing import Any
 from sealtrail.core import merkle
 from sealtrail.core.chain import BATCH_SEAL_SIZE, BATCH_SEAL_TAG, batch_statement
 from sealtrail.core.checkpoint import Checkpoint
+from sealtrail.core.hexfield import hex_bytes
 from sealtrail.core.signing import SIGNATURE_SIZE, Keyring
 from sealtrail.errors import IntegrityError
 from sealtrail.inputs import ListOf, Shape
 
-__all__ = ["BATCH_SHAPE", "batch_part", "check_batch", "hex_bytes", "signed_alone"]
+__all__ = ["BATCH_SHAPE", "batch_part", "check_batch", "signed_alone"]
 
 #: The longest audit path a proof may hold (a tree of 2**64 leaves).
 MAX_PATH = 64
@@ -67,20 +68,6 @@ def batch_part(records: Sequence[Mapping[str, Any]], position: int) -> dict[str,
         "seal": {"entry_hash": seal["entry_hash"].hex(), "key_id": seal["key_id"],
                  "ingested_at": seal["ingested_at"], "signature": seal["signature"].hex()},
     }
-
-
-def hex_bytes(value: Any, what: str, size: int) -> bytes:
-    """``value`` as ``size`` bytes, when it is exactly their lowercase hex; IntegrityError
-    naming ``what`` otherwise."""
-    if not isinstance(value, str):
-        raise IntegrityError(f"{what} must be a hex string")
-    try:
-        raw = bytes.fromhex(value)
-    except ValueError:
-        raise IntegrityError(f"{what} is not hex") from None
-    if raw.hex() != value or len(raw) != size:
-        raise IntegrityError(f"{what} must be {size} bytes of lowercase hex")
-    return raw
 
 
 def check_batch(batch: Mapping[str, Any], entry: Mapping[str, Any], digest: bytes,
