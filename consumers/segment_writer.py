@@ -29,7 +29,7 @@ from sealtrail.archive.segments import read_segment, write_segment
 from sealtrail.consumers.archive_index import IndexTailError, IndexWriter
 from sealtrail.consumers.chain_tail import TailCheckError, check_tail, check_written
 from sealtrail.core import layout, merkle
-from sealtrail.core.chain import ChainHead
+from sealtrail.core.chain import ChainHead, sealed_prefix
 from sealtrail.core.checkpoint import Checkpoint
 from sealtrail.core.fencing import Fence
 from sealtrail.core.findings import Finding, Kind
@@ -67,16 +67,6 @@ class ArchivedChain:
     schema: dict[str, Any] | None = None  # the schema the buffered records were sealed with
     positions: list[tuple[int, int] | None] = field(default_factory=list)
     """Where each buffered record was read (sealed partition, offset), when known."""
-
-
-def _sealed_length(records: list[dict[str, Any]]) -> int:
-    """How many of ``records`` a segment may take: up to and including the last signed
-    one. The unsigned entries after it wait for the batch seal that covers them (a
-    segment never splits a batch: docs/format.md, "Signatures")."""
-    for i in range(len(records) - 1, -1, -1):
-        if records[i]["signature"]:
-            return i + 1
-    return 0
 
 
 def keyring_file(path: Path) -> Callable[[], Keyring]:
@@ -349,10 +339,11 @@ class SegmentWriter:
         """Write ``state``'s buffer as its next segment, up to its last signed entry (all
         of it when ``whole``: a schema change closes the buffer); the checkpoint follows
         it. False when nothing could be written (the buffer holds an open batch only)."""
-        count = len(state.buffer) if whole else _sealed_length(state.buffer)
+        # up to the last signed entry: a segment never splits a batch (format.md, "Signatures")
+        count = len(state.buffer) if whole else sealed_prefix(state.buffer)
         if not count:
             return False
-        if whole and count != _sealed_length(state.buffer):
+        if whole and count != sealed_prefix(state.buffer):
             log.error("chain %s: the SealedRecord schema changed inside an open batch; its "
                       "unsigned entries are archived as they are and verify will report "
                       "them unsealed", state.chain_id)
@@ -378,7 +369,7 @@ class SegmentWriter:
         stay buffered (:meth:`held`)."""
         wrote = False
         for state in list(self._chains.values()):
-            if _sealed_length(state.buffer) and self._still_ours(state):
+            if sealed_prefix(state.buffer) and self._still_ours(state):
                 wrote = self.write_segment(state) or wrote
         if wrote:
             self.write_index()

@@ -15,7 +15,7 @@ from typing import Any
 from fuzz.targets import WRITERS, _event, signer
 from sealtrail import schemas
 from sealtrail.core.avro import AvroCodec
-from sealtrail.core.chain import ChainHead, seal
+from sealtrail.core.chain import ChainHead, seal, seal_batch
 
 
 def zigzag(n: int) -> bytes:
@@ -29,7 +29,9 @@ def zigzag(n: int) -> bytes:
             return bytes(out)
 
 
-def _records(count: int, schema_id: int) -> list[dict[str, Any]]:
+def _records(count: int, schema_id: int, *, batch: bool = False) -> list[dict[str, Any]]:
+    """``count`` sealed records of one chain; ``batch``: sealed as one batch (record format
+    2: unsigned, the last carrying the batch seal)."""
     head = ChainHead.genesis("raw.0.seed")
     out = []
     for i in range(count):
@@ -41,9 +43,11 @@ def _records(count: int, schema_id: int) -> list[dict[str, Any]]:
             "redaction": {"policy_id": "default", "policy_version": 1, "fields": []},
             "ingested_at": 1_700_000_000_000_000 + i,
             "source": {"topic": "raw", "partition": 0, "offset": i, "schema_id": schema_id},
-        }, signer())
+        }, signer(), sign=not batch)
         head = head.advance(record)
         out.append(record)
+    if batch:
+        seal_batch(0, [r["entry_hash"] for r in out], out[-1], signer())
     return out
 
 
@@ -102,27 +106,25 @@ def _bomb() -> bytes:
     return buf.getvalue()
 
 
-def _proof() -> bytes:
-    """A valid proof (sealtrail-proof/v1) of the first event of a three-entry segment."""
+def _proof(*, batch: bool = False) -> bytes:
+    """A valid proof of the first event of a three-entry segment: sealtrail-proof/v1, or
+    v2 when the segment is one batch (``batch``)."""
     from sealtrail.core import merkle
     from sealtrail.core.canonical import canonical_json
     from sealtrail.core.checkpoint import Checkpoint
-    from sealtrail.verify.proof import FORMAT, HOW, _value_model
+    from sealtrail.verify.proof import proof_document
 
     s = signer()
-    records = _records(3, 9)
+    records = _records(3, 9, batch=batch)
     leaves = [r["entry_hash"] for r in records]
     chain = records[0]["chain_id"]
     cp = Checkpoint(chain, 0, 0, 2, leaves[-1], merkle.root(leaves), bytes(32),
                     f"chains/{chain}/segments/0000000000.avro", bytes(32), 100,
                     1_700_000_000_500_000, s.key_id).sign(s)
     position = 1  # records[1] is an event
-    return canonical_json({
-        "format": FORMAT, "how": HOW, "event_id": records[position]["event"]["event_id"],
-        "entry": _value_model(records[position]), "leaf_index": position, "tree_size": 3,
-        "inclusion_proof": [h.hex() for h in merkle.inclusion_proof(leaves, position)],
-        "checkpoint_key": f"chains/{chain}/checkpoints/0000000000.json",
-        "checkpoint": json.loads(cp.to_bytes())})
+    return canonical_json(proof_document(
+        records[position]["event"]["event_id"], records, position,
+        f"chains/{chain}/checkpoints/0000000000.json", cp))
 
 
 def _export() -> bytes:
@@ -165,7 +167,8 @@ def seeds() -> dict[str, dict[str, bytes]]:
         "checkpoint": {"real": cp.to_bytes(), "nested": nested,
                        "list": b'{"format": "sealtrail-checkpoint/v1", "checkpoint": []}'},
         "note": {"real": note, "no-blank-line": b"a\nb\n", "bad-utf8": b"x\n\n\xff\n"},
-        "proof": {"real": _proof(), "issue-deeply-nested": nested,
+        "proof": {"real": _proof(), "real-v2": _proof(batch=True),
+                  "issue-deeply-nested": nested,
                   "huge-number": b'{"format": "sealtrail-proof/v1", "n": ' + b"9" * 5000 + b"}",
                   "wrong-types": json.dumps({"format": "sealtrail-proof/v1", "entry": []})
                   .encode()},

@@ -18,7 +18,7 @@ from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, TopicPartition
 
-from sealtrail.core.chain import ChainHead
+from sealtrail.core.chain import ChainHead, sealed_prefix
 from sealtrail.core.fencing import replay_tail
 from sealtrail.errors import TransportError
 from sealtrail.schemas.cache import WriterSchemas
@@ -118,9 +118,7 @@ def _open_batch(admitted: Sequence[Mapping[str, Any]], partition: int) -> list[b
     still became visible (Tansu hands aborted records to read_committed readers): they
     continue the chain, so the new owner's first batch seal covers them too, as every
     reader's fencing rule admits them (docs/architecture.md, step 2)."""
-    start = len(admitted)
-    while start and not admitted[start - 1]["signature"]:
-        start -= 1
+    start = sealed_prefix(admitted)
     if start == 0 and admitted[0]["seq"] != 0:
         raise TransportError(
             f"sealed partition {partition}: no signed entry in the {len(admitted)} entries "

@@ -56,7 +56,7 @@ def _prove(args: argparse.Namespace) -> None:
 
 def _verify_proof(args: argparse.Namespace) -> None:
     from sealtrail.inputs import read_file
-    from sealtrail.verify.proof import FORMAT_V2, MAX_PROOF_BYTES, verify_proof
+    from sealtrail.verify.proof import MAX_PROOF_BYTES, verify_proof
 
     keyring = load_keyring_at(Location("keyring", args.keys, "--keys"))
     data = read_file(args.proof, what="proof", max_bytes=MAX_PROOF_BYTES)
@@ -65,8 +65,7 @@ def _verify_proof(args: argparse.Namespace) -> None:
     except IntegrityError as exc:
         print(f"FAILED: {exc}")
         raise
-    signed = ("its batch sealed by" if json.loads(data)["format"] == FORMAT_V2
-              else "entry signed by")
+    signed = "its batch sealed by" if result.batch else "entry signed by"
     print(f"VERIFIED: event {result.event_id} is entry seq {result.seq} of chain "
           f"{result.chain_id}, covered by checkpoint {result.checkpoint_index} "
           f"({signed} {result.key_id})")

@@ -38,7 +38,8 @@ from sealtrail.core.hashing import (
 from sealtrail.core.signing import SIGNATURE_SIZE, Keyring, Signer
 
 __all__ = ["BATCH_SEAL_SIZE", "BATCH_SEAL_TAG", "ChainHead", "EntryProblem", "Seals",
-           "batch_statement", "check_entry", "entry_hash", "genesis_hash", "seal", "seal_batch"]
+           "batch_statement", "check_entry", "entry_hash", "genesis_hash", "seal", "seal_batch",
+           "sealed_prefix"]
 
 #: The first byte of a batch seal; the 64-byte Ed25519 signature follows it.
 BATCH_SEAL_TAG = b"\x01"
@@ -115,6 +116,15 @@ def seal_batch(first_seq: int, entry_hashes: Sequence[bytes], last: dict[str, An
     statement = batch_statement(first_seq, last["seq"], last["ingested_at"],
                                 merkle.root(entry_hashes), last["entry_hash"])
     last["signature"] = BATCH_SEAL_TAG + signer.sign(statement)
+
+
+def sealed_prefix(records: Sequence[Mapping[str, Any]]) -> int:
+    """How many of ``records`` (consecutive entries of a chain, oldest first) end with a
+    signed entry: the records after it belong to a batch whose seal is not among them."""
+    end = len(records)
+    while end and not records[end - 1]["signature"]:
+        end -= 1
+    return end
 
 
 class Seals:

@@ -152,11 +152,15 @@ def build_proof(store: ArchiveStore, event_id: str, keyring: Keyring) -> bytes:
 
 @dataclass(frozen=True)
 class ProofResult:
+    """What a proof proved. ``key_id``: the key that signed the entry (v1) or the seal of
+    its batch (v2, ``batch`` True)."""
+
     event_id: str
     chain_id: str
     seq: int
     checkpoint_index: int
     key_id: str
+    batch: bool = False
 
 
 #: The largest proof file: one entry (an event is at most max_event_bytes), a checkpoint and
@@ -278,7 +282,7 @@ def verify_proof(data: bytes, keyring: Keyring) -> ProofResult:
             raise IntegrityError(f"entry signature: {problem}")
     cp = _checkpoint(doc, keyring, digest)
     key_id = check_batch(doc["batch"], entry, digest, keyring, cp) if v2 else entry["key_id"]
-    return ProofResult(doc["event_id"], cp.chain_id, entry["seq"], cp.index, key_id)
+    return ProofResult(doc["event_id"], cp.chain_id, entry["seq"], cp.index, key_id, v2)
 
 
 # -- C2SP checkpoint notes ------------------------------------------------------------------

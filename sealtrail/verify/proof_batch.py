@@ -19,7 +19,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from sealtrail.core import merkle
-from sealtrail.core.chain import BATCH_SEAL_SIZE, BATCH_SEAL_TAG, batch_statement
+from sealtrail.core.chain import BATCH_SEAL_SIZE, BATCH_SEAL_TAG, batch_statement, sealed_prefix
 from sealtrail.core.checkpoint import Checkpoint
 from sealtrail.core.hexfield import hex_bytes
 from sealtrail.core.signing import SIGNATURE_SIZE, Keyring
@@ -50,9 +50,7 @@ def batch_part(records: Sequence[Mapping[str, Any]], position: int) -> dict[str,
     records of a segment that checked out (it starts a batch and ends with a signed
     entry): the batch runs from the record after the previous signed one (or the first) to
     the first batch seal at or after ``position``."""
-    start = position
-    while start > 0 and not records[start - 1]["signature"]:
-        start -= 1
+    start = sealed_prefix(records[:position])
     end = position
     while end < len(records) and not records[end]["signature"]:
         end += 1

@@ -26,19 +26,34 @@ from sealtrail.schemas.cache import WriterSchemas
 from sealtrail.schemas.registry_client import registry_client
 
 
-def genesis_entry(settings: Settings, partition: int) -> tuple[dict[str, object], bytes]:
-    """The first entry of a new chain for raw ``partition`` (a rejection of raw offset 0),
-    sealed with the settings' key, and its framed bytes for the sealed topic."""
-    raw = b"\x00junk"
-    record = seal(ChainHead.genesis(new_chain_id(settings.raw_topic, partition)), {
-        "kind": "REJECTION", "event": None,
-        "rejection": {"reason": "UNDECODABLE", "detail": "test", "raw_sha256": sha256(raw),
-                      "raw_size": len(raw)},
-        "redaction": {"policy_id": "default", "policy_version": 1, "fields": []},
-        "ingested_at": 1,
-        "source": {"topic": settings.raw_topic, "partition": partition, "offset": 0,
-                   "schema_id": None},
-    }, load_signer(settings.keys))
+def rejections(settings: Settings, head: ChainHead, offsets: range, *,
+               sign: bool = False) -> list[dict[str, object]]:
+    """Entries after ``head`` for raw ``offsets`` of partition 0 (rejections), sealed with
+    the settings' key: unsigned as a sealer writes them before the batch seal (record
+    format 2), or each signed on its own (``sign``)."""
+    signer = load_signer(settings.keys)
+    records = []
+    for offset in offsets:
+        raw = b"\x00junk"
+        record = seal(head, {
+            "kind": "REJECTION", "event": None,
+            "rejection": {"reason": "UNDECODABLE", "detail": "test", "raw_sha256": sha256(raw),
+                          "raw_size": len(raw)},
+            "redaction": {"policy_id": "default", "policy_version": 1, "fields": []},
+            "ingested_at": time.time_ns() // 1000,
+            "source": {"topic": settings.raw_topic, "partition": 0, "offset": offset,
+                       "schema_id": None},
+        }, signer, sign=sign)
+        head = head.advance(record)
+        records.append(record)
+    return records
+
+
+def genesis_entry(settings: Settings) -> tuple[dict[str, object], bytes]:
+    """The first entry of a new chain for raw partition 0 (a rejection of raw offset 0),
+    signed, and its framed bytes for the sealed topic."""
+    [record] = rejections(settings, ChainHead.genesis(new_chain_id(settings.raw_topic, 0)),
+                          range(1), sign=True)
     return record, sealed_framer(settings)(record)
 
 
@@ -53,7 +68,7 @@ def test_recovery_waits_for_an_open_transaction_instead_of_starting_a_second_cha
     that entry's chain after raw offset 0."""
     writers = WriterSchemas(registry_client(settings.registry_url))
     conf = {"bootstrap.servers": settings.bootstrap}
-    record, value = genesis_entry(settings, 0)
+    record, value = genesis_entry(settings)
     writer = Producer({**conf, "transactional.id": f"other-{uuid.uuid4().hex[:8]}"})
     writer.init_transactions(30)
     writer.begin_transaction()
@@ -67,27 +82,6 @@ def test_recovery_waits_for_an_open_transaction_instead_of_starting_a_second_cha
     assert state is not None
     assert state.head.chain_id == record["chain_id"] and state.head.seq == 0
     assert state.next_source_offset == 1 and end >= 1
-
-
-def _rejections(settings: Settings, head: ChainHead, offsets: range) -> list[dict[str, object]]:
-    """Unsigned entries (record format 2) after ``head`` for raw ``offsets`` of partition 0,
-    as a sealer writes them before the batch seal."""
-    signer = load_signer(settings.keys)
-    records = []
-    for offset in offsets:
-        raw = b"\x00junk"
-        record = seal(head, {
-            "kind": "REJECTION", "event": None,
-            "rejection": {"reason": "UNDECODABLE", "detail": "test", "raw_sha256": sha256(raw),
-                          "raw_size": len(raw)},
-            "redaction": {"policy_id": "default", "policy_version": 1, "fields": []},
-            "ingested_at": time.time_ns() // 1000,
-            "source": {"topic": settings.raw_topic, "partition": 0, "offset": offset,
-                       "schema_id": None},
-        }, signer, sign=False)
-        head = head.advance(record)
-        records.append(record)
-    return records
 
 
 @on_both_brokers
@@ -107,10 +101,10 @@ def test_a_batch_cut_short_is_sealed_once_by_the_next_owner(
     assert raw.flush(30) == 0
     frame_ = sealed_framer(settings)
     signer = load_signer(settings.keys)
-    first = _rejections(settings, ChainHead.genesis(new_chain_id(settings.raw_topic, 0)),
+    first = rejections(settings, ChainHead.genesis(new_chain_id(settings.raw_topic, 0)),
                         range(3))
     seal_batch(0, [r["entry_hash"] for r in first], first[-1], signer)
-    orphans = _rejections(settings, ChainHead.genesis(first[0]["chain_id"]).advance(first[-1]),
+    orphans = rejections(settings, ChainHead.genesis(first[0]["chain_id"]).advance(first[-1]),
                           range(3, 5))
     writer = Producer({**conf, "transactional.id": f"old-owner-{uuid.uuid4().hex[:8]}"})
     writer.init_transactions(30)
