@@ -56,13 +56,14 @@ def raw_ends(settings: Settings) -> dict[int, int]:
     return ends
 
 
-def sealed_topic(settings: Settings) -> dict[int, list[dict[str, Any]]]:
-    """Every committed record of the sealed topic, per partition, in offset order."""
+def sealed_topic_at(settings: Settings) -> dict[int, list[tuple[int, dict[str, Any]]]]:
+    """Every committed record of the sealed topic with its offset, per partition, in
+    offset order."""
     writers = WriterSchemas(registry_client(settings.registry_url))
     consumer = Consumer({"bootstrap.servers": settings.bootstrap, "group.id": "chaos-reader",
                          "enable.partition.eof": True, "isolation.level": "read_committed",
                          "enable.auto.commit": False})
-    out: dict[int, list[dict[str, Any]]] = {p: [] for p in range(settings.partitions)}
+    out: dict[int, list[tuple[int, dict[str, Any]]]] = {p: [] for p in range(settings.partitions)}
     consumer.assign([TopicPartition(settings.sealed_topic, p, 0)
                      for p in range(settings.partitions)])
     done: set[int] = set()
@@ -75,11 +76,16 @@ def sealed_topic(settings: Settings) -> dict[int, list[dict[str, Any]]]:
                     if err.code() == KafkaError._PARTITION_EOF:
                         done.add(msg.partition())
                     continue
-                out[msg.partition()].append(writers.decode(msg.value())[0])
+                out[msg.partition()].append((msg.offset(), writers.decode(msg.value())[0]))
     finally:
         consumer.close()
     assert len(done) == settings.partitions, "could not read the sealed topic to its end"
     return out
+
+
+def sealed_topic(settings: Settings) -> dict[int, list[dict[str, Any]]]:
+    """Every committed record of the sealed topic, per partition, in offset order."""
+    return {p: [r for _, r in rs] for p, rs in sealed_topic_at(settings).items()}
 
 
 @dataclass

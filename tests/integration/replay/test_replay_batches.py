@@ -6,12 +6,11 @@ run resumes from a batch start."""
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
-from helpers.chaos import sealed_framer
+from confluent_kafka import Consumer, Producer, TopicPartition
+from helpers.chaos import sealed_framer, sealed_topic_at
 from helpers.cli import sealtrail
 from helpers.pipeline_checks import finish_producer, run_producer, wait_until
 from helpers.stages import run_pipeline
@@ -22,38 +21,10 @@ from sealtrail.core.chain import BATCH_SEAL_SIZE, ChainHead, seal
 from sealtrail.core.findings import Kind
 from sealtrail.keys import load_keyring
 from sealtrail.replay import KafkaSource, Query, ReplayState, replay_kafka
-from sealtrail.schemas.cache import WriterSchemas
-from sealtrail.schemas.registry_client import registry_client
-
-
-def sealed_records(settings: Settings) -> dict[int, list[tuple[int, dict[str, Any]]]]:
-    """Every committed record of the sealed topic with its offset, per partition."""
-    writers = WriterSchemas(registry_client(settings.registry_url))
-    consumer = Consumer({"bootstrap.servers": settings.bootstrap, "group.id": "batch-reader",
-                         "enable.partition.eof": True, "isolation.level": "read_committed",
-                         "enable.auto.commit": False})
-    out: dict[int, list[tuple[int, dict[str, Any]]]] = {p: [] for p in range(settings.partitions)}
-    consumer.assign([TopicPartition(settings.sealed_topic, p, 0)
-                     for p in range(settings.partitions)])
-    done: set[int] = set()
-    deadline = time.monotonic() + 60
-    try:
-        while len(done) < settings.partitions and time.monotonic() < deadline:
-            for msg in consumer.consume(1000, 0.5):
-                err = msg.error()
-                if err is None:
-                    out[msg.partition()].append((msg.offset(),
-                                                 writers.decode(msg.value())[0]))
-                elif err.code() == KafkaError._PARTITION_EOF:
-                    done.add(msg.partition())
-    finally:
-        consumer.close()
-    assert len(done) == settings.partitions, "could not read the sealed topic to its end"
-    return out
 
 
 def events_sealed(settings: Settings) -> int:
-    return sum(r["kind"] == "EVENT" for rs in sealed_records(settings).values() for _, r in rs)
+    return sum(r["kind"] == "EVENT" for rs in sealed_topic_at(settings).values() for _, r in rs)
 
 
 def visible(settings: Settings, partition: int, offset: int) -> bool:
@@ -86,7 +57,7 @@ def test_batch_sealed_topic_replays_whole_and_resumes_at_a_batch_start(
     finish_producer(run_producer(settings, "billing", 40, seed=1))  # more batches
     wait_until(lambda: events_sealed(settings) >= 80, 60, "80 events sealed", stages[0].alive)
     stages[0].stop()
-    topic = sealed_records(settings)
+    topic = sealed_topic_at(settings)
     signatures = [len(r["signature"]) for rs in topic.values() for _, r in rs]
     assert signatures.count(0) > 0 and signatures.count(BATCH_SEAL_SIZE) >= 2, \
         "the sealer did not write batch seals"
@@ -137,7 +108,7 @@ def test_unsealed_batch_is_held_and_a_forged_seal_breaks_the_batch(
     run_pipeline(settings, stages, tmp_path, 20)
     wait_until(lambda: events_sealed(settings) >= 20, 60, "20 events sealed", stages[0].alive)
     stages[0].stop()
-    partition, records = next((p, rs) for p, rs in sealed_records(settings).items() if rs)
+    partition, records = next((p, rs) for p, rs in sealed_topic_at(settings).items() if rs)
     last = records[-1][1]
     assert len(last["signature"]) == BATCH_SEAL_SIZE
     head = ChainHead(last["chain_id"], last["seq"], last["entry_hash"], last["epoch"])
