@@ -9,6 +9,14 @@
 * ``search.rebuild_python_eps`` / ``search.rebuild_vs_python``: the same rebuild on the
   reference path (native readers switched off, rows added batch by batch as before the
   bulk load), the baseline of the same run.
+* ``search.check_eps`` / ``search.load_eps``: the two parts of a rebuild that it cannot
+  do without, each alone in the same run: checking the archive's segments (no records
+  decoded), and SQLite loading the same rows, made beforehand, into a fresh index.
+  ``search.rebuild_ceiling_eps`` = 1 / (1/check + 1/load): what a rebuild would reach if
+  decoding records and building rows cost nothing; ``search.rebuild_vs_ceiling``.
+* ``search.add_eps``: SQLite alone adding the same rows as the indexer does
+  (``SqliteIndex.add``, batches of 2,000 into a fresh index), the floor of ``index run``;
+  ``search.run_vs_add``.
 * ``search.run_eps``: the indexer (``sealtrail index run``) consuming the same events from
   the sealed topic of the embedded broker into a fresh index, per CPU-second of this
   process (its librdkafka threads included); ``search.run_wall_eps`` per wall second, from
@@ -28,6 +36,8 @@ import time
 import uuid
 from pathlib import Path
 from typing import Any
+
+SEGMENT_RECORDS = 5000
 
 
 def _rebuild(built: Any, path: Path) -> tuple[int, float, float]:
@@ -65,7 +75,48 @@ def _rebuild_python(built: Any, path: Path) -> float:
     return n / cpu
 
 
-def _run(built: Any, home: Path) -> dict[str, object]:
+def _check(built: Any) -> float:
+    """Events checked per CPU-second: every segment against its checkpoint, no records."""
+    from sealtrail.replay import ArchiveSource
+
+    reader = ArchiveSource(built.store, built.keyring, check_signatures=False).reader
+    n, cpu = 0, time.process_time()
+    for chain_id in reader.chain_ids():
+        for _, outcome in reader.segments(reader.plan(chain_id), want_records=False):
+            assert outcome.finding is None, outcome.finding
+            n += outcome.entries
+    return n / (time.process_time() - cpu)
+
+
+def _load(records: dict[Any, list[dict[str, Any]]], base: Path) -> tuple[float, float]:
+    """Rows per CPU-second that SQLite alone takes, from rows made beforehand: the bulk
+    load of a rebuild (insert, secondary and full-text indexes built after, commit,
+    ANALYZE), and ``SqliteIndex.add`` in the indexer's batches of 2,000 (every index
+    kept up row by row, a transaction a batch)."""
+    from sealtrail.search import IndexRow, row_values
+    from sealtrail.search._sqlite import SqliteIndex
+
+    values = [v for chain in records.values() for position, record in enumerate(chain)
+              if (v := row_values(record, position // SEGMENT_RECORDS)) is not None]
+    rows = [IndexRow(*v) for v in values]
+    rates = []
+    for name in ("bulk", "add"):
+        index = SqliteIndex(str(base / f"{name}.sqlite"))
+        try:
+            cpu = time.process_time()
+            if name == "bulk":
+                with index.bulk() as loading:
+                    loading.add_values(values)
+            else:
+                for at in range(0, len(rows), 2000):
+                    index.add(rows[at:at + 2000])
+            rates.append(len(values) / (time.process_time() - cpu))
+        finally:
+            index.close()
+    return rates[0], rates[1]
+
+
+def _run(built: Any, home: Path) -> dict[str, int]:
     """The indexer on the sealed topic holding the archive's events."""
     from confluent_kafka import Producer
     from confluent_kafka.schema_registry import Schema
@@ -124,7 +175,7 @@ def run() -> dict[str, object]:
     with tempfile.TemporaryDirectory(prefix="sealtrail-bench-index-") as tmp:
         base = Path(tmp)
         built = build_archive(base, chains=2, segments=max(events // 10_000, 1),
-                              records=5000, rejections=())
+                              records=SEGMENT_RECORDS, rejections=())
         records = built.records
         built.records = {}  # a rebuild does not hold the archive in memory
         n, cpu, wall = _rebuild(built, base / "index.sqlite")
@@ -135,5 +186,14 @@ def run() -> dict[str, object]:
         figures["search.rebuild_python_eps"] = round(python)
         figures["search.rebuild_vs_python"] = round(n / cpu / python, 1)
         built.records = records
-        figures.update(_run(built, base))
+        check, (load, add) = _check(built), _load(records, base)
+        ceiling = 1 / (1 / check + 1 / load)
+        figures["search.check_eps"] = round(check)
+        figures["search.load_eps"] = round(load)
+        figures["search.rebuild_ceiling_eps"] = round(ceiling)
+        figures["search.rebuild_vs_ceiling"] = round(n / cpu / ceiling, 2)
+        figures["search.add_eps"] = round(add)
+        run = _run(built, base)
+        figures.update(run)
+        figures["search.run_vs_add"] = round(run["search.run_eps"] / add, 2)
     return figures
