@@ -13,8 +13,8 @@ the archive's signed checkpoints.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import asdict, dataclass
-from typing import Any, Protocol
+from dataclasses import dataclass
+from typing import Any, NamedTuple, Protocol
 
 from sealtrail.search._query import FIELDS, SearchQuery, parse_query
 from sealtrail.search._words import counted
@@ -33,9 +33,9 @@ __all__ = [
 ]
 
 
-@dataclass(frozen=True)
-class IndexRow:
-    """What the index keeps of one sealed event."""
+class IndexRow(NamedTuple):
+    """What the index keeps of one sealed event (a tuple in :data:`COLUMNS` order, which
+    is what the backends insert)."""
 
     chain_id: str
     seq: int
@@ -56,12 +56,12 @@ class IndexRow:
     body: str
 
     def to_json(self) -> dict[str, Any]:
-        doc = asdict(self)
+        doc = self._asdict()
         del doc["body"]
         return doc
 
 
-COLUMNS = tuple(IndexRow.__dataclass_fields__)
+COLUMNS = IndexRow._fields
 
 
 def row_from_record(record: Mapping[str, Any], segment: int | None = None) -> IndexRow | None:

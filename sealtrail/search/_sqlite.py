@@ -108,7 +108,7 @@ class SqliteIndex:
         try:                            # indexing the rows after it
             db.execute(_NO_TRIGGER)  # (an older version writing the file may have made it)
             last = db.execute(_LAST_ROWID).fetchone()[0]
-            added = db.executemany(_INSERT, [astuple(r) for r in rows]).rowcount
+            added = db.executemany(_INSERT, rows).rowcount
             if added > 0:
                 db.execute(_FTS_AFTER, (last,))
             known = [(r.segment, r.chain_id, r.seq) for r in rows if r.segment is not None]
@@ -194,7 +194,7 @@ class SqliteBulk:
         return self
 
     def add(self, rows: Iterable[IndexRow]) -> None:
-        self.add_values([astuple(r) for r in rows])
+        self.add_values(list(rows))
 
     def add_values(self, values: list[tuple[Any, ...]]) -> None:
         """Rows as tuples of :data:`COLUMNS` values (see :func:`sealtrail.search.row_values`)."""
@@ -218,7 +218,3 @@ class SqliteBulk:
         if exc[0] is None:
             db.execute("ANALYZE")
 
-
-def astuple(row: IndexRow) -> tuple[Any, ...]:
-    """The row's values in :data:`COLUMNS` order."""
-    return tuple(getattr(row, c) for c in COLUMNS)
