@@ -66,8 +66,7 @@ class PostgresIndex:
     def add(self, rows: Iterable[IndexRow]) -> int:
         added = 0
         with self._db.transaction(), self._db.cursor() as cur:
-            cur.executemany(_INSERT, list(rows),
-                            returning=True)
+            cur.executemany(_INSERT, list(rows), returning=True)
             while True:
                 row = cur.fetchone()
                 if row is not None and row[0]:

@@ -217,4 +217,3 @@ class SqliteBulk:
             db.execute("PRAGMA synchronous=NORMAL")
         if exc[0] is None:
             db.execute("ANALYZE")
-
