@@ -120,6 +120,8 @@ def test_a_batch_cut_short_is_sealed_once_by_the_next_owner(
     store = store_of(settings)
     wait_until(lambda: len(archived_records(store)) >= 10, 120, "raw offsets 0..9 archived",
                alive=lambda: all(s.alive() for s in stages))
+    for stage in stages:  # the archiver writes the archive index after the segment
+        assert stage.stop() == 0, stage.output()
     records = sorted(archived_records(store), key=lambda r: r["seq"])
     assert [r["source"]["offset"] for r in records] == list(range(10))  # once each, in order
     assert {r["chain_id"] for r in records} == {first[0]["chain_id"]}
