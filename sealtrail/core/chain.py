@@ -118,10 +118,11 @@ def seal_batch(first_seq: int, entry_hashes: Sequence[bytes], last: dict[str, An
     last["signature"] = BATCH_SEAL_TAG + signer.sign(statement)
 
 
-def sealed_prefix(records: Sequence[Mapping[str, Any]]) -> int:
-    """How many of ``records`` (consecutive entries of a chain, oldest first) end with a
-    signed entry: the records after it belong to a batch whose seal is not among them."""
-    end = len(records)
+def sealed_prefix(records: Sequence[Mapping[str, Any]], end: int | None = None) -> int:
+    """How many of ``records`` (consecutive entries of a chain, oldest first; only the
+    first ``end`` of them when given) end with a signed entry: the records after it belong
+    to a batch whose seal is not among them."""
+    end = len(records) if end is None else end
     while end and not records[end - 1]["signature"]:
         end -= 1
     return end

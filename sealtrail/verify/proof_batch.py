@@ -50,7 +50,7 @@ def batch_part(records: Sequence[Mapping[str, Any]], position: int) -> dict[str,
     records of a segment that checked out (it starts a batch and ends with a signed
     entry): the batch runs from the record after the previous signed one (or the first) to
     the first batch seal at or after ``position``."""
-    start = sealed_prefix(records[:position])
+    start = sealed_prefix(records, position)
     end = position
     while end < len(records) and not records[end]["signature"]:
         end += 1

@@ -20,6 +20,7 @@ from sealtrail.core.chain import (
     check_entry,
     seal,
     seal_batch,
+    sealed_prefix,
 )
 from sealtrail.core.findings import Kind
 from sealtrail.core.hashing import SIG_BATCH_DOMAIN
@@ -178,3 +179,14 @@ def test_any_changed_hash_or_signature_byte_breaks_the_walk(layout: str,
     tampered[i][field] = bytes(value)
     answers, seals = walk(tampered)
     assert any(a is not None for a in answers) or seals.open
+
+
+@given(st.lists(st.booleans(), max_size=20), st.data())
+def test_sealed_prefix_ends_at_the_last_signed_entry(signed: list[bool], data: Any) -> None:
+    """core.chain.sealed_prefix, the one rule for where an open batch starts (archiver,
+    recovery, proofs): the records after the last signed one, within the first ``end``."""
+    records = [{"signature": b"\x01" * 65 if s else b""} for s in signed]
+    end = data.draw(st.integers(0, len(records)))
+    want = max((i + 1 for i, s in enumerate(signed[:end]) if s), default=0)
+    assert sealed_prefix(records, end) == want
+    assert sealed_prefix(records[:end]) == want
